@@ -1,0 +1,235 @@
+//! The command line (SPEC §4): `mailcode` (same as `serve`), `user`, `sessions`, `migrate`.
+//! Passwords are read from standard input, never from argv (argv is visible to every user).
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::clock::{rfc3339, SystemClock};
+use crate::config::{ServeArgs, Settings};
+use crate::domain::{Email, Password, Username};
+use crate::policy::Policy;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mailcode",
+    version,
+    about = "Email-code login service: one-time codes bound to server-side sessions that stick."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Manage accounts.
+    #[command(subcommand)]
+    User(UserCmd),
+    /// Inspect and end sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCmd),
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Create an account; the password is read from standard input.
+    Add { username: String, email: String },
+    /// List accounts.
+    List,
+    /// Disable an account and end all of its sessions.
+    Disable { user: String },
+    /// Enable a disabled account.
+    Enable { user: String },
+    /// Set a new password (from standard input); ends all of the user's sessions.
+    Passwd { user: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SessionsCmd {
+    /// List a user's live sessions.
+    List { user: String },
+    /// End all of a user's sessions, or one with --id.
+    Revoke {
+        user: String,
+        #[arg(long)]
+        id: Option<String>,
+    },
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = match Settings::resolve(cli.serve) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("mailcode: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mailcode: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = rt.block_on(async move {
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => crate::app::serve(settings).await.map_err(|e| e.to_string()),
+            cmd => admin(settings, cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailcode: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn read_password() -> Result<Password, String> {
+    eprintln!("password (read from standard input):");
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| e.to_string())?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    Password::parse(pw).map_err(|e| format!("password: {e}"))
+}
+
+async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
+    let built = crate::app::build(&settings, Arc::new(SystemClock), Policy::default())
+        .await
+        .map_err(|e| e.to_string())?;
+    let core = built.core;
+    let find = |who: String| {
+        let core = core.clone();
+        async move {
+            core.find_user(&who)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no user {who:?}"))
+        }
+    };
+    match cmd {
+        Command::Serve => unreachable!("handled by main"),
+        Command::Migrate => println!("database is up to date"),
+        Command::User(UserCmd::Add { username, email }) => {
+            let username = Username::parse(&username).map_err(|e| format!("username: {e}"))?;
+            let email = Email::parse(&email).map_err(|e| format!("email: {e}"))?;
+            let password = read_password()?;
+            let id = core
+                .add_user(&username, &email, &password)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("created user {id} {username} <{email}>");
+        }
+        Command::User(UserCmd::List) => {
+            for u in core
+                .stores
+                .users
+                .list_users()
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    u.id,
+                    u.username,
+                    u.email,
+                    if u.disabled { "disabled" } else { "active" },
+                    rfc3339(u.created_at)
+                );
+            }
+        }
+        Command::User(UserCmd::Disable { user }) => {
+            let u = find(user).await?;
+            let n = core.disable_user(&u).await.map_err(|e| e.to_string())?;
+            println!("disabled {}; ended {n} session(s)", u.username);
+        }
+        Command::User(UserCmd::Enable { user }) => {
+            let u = find(user).await?;
+            core.enable_user(&u).await.map_err(|e| e.to_string())?;
+            println!("enabled {}", u.username);
+        }
+        Command::User(UserCmd::Passwd { user }) => {
+            let u = find(user).await?;
+            let password = read_password()?;
+            let n = core
+                .set_password(&u, &password)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("password of {} changed; ended {n} session(s)", u.username);
+        }
+        Command::Sessions(SessionsCmd::List { user }) => {
+            let u = find(user).await?;
+            let now = core.now();
+            for s in core
+                .stores
+                .sessions
+                .list_user_sessions(u.id, now)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                println!(
+                    "{}\t{}\tcreated {}\tlast seen {}\t{}\t{}",
+                    s.key.as_str(),
+                    s.kind.as_str(),
+                    rfc3339(s.created_at),
+                    rfc3339(s.last_seen_at),
+                    s.ip,
+                    s.user_agent
+                );
+            }
+        }
+        Command::Sessions(SessionsCmd::Revoke { user, id }) => {
+            let u = find(user).await?;
+            match id {
+                Some(id) => {
+                    let key = crate::domain::SessionKey::parse(&id)
+                        .ok_or("--id: not a session id (64 hex digits)")?;
+                    let mine = core
+                        .stores
+                        .sessions
+                        .list_user_sessions(u.id, core.now())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if !mine.iter().any(|s| s.key == key) {
+                        return Err(format!("{} has no session {id}", u.username));
+                    }
+                    core.stores
+                        .sessions
+                        .delete_session(&key)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!("ended 1 session");
+                }
+                None => {
+                    let n = core
+                        .stores
+                        .sessions
+                        .revoke_user_sessions(u.id, None)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    println!("ended {n} session(s)");
+                }
+            }
+        }
+    }
+    Ok(())
+}

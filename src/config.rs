@@ -1,0 +1,276 @@
+//! One [`Settings`] value: command-line flags, then `MAILCODE_*` variables (clap reads both),
+//! then an optional `mailcode.toml`, then defaults. Validated once: a bad setting stops start-up
+//! with a message naming the setting and what is allowed.
+use clap::Args;
+use ipnet::IpNet;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::http::cookies::SameSite;
+
+/// Flags and variables; `None` means "not given here", so the toml file and defaults can apply.
+#[derive(Debug, Default, Clone, Args, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ServeArgs {
+    /// Address to listen on [default: 127.0.0.1:3000]
+    #[arg(long, env = "MAILCODE_LISTEN")]
+    pub listen: Option<String>,
+    /// sqlite://… (default sqlite://<data-dir>/mailcode.db)
+    #[arg(long, env = "MAILCODE_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// redis://… for sessions, codes and rate limits (default: in the database)
+    #[arg(long, env = "MAILCODE_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// smtp://user:pass@host:port, smtps://…, smtp://…?tls=required (default: the development outbox)
+    #[arg(long, env = "MAILCODE_SMTP_URL")]
+    pub smtp_url: Option<String>,
+    /// The From of code mails [default: mailcode <no-reply@localhost>]
+    #[arg(long, env = "MAILCODE_MAIL_FROM")]
+    pub mail_from: Option<String>,
+    /// An origin allowed to call the API with credentials (repeatable), e.g. http://localhost:5173
+    #[arg(
+        long = "cors-origin",
+        env = "MAILCODE_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    #[serde(default, rename = "cors-origins")]
+    pub cors_origins: Vec<String>,
+    /// CIDRs of proxies whose X-Forwarded-For/-Proto are believed (comma separated)
+    #[arg(long, env = "MAILCODE_TRUST_PROXY", value_delimiter = ',')]
+    #[serde(default)]
+    pub trust_proxy: Vec<String>,
+    /// The server secret [default: <data-dir>/secret, generated on first run, mode 0600]
+    #[arg(long, env = "MAILCODE_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Allow sign-in with the code alone (POST /api/login/code)
+    #[arg(long, env = "MAILCODE_PASSWORDLESS", num_args = 0..=1, default_missing_value = "true")]
+    pub passwordless: Option<bool>,
+    /// lax, strict, or none (a page on another site; forces Secure) [default: lax]
+    #[arg(long, env = "MAILCODE_COOKIE_SAME_SITE")]
+    pub cookie_same_site: Option<String>,
+    /// Domain attribute of the cookie [default: none, a host-only cookie]
+    #[arg(long, env = "MAILCODE_COOKIE_DOMAIN")]
+    pub cookie_domain: Option<String>,
+    /// Where the database, secret and outbox live [default: ./data]
+    #[arg(long, env = "MAILCODE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Mail domains refused with INVALID_EMAIL (comma separated; disposable mail services)
+    #[arg(long, env = "MAILCODE_BLOCKED_DOMAINS", value_delimiter = ',')]
+    #[serde(default)]
+    pub blocked_domains: Vec<String>,
+    /// Configuration file [default: ./mailcode.toml when it exists]
+    #[arg(long, env = "MAILCODE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub redis_url: Option<String>,
+    pub smtp_url: Option<String>,
+    pub mail_from: lettre::message::Mailbox,
+    pub cors_origins: Vec<String>,
+    pub trust_proxy: Vec<IpNet>,
+    pub secret_file: PathBuf,
+    pub passwordless: bool,
+    pub cookie_same_site: SameSite,
+    pub cookie_domain: Option<String>,
+    pub data_dir: PathBuf,
+    pub blocked_domains: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {setting}: {problem}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub problem: String,
+}
+
+fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        setting,
+        problem: problem.into(),
+    }
+}
+
+impl ServeArgs {
+    /// Fills what flags and env left open from the toml file, if any.
+    fn merge(mut self, file: ServeArgs) -> ServeArgs {
+        macro_rules! fill {
+            ($($f:ident),*) => { $( if self.$f.is_none() { self.$f = file.$f; } )* };
+        }
+        fill!(
+            listen,
+            database_url,
+            redis_url,
+            smtp_url,
+            mail_from,
+            secret_file,
+            passwordless,
+            cookie_same_site,
+            cookie_domain,
+            data_dir
+        );
+        if self.cors_origins.is_empty() {
+            self.cors_origins = file.cors_origins;
+        }
+        if self.trust_proxy.is_empty() {
+            self.trust_proxy = file.trust_proxy;
+        }
+        if self.blocked_domains.is_empty() {
+            self.blocked_domains = file.blocked_domains;
+        }
+        self
+    }
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs) -> Result<Settings, ConfigError> {
+        let path = args.config.clone().or_else(|| {
+            let p = PathBuf::from("mailcode.toml");
+            p.exists().then_some(p)
+        });
+        let args = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(&p)
+                    .map_err(|e| bad("--config", format!("cannot read {}: {e}", p.display())))?;
+                let file: ServeArgs = toml::from_str(&text)
+                    .map_err(|e| bad("--config", format!("{}: {e}", p.display())))?;
+                args.merge(file)
+            }
+            None => args,
+        };
+        Settings::from_args(args)
+    }
+
+    pub fn from_args(a: ServeArgs) -> Result<Settings, ConfigError> {
+        let listen_raw = a.listen.unwrap_or_else(|| "127.0.0.1:3000".into());
+        let listen: SocketAddr = listen_raw.parse().map_err(|_| {
+            bad(
+                "--listen / MAILCODE_LISTEN",
+                format!("{listen_raw:?} is not IP:PORT, e.g. 127.0.0.1:3000 or 0.0.0.0:8080"),
+            )
+        })?;
+        let data_dir = a.data_dir.unwrap_or_else(|| PathBuf::from("data"));
+        let database_url = a
+            .database_url
+            .unwrap_or_else(|| format!("sqlite://{}/mailcode.db", data_dir.display()));
+        if !database_url.starts_with("sqlite:") {
+            return Err(bad(
+                "--database-url / MAILCODE_DATABASE_URL",
+                format!("{database_url:?}: this build supports sqlite://PATH; mysql:// and postgres:// are not available yet"),
+            ));
+        }
+        if let Some(r) = &a.redis_url {
+            return Err(bad(
+                "--redis-url / MAILCODE_REDIS_URL",
+                format!("{r:?}: Redis storage is not available in this build yet; omit it to keep sessions in the database"),
+            ));
+        }
+        if let Some(u) = &a.smtp_url {
+            if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
+                return Err(bad("--smtp-url / MAILCODE_SMTP_URL", format!("{u:?}: use smtp://host:port, smtps://host:port or smtp://host:port?tls=required")));
+            }
+        }
+        let from_raw = a
+            .mail_from
+            .unwrap_or_else(|| "mailcode <no-reply@localhost>".into());
+        let mail_from = from_raw.parse().map_err(|e| {
+            bad(
+                "--mail-from / MAILCODE_MAIL_FROM",
+                format!(
+                    "{from_raw:?} is not a mailbox ({e}); e.g. \"My App <no-reply@example.com>\""
+                ),
+            )
+        })?;
+        let mut cors_origins = Vec::new();
+        for o in a
+            .cors_origins
+            .iter()
+            .map(|o| o.trim())
+            .filter(|o| !o.is_empty())
+        {
+            let o = o.trim_end_matches('/');
+            let valid = (o.starts_with("http://") || o.starts_with("https://"))
+                && !o["https://".len().min(o.len())..].contains('/')
+                && o != "*";
+            if !valid {
+                return Err(bad("--cors-origin / MAILCODE_CORS_ORIGINS", format!("{o:?} is not an origin: write scheme://host[:port] without a path, e.g. http://localhost:5173 (\"*\" is never allowed with credentials)")));
+            }
+            cors_origins.push(o.to_owned());
+        }
+        let mut trust_proxy = Vec::new();
+        for t in a
+            .trust_proxy
+            .iter()
+            .map(|t| t.trim())
+            .filter(|t| !t.is_empty())
+        {
+            let net = t
+                .parse::<IpNet>()
+                .or_else(|_| t.parse::<std::net::IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    bad(
+                        "--trust-proxy / MAILCODE_TRUST_PROXY",
+                        format!(
+                            "{t:?} is not a CIDR or an IP address, e.g. 127.0.0.1/32 or 10.0.0.0/8"
+                        ),
+                    )
+                })?;
+            trust_proxy.push(net);
+        }
+        let same_raw = a.cookie_same_site.unwrap_or_else(|| "lax".into());
+        let cookie_same_site = SameSite::parse(&same_raw).ok_or_else(|| {
+            bad(
+                "--cookie-same-site / MAILCODE_COOKIE_SAME_SITE",
+                format!("{same_raw:?}: use lax, strict or none"),
+            )
+        })?;
+        if let Some(d) = &a.cookie_domain {
+            if d.is_empty()
+                || !d
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            {
+                return Err(bad(
+                    "--cookie-domain / MAILCODE_COOKIE_DOMAIN",
+                    format!("{d:?} is not a domain name"),
+                ));
+            }
+        }
+        Ok(Settings {
+            listen,
+            database_url,
+            redis_url: a.redis_url,
+            smtp_url: a.smtp_url,
+            mail_from,
+            cors_origins,
+            trust_proxy,
+            secret_file: a.secret_file.unwrap_or_else(|| data_dir.join("secret")),
+            passwordless: a.passwordless.unwrap_or(false),
+            cookie_same_site,
+            cookie_domain: a.cookie_domain,
+            blocked_domains: a
+                .blocked_domains
+                .iter()
+                .map(|d| d.trim().to_ascii_lowercase())
+                .filter(|d| !d.is_empty())
+                .collect(),
+            data_dir,
+        })
+    }
+
+    /// Settings for a test or a tool: everything default, under `data_dir`, on a free port.
+    pub fn for_data_dir(data_dir: PathBuf) -> Settings {
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:0".into()),
+            data_dir: Some(data_dir),
+            ..Default::default()
+        };
+        // Defaults are valid by construction.
+        Settings::from_args(args).unwrap_or_else(|e| panic!("default settings are invalid: {e}"))
+    }
+}

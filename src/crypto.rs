@@ -1,0 +1,138 @@
+//! The server secret and the few primitives built on it: random session ids, their store keys,
+//! one-time codes and the keyed hash codes are stored as (SPEC §3 Codes and Sessions).
+//!
+//! Nothing here logs or prints a secret value.
+use hmac::{Hmac, Mac};
+use rand::rngs::OsRng;
+use rand::{Rng, RngCore};
+use sha2::{Digest, Sha256};
+use std::path::Path;
+
+use crate::domain::{CodePurpose, Email, OneTimeCode, SessionId, SessionKey};
+
+/// 32 random bytes, generated on first run and kept in a 0600 file.
+#[derive(Clone)]
+pub struct Secret([u8; 32]);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot read or create the secret file {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the secret file {path} does not hold 64 hexadecimal characters; delete it to generate a new one (this signs everyone out)")]
+    Malformed { path: String },
+}
+
+impl Secret {
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Secret(bytes)
+    }
+
+    pub fn random() -> Self {
+        let mut b = [0u8; 32];
+        OsRng.fill_bytes(&mut b);
+        Secret(b)
+    }
+
+    /// Loads the secret, or creates it (mode 0600) when the file does not exist.
+    pub fn load_or_create(path: &Path) -> Result<Self, SecretError> {
+        let io = |source| SecretError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let bytes = hex::decode(text.trim()).map_err(|_| SecretError::Malformed {
+                    path: path.display().to_string(),
+                })?;
+                let arr: [u8; 32] = bytes.try_into().map_err(|_| SecretError::Malformed {
+                    path: path.display().to_string(),
+                })?;
+                Ok(Secret(arr))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                if let Some(dir) = path.parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir).map_err(io)?;
+                    }
+                }
+                let secret = Secret::random();
+                write_private(path, hex::encode(secret.0).as_bytes()).map_err(io)?;
+                Ok(secret)
+            }
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// HMAC-SHA256 of a code together with everything it is bound to (SPEC §3 Codes: stored
+    /// only as a keyed hash; bound to session, email and purpose).
+    pub fn code_mac(
+        &self,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        code: &OneTimeCode,
+    ) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        for part in [
+            session.as_str(),
+            purpose.as_str(),
+            email.as_str(),
+            code.as_str(),
+        ] {
+            mac.update(part.as_bytes());
+            mac.update(b"\x1f");
+        }
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// A new session id: 256 bits from the operating system's CSPRNG (SPEC §3: at least 128).
+pub fn new_session_id() -> SessionId {
+    let mut b = [0u8; 32];
+    OsRng.fill_bytes(&mut b);
+    SessionId::from_random(&b)
+}
+
+/// The store key of a session: SHA-256 of its id, so a dump of the store hands out no session.
+pub fn session_key(id: &SessionId) -> SessionKey {
+    SessionKey::from_hex(hex::encode(Sha256::digest(id.as_str().as_bytes())))
+}
+
+/// Six decimal digits, uniform, from the operating system's CSPRNG.
+pub fn new_code() -> OneTimeCode {
+    let n: u32 = OsRng.gen_range(0..1_000_000);
+    OneTimeCode::from_number(n)
+}
+
+/// A short, non-reversible tag for logs, to correlate without logging a credential.
+pub fn log_tag(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..4])
+}

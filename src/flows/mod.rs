@@ -1,0 +1,206 @@
+//! The use cases: the rules of SPEC §3, independent of HTTP. Handlers parse input into domain
+//! types, call one method of [`Core`], and turn its answer or [`FlowError`] into a response.
+mod codes;
+mod sessions;
+mod sign_in;
+
+pub use codes::{CodeSent, CodeStatus};
+pub use sign_in::SignedIn;
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+use crate::clock::{ms, Clock, Millis};
+use crate::crypto::{self, Secret};
+use crate::domain::{Email, SessionId, SessionKey, SessionKind, SessionRecord, SessionUser};
+use crate::i18n::Lang;
+use crate::passwords::{HashError, Hasher};
+use crate::policy::Policy;
+use crate::store::{Limit, StoreError, Stores};
+
+/// What the flows know about the client: already resolved (trusted proxies applied).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub ip: IpAddr,
+    pub user_agent: String,
+    pub lang: Lang,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("no session")]
+    NoSession,
+    #[error("wrong code")]
+    CodeInvalid { attempts_left: Option<u32> },
+    #[error("code expired")]
+    CodeExpired,
+    #[error("code dead after too many attempts")]
+    CodeAttemptsExceeded,
+    #[error("login failed")]
+    LoginFailed { attempts_left: Option<u32> },
+    #[error("not logged in")]
+    NotLoggedIn,
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("email taken")]
+    EmailTaken,
+    #[error("rate limited")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("invalid email: {0}")]
+    InvalidEmail(String),
+    #[error("no such session")]
+    SessionNotFound,
+    #[error("no pending code")]
+    NoCode,
+    #[error("passwordless sign-in is disabled")]
+    PasswordlessDisabled,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl From<HashError> for FlowError {
+    fn from(e: HashError) -> Self {
+        FlowError::Internal(e.to_string())
+    }
+}
+
+pub type FlowResult<T> = Result<T, FlowError>;
+
+/// Everything the use cases need, built once at start-up and shared.
+pub struct Core {
+    pub stores: Stores,
+    pub clock: Arc<dyn Clock>,
+    pub secret: Secret,
+    pub policy: Policy,
+    pub hasher: Hasher,
+    pub passwordless: bool,
+    /// Wakes the mail worker when a mail was queued.
+    pub mail_wake: Arc<Notify>,
+    /// Domains refused with `INVALID_EMAIL` (disposable mail services).
+    pub blocked_domains: HashSet<String>,
+}
+
+impl Core {
+    pub fn now(&self) -> Millis {
+        self.clock.now_ms()
+    }
+
+    /// The live session for a credential the client presented, renewing its idle timeout at most
+    /// once per `session_touch_every` (SPEC §3: not written on every request).
+    pub async fn load_session(&self, id: &SessionId) -> FlowResult<Option<SessionRecord>> {
+        let key = crypto::session_key(id);
+        let now = self.now();
+        let Some(mut s) = self.stores.sessions.load_session(&key, now).await? else {
+            return Ok(None);
+        };
+        if now - s.last_seen_at >= ms(self.policy.session_touch_every) {
+            s.last_seen_at = now;
+            s.idle_expires_at = now + ms(self.policy.session_idle);
+            self.stores
+                .sessions
+                .touch_session(&key, now, s.idle_expires_at)
+                .await?;
+        }
+        Ok(Some(s))
+    }
+
+    /// A fresh session record (not stored yet) and the id the client will hold.
+    fn new_session(
+        &self,
+        kind: SessionKind,
+        user: Option<SessionUser>,
+        client: &ClientInfo,
+    ) -> (SessionId, SessionRecord) {
+        let id = crypto::new_session_id();
+        let now = self.now();
+        let mut ua = client.user_agent.clone();
+        if ua.len() > 256 {
+            let mut cut = 256;
+            while !ua.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            ua.truncate(cut);
+        }
+        let record = SessionRecord {
+            key: crypto::session_key(&id),
+            kind,
+            user,
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at: now + ms(self.policy.session_idle),
+            absolute_expires_at: now + ms(self.policy.session_absolute),
+            user_agent: ua,
+            ip: client.ip.to_string(),
+        };
+        (id, record)
+    }
+
+    /// Counts one hit against a limit, turning a refusal into `RATE_LIMITED`.
+    async fn limit(&self, key: &str, limit: u32, window: std::time::Duration) -> FlowResult<()> {
+        match self
+            .stores
+            .sessions
+            .hit_limit(key, limit, window, self.now())
+            .await?
+        {
+            Limit::Allowed => Ok(()),
+            Limit::Limited { retry_after_ms } => Err(rate_limited(retry_after_ms)),
+        }
+    }
+
+    /// SPEC §3: after 10 wrong codes for one email within an hour, codes for it are refused.
+    async fn check_guess_budget(&self, email: &Email) -> FlowResult<()> {
+        match self
+            .stores
+            .sessions
+            .peek_limit(&guess_key(email), self.policy.guess_budget, self.now())
+            .await?
+        {
+            Limit::Allowed => Ok(()),
+            Limit::Limited { retry_after_ms } => Err(rate_limited(retry_after_ms)),
+        }
+    }
+
+    async fn spend_guess(&self, email: &Email) -> FlowResult<()> {
+        self.stores
+            .sessions
+            .hit_limit(
+                &guess_key(email),
+                self.policy.guess_budget,
+                self.policy.guess_budget_window,
+                self.now(),
+            )
+            .await?;
+        Ok(())
+    }
+}
+
+fn guess_key(email: &Email) -> String {
+    format!("guess:{}", email.as_str())
+}
+
+fn rate_limited(retry_after_ms: Millis) -> FlowError {
+    metrics::counter!(crate::metrics::REJECTIONS, "reason" => "rate_limited").increment(1);
+    FlowError::RateLimited {
+        retry_after_secs: ((retry_after_ms + 999) / 1000).max(1) as u64,
+    }
+}
+
+/// The session a caller presented, as the HTTP layer found it.
+pub fn require_user(session: Option<&SessionRecord>) -> FlowResult<(&SessionRecord, &SessionUser)> {
+    match session {
+        Some(s) => match &s.user {
+            Some(u) => Ok((s, u)),
+            None => Err(FlowError::NotLoggedIn),
+        },
+        None => Err(FlowError::NotLoggedIn),
+    }
+}
+
+pub fn session_public_id(key: &SessionKey) -> &str {
+    key.as_str()
+}

@@ -1,0 +1,110 @@
+//! A signed-in user's sessions: who am I, sign out, list, revoke; and the operator's account
+//! actions used by the command line.
+use super::*;
+use crate::domain::{Password, Username};
+use crate::store::{CreateUserError, NewUser, User};
+
+impl Core {
+    /// Deletes the caller's session at once; a request still in flight cannot bring it back,
+    /// because renewal only ever updates an existing session.
+    pub async fn logout(&self, current: Option<&SessionRecord>) -> FlowResult<()> {
+        if let Some(s) = current {
+            self.stores.sessions.delete_session(&s.key).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn list_sessions(
+        &self,
+        current: Option<&SessionRecord>,
+    ) -> FlowResult<Vec<SessionRecord>> {
+        let (_, user) = require_user(current)?;
+        Ok(self
+            .stores
+            .sessions
+            .list_user_sessions(user.id, self.now())
+            .await?)
+    }
+
+    /// Revokes one of the caller's own sessions (by its public id).
+    pub async fn revoke_session(
+        &self,
+        current: Option<&SessionRecord>,
+        target: &SessionKey,
+    ) -> FlowResult<()> {
+        let (_, user) = require_user(current)?;
+        let mine = self
+            .stores
+            .sessions
+            .list_user_sessions(user.id, self.now())
+            .await?;
+        if !mine.iter().any(|s| &s.key == target) {
+            return Err(FlowError::SessionNotFound);
+        }
+        self.stores.sessions.delete_session(target).await?;
+        Ok(())
+    }
+
+    // ---- operator actions (command line) ----
+
+    pub async fn add_user(
+        &self,
+        username: &Username,
+        email: &Email,
+        password: &Password,
+    ) -> FlowResult<i64> {
+        let hash = self.hasher.hash(password).await?;
+        self.stores
+            .users
+            .create_user(&NewUser {
+                username: username.as_str().to_owned(),
+                username_key: username.key(),
+                email: email.as_str().to_owned(),
+                password_hash: hash,
+                created_at: self.now(),
+            })
+            .await
+            .map_err(|e| match e {
+                CreateUserError::UsernameTaken => FlowError::UsernameTaken,
+                CreateUserError::EmailTaken => FlowError::EmailTaken,
+                CreateUserError::Store(s) => FlowError::Store(s),
+            })
+    }
+
+    /// Finds a user by username or email, as an operator types it.
+    pub async fn find_user(&self, who: &str) -> FlowResult<Option<User>> {
+        if let Ok(email) = Email::parse(who) {
+            if let Some(u) = self.stores.users.find_by_email(&email).await? {
+                return Ok(Some(u));
+            }
+        }
+        match Username::parse(who) {
+            Ok(name) => Ok(self.stores.users.find_by_username(&name.key()).await?),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Disabling a user ends all of that user's sessions (SPEC §3 Sessions).
+    pub async fn disable_user(&self, user: &User) -> FlowResult<u64> {
+        self.stores.users.set_disabled(user.id, true).await?;
+        Ok(self
+            .stores
+            .sessions
+            .revoke_user_sessions(user.id, None)
+            .await?)
+    }
+
+    pub async fn enable_user(&self, user: &User) -> FlowResult<()> {
+        Ok(self.stores.users.set_disabled(user.id, false).await?)
+    }
+
+    pub async fn set_password(&self, user: &User, password: &Password) -> FlowResult<u64> {
+        let hash = self.hasher.hash(password).await?;
+        self.stores.users.set_password(user.id, &hash).await?;
+        Ok(self
+            .stores
+            .sessions
+            .revoke_user_sessions(user.id, None)
+            .await?)
+    }
+}

@@ -1,0 +1,307 @@
+//! Turning a right code into a signed-in session: sign-in with password, passwordless sign-in,
+//! registration and password reset. Each ends in one atomic `redeem_code`, which consumes the
+//! code, ends the pre-login session and starts a new one (fixation defence), so that of many
+//! racing requests exactly one wins and a failure leaves either everything or nothing.
+use super::*;
+use crate::domain::{CodePurpose, OneTimeCode, Password, Username};
+use crate::store::{CreateUserError, NewUser, Redeem, Redeemed, User};
+
+#[derive(Debug)]
+pub struct SignedIn {
+    pub id: SessionId,
+    pub session: SessionRecord,
+    pub user: SessionUser,
+}
+
+/// What a submission carries besides the code itself.
+pub struct Submission<'a> {
+    pub session: &'a SessionRecord,
+    pub email: &'a Email,
+    /// The client asked for a bearer token instead of a cookie.
+    pub want_token: bool,
+}
+
+impl Core {
+    /// SPEC §2 `/api/login/get-token`: username, password, email and code.
+    pub async fn sign_in(
+        &self,
+        client: &ClientInfo,
+        current: Option<&SessionRecord>,
+        username: &Username,
+        password: &Password,
+        email: &Email,
+        code: &OneTimeCode,
+        want_token: bool,
+    ) -> FlowResult<SignedIn> {
+        let session = self.begin_submission(client, current).await?;
+        let sub = Submission {
+            session,
+            email,
+            want_token,
+        };
+        let mac = self
+            .check_submitted_code(session, CodePurpose::Login, email, code)
+            .await?;
+        let user = self.stores.users.find_by_username(&username.key()).await?;
+        // Always one argon2id verification, known user or not (SPEC §3 Accounts).
+        let verified = self
+            .hasher
+            .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
+            .await?;
+        let user = user.filter(|u| verified && !u.disabled && u.email == email.as_str());
+        self.finish(client, &sub, CodePurpose::Login, &mac, user)
+            .await
+    }
+
+    /// SPEC §2 `/api/login/code`, only with `--passwordless`.
+    pub async fn sign_in_with_code(
+        &self,
+        client: &ClientInfo,
+        current: Option<&SessionRecord>,
+        email: &Email,
+        code: &OneTimeCode,
+        want_token: bool,
+    ) -> FlowResult<SignedIn> {
+        if !self.passwordless {
+            return Err(FlowError::PasswordlessDisabled);
+        }
+        let session = self.begin_submission(client, current).await?;
+        let sub = Submission {
+            session,
+            email,
+            want_token,
+        };
+        let mac = self
+            .check_submitted_code(session, CodePurpose::Login, email, code)
+            .await?;
+        let user = self
+            .stores
+            .users
+            .find_by_email(email)
+            .await?
+            .filter(|u| !u.disabled);
+        self.finish(client, &sub, CodePurpose::Login, &mac, user)
+            .await
+    }
+
+    /// SPEC §2 `/api/register`: 409 for a taken name or address only after a valid code.
+    pub async fn register(
+        &self,
+        client: &ClientInfo,
+        current: Option<&SessionRecord>,
+        username: &Username,
+        password: &Password,
+        email: &Email,
+        code: &OneTimeCode,
+        want_token: bool,
+    ) -> FlowResult<SignedIn> {
+        let session = self.begin_submission(client, current).await?;
+        let mac = self
+            .check_submitted_code(session, CodePurpose::Register, email, code)
+            .await?;
+        if self
+            .stores
+            .users
+            .find_by_username(&username.key())
+            .await?
+            .is_some()
+        {
+            return Err(FlowError::UsernameTaken);
+        }
+        if self.stores.users.find_by_email(email).await?.is_some() {
+            return Err(FlowError::EmailTaken);
+        }
+        let hash = self.hasher.hash(password).await?;
+        let id = self
+            .stores
+            .users
+            .create_user(&NewUser {
+                username: username.as_str().to_owned(),
+                username_key: username.key(),
+                email: email.as_str().to_owned(),
+                password_hash: hash,
+                created_at: self.now(),
+            })
+            .await
+            .map_err(|e| match e {
+                CreateUserError::UsernameTaken => FlowError::UsernameTaken,
+                CreateUserError::EmailTaken => FlowError::EmailTaken,
+                CreateUserError::Store(s) => FlowError::Store(s),
+            })?;
+        let user = SessionUser {
+            id,
+            username: username.as_str().to_owned(),
+            email: email.as_str().to_owned(),
+        };
+        let sub = Submission {
+            session,
+            email,
+            want_token,
+        };
+        let result = self
+            .redeem_into_session(client, &sub, CodePurpose::Register, &mac, user)
+            .await;
+        if result.is_err() {
+            // Another request used the code first (or the store failed): the account we just
+            // created must not outlive the registration that failed.
+            if let Err(e) = self.stores.users.delete_user(id).await {
+                tracing::error!(error = %e, user = id, "cannot undo a failed registration");
+            }
+        }
+        result
+    }
+
+    /// SPEC §2 `/api/password/reset`: every session of the user ends, a new one starts.
+    pub async fn reset_password(
+        &self,
+        client: &ClientInfo,
+        current: Option<&SessionRecord>,
+        email: &Email,
+        code: &OneTimeCode,
+        new_password: &Password,
+        want_token: bool,
+    ) -> FlowResult<SignedIn> {
+        let session = self.begin_submission(client, current).await?;
+        let sub = Submission {
+            session,
+            email,
+            want_token,
+        };
+        let mac = self
+            .check_submitted_code(session, CodePurpose::Reset, email, code)
+            .await?;
+        let user = self
+            .stores
+            .users
+            .find_by_email(email)
+            .await?
+            .filter(|u| !u.disabled);
+        let Some(user) = user else {
+            return self
+                .finish(client, &sub, CodePurpose::Reset, &mac, None)
+                .await;
+        };
+        let hash = self.hasher.hash(new_password).await?;
+        let signed = self
+            .finish(client, &sub, CodePurpose::Reset, &mac, Some(user.clone()))
+            .await?;
+        self.stores.users.set_password(user.id, &hash).await?;
+        self.stores
+            .sessions
+            .revoke_user_sessions(user.id, Some(&signed.session.key))
+            .await?;
+        Ok(signed)
+    }
+
+    /// Every code submission needs the session the code was sent to, and counts as a login
+    /// attempt for the client's IP.
+    async fn begin_submission<'a>(
+        &self,
+        client: &ClientInfo,
+        current: Option<&'a SessionRecord>,
+    ) -> FlowResult<&'a SessionRecord> {
+        self.limit(
+            &format!("ip:login:{}", client.ip),
+            self.policy.logins_per_ip,
+            self.policy.limit_window,
+        )
+        .await?;
+        current.ok_or_else(|| {
+            metrics::counter!(crate::metrics::REJECTIONS, "reason" => "no_session").increment(1);
+            FlowError::NoSession
+        })
+    }
+
+    /// With a user: redeem the code into a signed-in session. Without one (unknown user, wrong
+    /// password, disabled account, address mismatch): spend an attempt and answer `LOGIN_FAILED`,
+    /// the same for every cause.
+    async fn finish(
+        &self,
+        client: &ClientInfo,
+        sub: &Submission<'_>,
+        purpose: CodePurpose,
+        mac: &str,
+        user: Option<User>,
+    ) -> FlowResult<SignedIn> {
+        match user {
+            Some(u) => {
+                let user = SessionUser {
+                    id: u.id,
+                    username: u.username,
+                    email: u.email,
+                };
+                self.redeem_into_session(client, sub, purpose, mac, user)
+                    .await
+            }
+            None => {
+                metrics::counter!(crate::metrics::REJECTIONS, "reason" => "login_failed")
+                    .increment(1);
+                let outcome = self
+                    .stores
+                    .sessions
+                    .redeem_code(
+                        &sub.session.key,
+                        purpose,
+                        sub.email,
+                        mac,
+                        self.now(),
+                        self.policy.code_max_attempts,
+                        Redeem::UseAttempt,
+                    )
+                    .await?;
+                Err(FlowError::LoginFailed {
+                    attempts_left: match outcome {
+                        Redeemed::AttemptUsed { attempts_left } => Some(attempts_left),
+                        _ => None,
+                    },
+                })
+            }
+        }
+    }
+
+    async fn redeem_into_session(
+        &self,
+        client: &ClientInfo,
+        sub: &Submission<'_>,
+        purpose: CodePurpose,
+        mac: &str,
+        user: SessionUser,
+    ) -> FlowResult<SignedIn> {
+        let kind = if sub.want_token {
+            SessionKind::Token
+        } else {
+            sub.session.kind
+        };
+        let (id, record) = self.new_session(kind, Some(user.clone()), client);
+        let outcome = self
+            .stores
+            .sessions
+            .redeem_code(
+                &sub.session.key,
+                purpose,
+                sub.email,
+                mac,
+                self.now(),
+                self.policy.code_max_attempts,
+                Redeem::SignIn {
+                    new: record.clone(),
+                },
+            )
+            .await?;
+        match outcome {
+            Redeemed::SignedIn => {
+                metrics::counter!(crate::metrics::SIGN_INS, "purpose" => purpose.as_str())
+                    .increment(1);
+                Ok(SignedIn {
+                    id,
+                    session: record,
+                    user,
+                })
+            }
+            // A concurrent request consumed the code first.
+            _ => Err(FlowError::CodeInvalid {
+                attempts_left: None,
+            }),
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The one place where errors become responses: the envelope `{code, msg, data}` with a
+//! meaningful status, `msg` in the request's language (SPEC §2). Internal failures are logged
+//! with the request id and the cause; the client sees `INTERNAL` and the id, nothing more.
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::flows::FlowError;
+use crate::http::context;
+use crate::i18n;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Flow(#[from] FlowError),
+    #[error("invalid JSON: {0}")]
+    InvalidJson(String),
+    #[error("invalid input in {field}: {reason}")]
+    InvalidInput { field: String, reason: String },
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("origin rejected: {0}")]
+    OriginRejected(String),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("no mail")]
+    NoMail,
+    #[error("timeout")]
+    Timeout,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Flow(FlowError::Store(e))
+    }
+}
+
+impl ApiError {
+    pub fn invalid(field: &str, reason: impl std::fmt::Display) -> Self {
+        ApiError::InvalidInput {
+            field: field.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// The stable machine-readable code, the HTTP status, the argument of the message and data.
+    fn parts(&self) -> (&'static str, StatusCode, String, Value) {
+        use FlowError as F;
+        use StatusCode as S;
+        match self {
+            ApiError::Flow(f) => match f {
+                F::NoSession => (
+                    "NO_SESSION",
+                    S::UNAUTHORIZED,
+                    String::new(),
+                    json!({"hint": "credentials: 'include'"}),
+                ),
+                F::CodeInvalid { attempts_left } => (
+                    "CODE_INVALID",
+                    S::UNAUTHORIZED,
+                    attempts_left
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|| "0".into()),
+                    json!({ "attempts_left": attempts_left }),
+                ),
+                F::CodeExpired => ("CODE_EXPIRED", S::UNAUTHORIZED, String::new(), Value::Null),
+                F::CodeAttemptsExceeded => (
+                    "CODE_ATTEMPTS_EXCEEDED",
+                    S::UNAUTHORIZED,
+                    String::new(),
+                    json!({"attempts_left": 0}),
+                ),
+                F::LoginFailed { attempts_left } => (
+                    "LOGIN_FAILED",
+                    S::UNAUTHORIZED,
+                    String::new(),
+                    json!({ "attempts_left": attempts_left }),
+                ),
+                F::NotLoggedIn => ("NOT_LOGGED_IN", S::UNAUTHORIZED, String::new(), Value::Null),
+                F::UsernameTaken => ("USERNAME_TAKEN", S::CONFLICT, String::new(), Value::Null),
+                F::EmailTaken => ("EMAIL_TAKEN", S::CONFLICT, String::new(), Value::Null),
+                F::RateLimited { retry_after_secs } => (
+                    "RATE_LIMITED",
+                    S::TOO_MANY_REQUESTS,
+                    retry_after_secs.to_string(),
+                    json!({ "retry_after": retry_after_secs }),
+                ),
+                F::InvalidEmail(reason) => (
+                    "INVALID_EMAIL",
+                    S::BAD_REQUEST,
+                    reason.clone(),
+                    json!({"field": "email"}),
+                ),
+                F::SessionNotFound => (
+                    "SESSION_NOT_FOUND",
+                    S::NOT_FOUND,
+                    String::new(),
+                    Value::Null,
+                ),
+                F::NoCode => ("NO_CODE", S::NOT_FOUND, String::new(), Value::Null),
+                F::PasswordlessDisabled => (
+                    "PASSWORDLESS_DISABLED",
+                    S::NOT_FOUND,
+                    String::new(),
+                    Value::Null,
+                ),
+                F::Store(StoreError::Unavailable(_)) => (
+                    "STORE_UNAVAILABLE",
+                    S::SERVICE_UNAVAILABLE,
+                    String::new(),
+                    Value::Null,
+                ),
+                F::Store(StoreError::Internal(_)) | F::Internal(_) => internal(),
+            },
+            ApiError::InvalidJson(why) => {
+                ("INVALID_JSON", S::BAD_REQUEST, why.clone(), Value::Null)
+            }
+            ApiError::InvalidInput { field, reason } => (
+                "INVALID_INPUT",
+                S::BAD_REQUEST,
+                field.clone(),
+                json!({ "field": field, "reason": reason }),
+            ),
+            ApiError::PayloadTooLarge => (
+                "PAYLOAD_TOO_LARGE",
+                S::PAYLOAD_TOO_LARGE,
+                String::new(),
+                Value::Null,
+            ),
+            ApiError::UnsupportedMediaType => (
+                "UNSUPPORTED_MEDIA_TYPE",
+                S::UNSUPPORTED_MEDIA_TYPE,
+                String::new(),
+                Value::Null,
+            ),
+            ApiError::OriginRejected(origin) => (
+                "ORIGIN_REJECTED",
+                S::FORBIDDEN,
+                origin.clone(),
+                json!({ "origin": origin }),
+            ),
+            ApiError::NotFound => ("NOT_FOUND", S::NOT_FOUND, String::new(), Value::Null),
+            ApiError::MethodNotAllowed => (
+                "METHOD_NOT_ALLOWED",
+                S::METHOD_NOT_ALLOWED,
+                String::new(),
+                Value::Null,
+            ),
+            ApiError::NoMail => ("NO_MAIL", S::NOT_FOUND, String::new(), Value::Null),
+            ApiError::Timeout => (
+                "TIMEOUT",
+                S::SERVICE_UNAVAILABLE,
+                String::new(),
+                Value::Null,
+            ),
+        }
+    }
+}
+
+fn internal() -> (&'static str, StatusCode, String, Value) {
+    let id = context::request_id();
+    (
+        "INTERNAL",
+        StatusCode::INTERNAL_SERVER_ERROR,
+        id.clone(),
+        json!({ "request_id": id }),
+    )
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, status, arg, data) = self.parts();
+        match status {
+            StatusCode::INTERNAL_SERVER_ERROR => tracing::error!(error = %self, "internal error"),
+            StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(error = %self, "unavailable"),
+            _ => tracing::debug!(code, "request refused"),
+        }
+        let mut resp = envelope(status, code, &arg, data);
+        if let ApiError::Flow(FlowError::RateLimited { retry_after_secs }) = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// A JSON envelope in the current request's language.
+pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize) -> Response {
+    let msg = i18n::message(code, context::lang(), arg);
+    (
+        status,
+        axum::Json(json!({ "code": code, "msg": msg, "data": data })),
+    )
+        .into_response()
+}
+
+/// A success envelope.
+pub fn ok(status: StatusCode, code: &str, data: impl Serialize) -> Response {
+    envelope(status, code, "", data)
+}

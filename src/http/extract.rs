@@ -1,0 +1,159 @@
+//! Extractors: the JSON body (parsed once, with the errors of SPEC §3 Robustness), what the
+//! middleware learnt about the client, and the session the client presented.
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, request::Parts};
+use serde::de::DeserializeOwned;
+use std::net::IpAddr;
+
+use crate::domain::{SessionId, SessionRecord};
+use crate::flows::ClientInfo;
+use crate::http::{cookies, error::ApiError, AppState};
+use crate::i18n::Lang;
+
+/// A JSON body: `application/json`, at most the policy's size, no duplicate keys, every field of
+/// the right type. Anything else is refused before a handler runs.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().eq_ignore_ascii_case("application/json"))
+            .unwrap_or(false);
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let limit = state.core.policy.max_body_bytes;
+        let bytes = axum::body::to_bytes(req.into_body(), limit)
+            .await
+            .map_err(|e| {
+                let too_large = std::error::Error::source(&e)
+                    .map(|s| s.is::<http_body_util::LengthLimitError>())
+                    .unwrap_or(false)
+                    || e.to_string().contains("length limit");
+                if too_large {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::InvalidJson("the body could not be read".into())
+                }
+            })?;
+        parse_json(&bytes).map(ApiJson)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let msg = inner.to_string();
+                // serde names missing and duplicate fields only in the message.
+                let field = msg
+                    .split('`')
+                    .nth(1)
+                    .filter(|_| {
+                        msg.starts_with("missing field") || msg.starts_with("duplicate field")
+                    })
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| if path == "." { "body".into() } else { path });
+                ApiError::invalid(&field, msg)
+            }
+            _ => ApiError::InvalidJson(inner.to_string()),
+        }
+    })?;
+    de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
+    Ok(value)
+}
+
+/// What the middleware resolved about the client (trusted proxies applied once).
+#[derive(Debug, Clone)]
+pub struct ClientMeta {
+    pub ip: IpAddr,
+    /// The request reached us over HTTPS (directly or per a trusted proxy).
+    pub secure: bool,
+    pub lang: Lang,
+    pub user_agent: String,
+    /// scheme://host of this service as the client addressed it.
+    pub own_origin: Option<String>,
+}
+
+impl ClientMeta {
+    pub fn info(&self) -> ClientInfo {
+        ClientInfo {
+            ip: self.ip,
+            user_agent: self.user_agent.clone(),
+            lang: self.lang,
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        parts
+            .extensions
+            .get::<ClientMeta>()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::Flow(crate::flows::FlowError::Internal(
+                    "client meta missing".into(),
+                ))
+            })
+    }
+}
+
+/// How the client presented its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    None,
+    Cookie,
+    Bearer,
+}
+
+/// The session the client presented, loaded (and renewed when due). An unknown, expired or
+/// malformed credential gives `session: None`: it is never adopted.
+#[derive(Debug, Clone)]
+pub struct Auth {
+    pub credential: Credential,
+    pub session: Option<SessionRecord>,
+}
+
+impl Auth {
+    pub fn session(&self) -> Option<&SessionRecord> {
+        self.session.as_ref()
+    }
+}
+
+pub fn bearer(parts: &Parts) -> Option<&str> {
+    let v = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+impl FromRequestParts<AppState> for Auth {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let (credential, raw) = if let Some(t) = bearer(parts) {
+            (Credential::Bearer, Some(t.to_owned()))
+        } else if let Some(c) = cookies::read(&parts.headers) {
+            (Credential::Cookie, Some(c))
+        } else {
+            (Credential::None, None)
+        };
+        let session = match raw.as_deref().and_then(SessionId::parse) {
+            Some(id) => state.core.load_session(&id).await?,
+            None => None,
+        };
+        Ok(Auth {
+            credential,
+            session,
+        })
+    }
+}

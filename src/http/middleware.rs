@@ -1,0 +1,186 @@
+//! The request pipeline around every route: request id and language, the client's address and
+//! scheme (trusting `X-Forwarded-*` only from configured proxies), the Origin check for
+//! state-changing requests (CSRF), the 10 s answer bound, `Cache-Control: no-store`, logs and
+//! metrics.
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use crate::http::context::{RequestContext, CURRENT};
+use crate::http::error::ApiError;
+use crate::http::extract::ClientMeta;
+use crate::http::AppState;
+use crate::i18n::Lang;
+
+pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    let lang = Lang::from_accept_language(
+        req.headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let meta = client_meta(&state.http.trusted_proxies, peer, req.headers(), lang);
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let ctx = RequestContext {
+        id: id.clone(),
+        lang,
+    };
+
+    let span = tracing::info_span!("request", id = %id, %method, path = %path);
+    let _enter = span.enter();
+    drop(_enter);
+
+    let origin_problem = check_origin(&state, &meta, &method, req.headers());
+    let mut req = req;
+    req.extensions_mut().insert(meta);
+    let limit = state.core.policy.request_timeout;
+    let mut resp = CURRENT
+        .scope(ctx.clone(), async move {
+            if let Some(origin) = origin_problem {
+                return ApiError::OriginRejected(origin).into_response();
+            }
+            match tokio::time::timeout(limit, next.run(req)).await {
+                Ok(r) => r,
+                Err(_) => ApiError::Timeout.into_response(),
+            }
+        })
+        .await;
+
+    let h = resp.headers_mut();
+    if !path.starts_with("/assets/") {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        h.insert("x-request-id", v);
+    }
+    let status = resp.status().as_u16();
+    let secs = started.elapsed().as_secs_f64();
+    metrics::counter!(crate::metrics::HTTP_REQUESTS, "status" => status.to_string()).increment(1);
+    metrics::histogram!(crate::metrics::HTTP_DURATION).record(secs);
+    tracing::info!(parent: &span, status, ms = secs * 1000.0, "answered");
+    resp
+}
+
+/// Resolves the client address and scheme. `X-Forwarded-For` is read right to left, skipping
+/// trusted proxies, so a client cannot pick its own address by prepending one.
+pub fn client_meta(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap, lang: Lang) -> ClientMeta {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    let peer_trusted = is_trusted(&peer);
+    let mut ip = peer;
+    let mut secure = false;
+    if peer_trusted {
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+            .collect();
+        if let Some(first_untrusted) = hops.iter().rev().find(|h| !is_trusted(h)) {
+            ip = *first_untrusted;
+        } else if let Some(leftmost) = hops.first() {
+            ip = *leftmost;
+        }
+        secure = headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| {
+                v.split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("https")
+            })
+            .unwrap_or(false);
+    }
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    ClientMeta {
+        ip,
+        secure,
+        lang,
+        user_agent: headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        own_origin: host.map(|h| format!("{}://{}", if secure { "https" } else { "http" }, h)),
+    }
+}
+
+/// SPEC §3 Cross-origin and CSRF: a state-changing request that a browser could have sent with
+/// our cookie must come from our own origin or an allowed one. Bearer requests are exempt (a
+/// browser never attaches a bearer token by itself); so are clients that send none of the
+/// headers (curl, servers), which carry no ambient cookie either.
+fn check_origin(
+    state: &AppState,
+    meta: &ClientMeta,
+    method: &Method,
+    headers: &HeaderMap,
+) -> Option<String> {
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let has_bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
+        .unwrap_or(false);
+    if has_bearer {
+        return None;
+    }
+    let allowed = |origin: &str| {
+        meta.own_origin.as_deref() == Some(origin)
+            || state.http.cors_origins.iter().any(|o| o == origin)
+    };
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    let rejected = if let Some(o) = origin {
+        (!allowed(o)).then(|| o.to_owned())
+    } else if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        (!matches!(site, "same-origin" | "none")).then(|| format!("Sec-Fetch-Site: {site}"))
+    } else if let Some(r) = headers.get(header::REFERER).and_then(|v| v.to_str().ok()) {
+        let ref_origin = referer_origin(r);
+        (!allowed(&ref_origin)).then_some(ref_origin)
+    } else {
+        None
+    };
+    if let Some(o) = &rejected {
+        warn_origin(state, o);
+    }
+    rejected
+}
+
+fn referer_origin(r: &str) -> String {
+    let Some((scheme, rest)) = r.split_once("://") else {
+        return r.to_owned();
+    };
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    format!("{scheme}://{host}")
+}
+
+/// One warning per origin per minute, naming the flag that fixes it (SPEC §2, issue 4 hints).
+fn warn_origin(state: &AppState, origin: &str) {
+    static LAST: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+    let Ok(mut last) = LAST.lock() else { return };
+    last.retain(|(_, t)| t.elapsed().as_secs() < 60);
+    if last.iter().any(|(o, _)| o == origin) || last.len() > 100 {
+        return;
+    }
+    last.push((origin.to_owned(), Instant::now()));
+    tracing::warn!(
+        origin,
+        allowed = ?state.http.cors_origins,
+        "request from origin {origin} rejected: start mailcode with --cors-origin {origin} (or MAILCODE_CORS_ORIGINS) to allow it"
+    );
+}

@@ -1,0 +1,115 @@
+//! The signed-in user: who am I, sign out, my sessions.
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::clock::rfc3339;
+use crate::domain::SessionKey;
+use crate::flows::{require_user, FlowError};
+use crate::http::error::{ok, ApiError};
+use crate::http::extract::{Auth, ClientMeta, Credential};
+use crate::http::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionTimes {
+    pub created_at: String,
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MeData {
+    pub username: String,
+    pub email: String,
+    pub session: SessionTimes,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionInfo {
+    /// Public id of the session (not a credential), for `DELETE /api/sessions/{id}`.
+    pub id: String,
+    pub created_at: String,
+    pub last_seen_at: String,
+    pub expires_at: String,
+    pub user_agent: String,
+    pub ip: String,
+    pub current: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionInfo>,
+}
+
+/// Who is signed in on this session.
+#[utoipa::path(get, path = "/api/me", responses((status = 200, description = "OK", body = MeData), (status = 401, description = "NOT_LOGGED_IN")))]
+pub async fn me(auth: Auth) -> Result<Response, ApiError> {
+    let (s, u) = require_user(auth.session())?;
+    Ok(ok(
+        StatusCode::OK,
+        "OK",
+        MeData {
+            username: u.username.clone(),
+            email: u.email.clone(),
+            session: SessionTimes {
+                created_at: rfc3339(s.created_at),
+                expires_at: rfc3339(s.expires_at()),
+            },
+        },
+    ))
+}
+
+/// Ends this session, cookie and token alike.
+#[utoipa::path(post, path = "/api/logout", responses((status = 200, description = "LOGGED_OUT")))]
+pub async fn logout(
+    State(state): State<AppState>,
+    meta: ClientMeta,
+    auth: Auth,
+) -> Result<Response, ApiError> {
+    state.core.logout(auth.session()).await?;
+    let mut resp = ok(StatusCode::OK, "LOGGED_OUT", serde_json::Value::Null);
+    if auth.credential == Credential::Cookie {
+        resp.headers_mut()
+            .insert(header::SET_COOKIE, state.http.cookie.clear(meta.secure));
+    }
+    Ok(resp)
+}
+
+/// The caller's sessions.
+#[utoipa::path(get, path = "/api/sessions", responses((status = 200, description = "OK", body = SessionList), (status = 401, description = "NOT_LOGGED_IN")))]
+pub async fn sessions(State(state): State<AppState>, auth: Auth) -> Result<Response, ApiError> {
+    let current = auth.session().map(|s| s.key.clone());
+    let list = state.core.list_sessions(auth.session()).await?;
+    let sessions = list
+        .into_iter()
+        .map(|s| SessionInfo {
+            id: s.key.as_str().to_owned(),
+            created_at: rfc3339(s.created_at),
+            last_seen_at: rfc3339(s.last_seen_at),
+            expires_at: rfc3339(s.expires_at()),
+            current: Some(&s.key) == current.as_ref(),
+            user_agent: s.user_agent,
+            ip: s.ip,
+        })
+        .collect();
+    Ok(ok(StatusCode::OK, "OK", SessionList { sessions }))
+}
+
+/// Revokes one of the caller's sessions.
+#[utoipa::path(delete, path = "/api/sessions/{id}", params(("id" = String, Path, description = "public session id")),
+    responses((status = 200, description = "SESSION_REVOKED"), (status = 404, description = "SESSION_NOT_FOUND")))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    auth: Auth,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    require_user(auth.session())?;
+    let key = SessionKey::parse(&id).ok_or(ApiError::Flow(FlowError::SessionNotFound))?;
+    state.core.revoke_session(auth.session(), &key).await?;
+    Ok(ok(
+        StatusCode::OK,
+        "SESSION_REVOKED",
+        serde_json::Value::Null,
+    ))
+}

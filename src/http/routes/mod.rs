@@ -1,0 +1,50 @@
+//! The routes of SPEC §2, grouped by what they are about.
+pub mod account;
+pub mod codes;
+pub mod ops;
+pub mod sign_in;
+pub mod web;
+
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+
+use crate::http::error::ApiError;
+use crate::http::AppState;
+
+pub fn routes(state: &AppState) -> Router<AppState> {
+    let mut r = Router::new()
+        .route("/api/login/email-code", post(codes::login_code))
+        .route("/api/register/email-code", post(codes::register_code))
+        .route("/api/password/email-code", post(codes::reset_code))
+        .route("/api/login/email-code/status", get(codes::status))
+        .route("/api/login/get-token", post(sign_in::get_token))
+        .route("/api/login/code", post(sign_in::passwordless))
+        .route("/api/register", post(sign_in::register))
+        .route("/api/password/reset", post(sign_in::reset))
+        .route("/api/me", get(account::me))
+        .route("/api/logout", post(account::logout))
+        .route("/api/sessions", get(account::sessions))
+        .route("/api/sessions/{id}", delete(account::revoke))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/openapi.json", get(ops::openapi))
+        .route("/", get(web::index))
+        .route("/register", get(web::register))
+        .route("/assets/{file}", get(web::asset));
+    if state.http.dev_outbox.is_some() {
+        r = r
+            .route("/dev/outbox", get(web::outbox_page))
+            .route("/dev/outbox/latest", get(web::outbox_latest));
+    }
+    r
+}
+
+pub async fn not_found() -> Response {
+    ApiError::NotFound.into_response()
+}
+
+pub async fn method_not_allowed() -> Response {
+    ApiError::MethodNotAllowed.into_response()
+}

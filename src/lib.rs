@@ -1,0 +1,25 @@
+//! mailcode: an email-code login service whose sessions stick.
+//!
+//! Data flows one way: HTTP in ([`http`]) → use cases ([`flows`]) → domain types ([`domain`]) and
+//! store traits ([`store`]) → backends. A handler never talks to SQL; a store never sees HTTP.
+//!
+//! - [`cli`]: the command line (serve, user, sessions, migrate, doctor).
+//! - [`config`]: one [`config::Settings`] value, resolved once from flags, env, toml, defaults.
+//! - [`app`]: builds the state and router, runs the server, graceful shutdown.
+//! - [`policy`]: every number of SPEC §3 in one place.
+//! - [`mail`]: templates, the durable queue worker, SMTP and the development outbox.
+//! - [`i18n`]: every user-facing message, in English and Simplified Chinese.
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod flows;
+pub mod http;
+pub mod i18n;
+pub mod mail;
+pub mod metrics;
+pub mod passwords;
+pub mod policy;
+pub mod store;

@@ -1,0 +1,262 @@
+//! Store traits, spoken in the domain's words (STYLE §4), and the backends behind them.
+//!
+//! Each operation that must not race (code attempts, redeeming a code into a session, limits) is
+//! one trait method, made atomic by the backend its own way. Stores never see HTTP, raw session
+//! ids or codes: only [`SessionKey`]s and keyed hashes.
+pub mod sqlite;
+
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Millis;
+use crate::domain::{CodePurpose, Email, SessionKey, SessionRecord};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend cannot be reached or did not answer in time: 503, retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupted data. 500.
+    #[error("store failure: {0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A code as stored: only its keyed hash, with what it is bound to.
+#[derive(Debug, Clone)]
+pub struct CodeRecord {
+    pub session: SessionKey,
+    pub purpose: CodePurpose,
+    pub email: String,
+    pub mac: String,
+    pub created_at: Millis,
+    pub expires_at: Millis,
+    pub resend_available_at: Millis,
+    pub attempts: u32,
+    pub mail_ref: String,
+}
+
+/// The answer to a submitted code, before anything else is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeCheck {
+    /// The code is right; nothing was consumed yet.
+    Right,
+    /// Wrong code; one attempt was used.
+    Wrong {
+        attempts_left: u32,
+    },
+    Expired,
+    /// Too many wrong attempts: the code is dead.
+    Dead,
+    /// No code for this session, email and purpose.
+    Missing,
+}
+
+/// What to do when redeeming a code that is still right.
+#[derive(Debug, Clone)]
+pub enum Redeem {
+    /// Consume the code, end the old session and start `new` (fixation defence), atomically.
+    SignIn { new: SessionRecord },
+    /// The password was wrong: use one attempt (SPEC §3: a wrong password consumes an attempt).
+    UseAttempt,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Redeemed {
+    SignedIn,
+    AttemptUsed {
+        attempts_left: u32,
+    },
+    /// Consumed by a concurrent request, expired or dead in the meantime.
+    Gone,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    Allowed,
+    Limited { retry_after_ms: Millis },
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()>;
+    /// The live session with this key, if any. Expired sessions are not returned.
+    async fn load_session(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> StoreResult<Option<SessionRecord>>;
+    /// Records activity; never recreates a session that was deleted meanwhile.
+    async fn touch_session(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        idle_expires_at: Millis,
+    ) -> StoreResult<()>;
+    /// Deletes one session and its codes; true when it existed.
+    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool>;
+    async fn list_user_sessions(
+        &self,
+        user_id: i64,
+        now: Millis,
+    ) -> StoreResult<Vec<SessionRecord>>;
+    /// Ends every session of a user (but `except`); returns how many ended.
+    async fn revoke_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&SessionKey>,
+    ) -> StoreResult<u64>;
+
+    /// Stores a code, replacing the session's previous code for the same purpose.
+    async fn issue_code(&self, code: &CodeRecord) -> StoreResult<()>;
+    /// Compares `mac` with the session's code for (purpose, email); a wrong one uses an attempt.
+    async fn check_code(
+        &self,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max_attempts: u32,
+    ) -> StoreResult<CodeCheck>;
+    /// Re-checks the code and applies `action` in one atomic step, so that of many requests
+    /// racing with the right code exactly one signs in.
+    async fn redeem_code(
+        &self,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max_attempts: u32,
+        action: Redeem,
+    ) -> StoreResult<Redeemed>;
+    /// The session's most recent live code (any purpose), for the delivery status route.
+    async fn current_code(
+        &self,
+        session: &SessionKey,
+        now: Millis,
+    ) -> StoreResult<Option<CodeRecord>>;
+
+    /// Counts one hit in a fixed window; `Limited` once more than `limit` hits fell in it.
+    async fn hit_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        now: Millis,
+    ) -> StoreResult<Limit>;
+    /// Reads a counter without counting.
+    async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit>;
+
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+#[derive(Debug, Clone)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub password_hash: String,
+    pub disabled: bool,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub username: String,
+    pub username_key: String,
+    pub email: String,
+    pub password_hash: String,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("email taken")]
+    EmailTaken,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    async fn create_user(&self, u: &NewUser) -> Result<i64, CreateUserError>;
+    async fn delete_user(&self, id: i64) -> StoreResult<()>;
+    async fn find_by_username(&self, username_key: &str) -> StoreResult<Option<User>>;
+    async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>>;
+    async fn set_password(&self, id: i64, hash: &str) -> StoreResult<()>;
+    async fn set_disabled(&self, id: i64, disabled: bool) -> StoreResult<()>;
+    async fn list_users(&self) -> StoreResult<Vec<User>>;
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Where a queued mail stands (SPEC §2 `delivery`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    Queued,
+    Sent,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+pub struct OutgoingMail {
+    pub mail_ref: String,
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+    /// After this instant the mail is useless (its code expired): dropped, not retried.
+    pub expires_at: Millis,
+    pub created_at: Millis,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueuedMail {
+    pub id: i64,
+    pub mail: OutgoingMail,
+    pub attempts: u32,
+}
+
+/// The durable mail queue (SPEC §3 Robustness): a code request returns once its mail is here.
+#[async_trait]
+pub trait MailQueue: Send + Sync {
+    async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()>;
+    /// Leases up to `max` due mails to this worker until `lease_until`.
+    async fn claim_due(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        max: u32,
+    ) -> StoreResult<Vec<QueuedMail>>;
+    async fn mark_sent(&self, id: i64, now: Millis) -> StoreResult<()>;
+    async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()>;
+    async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()>;
+    async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>>;
+    /// The earliest instant a queued mail becomes due, to sleep until then.
+    async fn next_due(&self) -> StoreResult<Option<Millis>>;
+}
+
+/// Every backend the app runs on, chosen once at start-up.
+#[derive(Clone)]
+pub struct Stores {
+    pub sessions: Arc<dyn SessionStore>,
+    pub users: Arc<dyn UserStore>,
+    pub mail: Arc<dyn MailQueue>,
+}
+
+/// Bounds a store call (SPEC §3: a store that is down answers 503 within 2 s, never hangs).
+pub async fn bounded<T>(
+    limit: Duration,
+    fut: impl std::future::Future<Output = StoreResult<T>>,
+) -> StoreResult<T> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable("timed out".into())),
+    }
+}

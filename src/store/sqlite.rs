@@ -1,0 +1,682 @@
+//! The embedded backend: users, sessions, codes, limits and the mail queue in one SQLite file
+//! (WAL mode). Every write goes through a one-connection pool, so the atomic operations of the
+//! store traits are plain transactions that cannot deadlock on lock upgrades; reads use a pool
+//! of their own.
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Row, SqlitePool};
+use std::str::FromStr;
+use std::time::Duration;
+use subtle::ConstantTimeEq;
+
+use super::*;
+use crate::domain::{SessionKind, SessionUser};
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    read: SqlitePool,
+    write: SqlitePool,
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(ref db)
+            if db.message().contains("locked") || db.message().contains("busy") =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `url` and applies migrations.
+    pub async fn open(url: &str, acquire_timeout: Duration) -> StoreResult<Self> {
+        let opts = SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Internal(format!("bad SQLite URL {url}: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(5))
+            .foreign_keys(true);
+        if let Some(dir) = opts.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    StoreError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+        }
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(opts.clone())
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("migrations/sqlite")
+            .run(&write)
+            .await
+            .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(acquire_timeout)
+            .connect_with(opts.read_only(true))
+            .await
+            .map_err(err)?;
+        Ok(SqliteStore { read, write })
+    }
+
+    /// Deletes what has expired; run now and then by the app.
+    pub async fn sweep(&self, now: Millis) -> StoreResult<()> {
+        let mut tx = self.write.begin().await.map_err(err)?;
+        for sql in [
+            "DELETE FROM sessions WHERE idle_expires_at <= ?1 OR absolute_expires_at <= ?1",
+            "DELETE FROM codes WHERE expires_at <= ?1 - 3600000",
+            "DELETE FROM limits WHERE reset_at <= ?1",
+            "DELETE FROM mail_queue WHERE status <> 'queued' AND created_at <= ?1 - 86400000",
+        ] {
+            sqlx::query(sql)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(err)?;
+        }
+        tx.commit().await.map_err(err)
+    }
+}
+
+fn session_from_row(r: &SqliteRow) -> Result<SessionRecord, sqlx::Error> {
+    let user_id: Option<i64> = r.try_get("user_id")?;
+    let user = match user_id {
+        Some(id) => Some(SessionUser {
+            id,
+            username: r
+                .try_get::<Option<String>, _>("username")?
+                .unwrap_or_default(),
+            email: r.try_get::<Option<String>, _>("email")?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(SessionRecord {
+        key: SessionKey::from_hex(r.try_get("key")?),
+        kind: SessionKind::parse(r.try_get::<&str, _>("kind")?),
+        user,
+        created_at: r.try_get("created_at")?,
+        last_seen_at: r.try_get("last_seen_at")?,
+        idle_expires_at: r.try_get("idle_expires_at")?,
+        absolute_expires_at: r.try_get("absolute_expires_at")?,
+        user_agent: r.try_get("user_agent")?,
+        ip: r.try_get("ip")?,
+    })
+}
+
+async fn insert_session(
+    conn: &mut sqlx::SqliteConnection,
+    s: &SessionRecord,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sessions (key, kind, user_id, username, email, created_at, last_seen_at, \
+         idle_expires_at, absolute_expires_at, user_agent, ip) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+    )
+    .bind(s.key.as_str())
+    .bind(s.kind.as_str())
+    .bind(s.user.as_ref().map(|u| u.id))
+    .bind(s.user.as_ref().map(|u| u.username.as_str()))
+    .bind(s.user.as_ref().map(|u| u.email.as_str()))
+    .bind(s.created_at)
+    .bind(s.last_seen_at)
+    .bind(s.idle_expires_at)
+    .bind(s.absolute_expires_at)
+    .bind(&s.user_agent)
+    .bind(&s.ip)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn delete_session_rows(
+    conn: &mut sqlx::SqliteConnection,
+    key: &str,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query("DELETE FROM codes WHERE session_key = ?")
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    let n = sqlx::query("DELETE FROM sessions WHERE key = ?")
+        .bind(key)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(n > 0)
+}
+
+/// Evaluates a stored code against a submission; the shared core of check and redeem.
+fn judge(
+    row: Option<(String, String, i64, i64)>,
+    email: &Email,
+    mac: &str,
+    now: Millis,
+    max: u32,
+) -> (CodeCheck, u32) {
+    let Some((stored_email, stored_mac, expires_at, attempts)) = row else {
+        return (CodeCheck::Missing, 0);
+    };
+    let attempts = attempts.max(0) as u32;
+    if stored_email != email.as_str() {
+        (CodeCheck::Missing, attempts)
+    } else if expires_at <= now {
+        (CodeCheck::Expired, attempts)
+    } else if attempts >= max {
+        (CodeCheck::Dead, attempts)
+    } else if bool::from(stored_mac.as_bytes().ct_eq(mac.as_bytes())) {
+        (CodeCheck::Right, attempts)
+    } else {
+        (
+            CodeCheck::Wrong {
+                attempts_left: max - attempts - 1,
+            },
+            attempts,
+        )
+    }
+}
+
+async fn load_code_row(
+    conn: &mut sqlx::SqliteConnection,
+    session: &SessionKey,
+    purpose: CodePurpose,
+) -> Result<Option<(String, String, i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT email, mac, expires_at, attempts FROM codes WHERE session_key = ? AND purpose = ?",
+    )
+    .bind(session.as_str())
+    .bind(purpose.as_str())
+    .fetch_optional(conn)
+    .await
+}
+
+async fn use_attempt(
+    conn: &mut sqlx::SqliteConnection,
+    session: &SessionKey,
+    purpose: CodePurpose,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE codes SET attempts = attempts + 1 WHERE session_key = ? AND purpose = ?")
+        .bind(session.as_str())
+        .bind(purpose.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        let mut conn = self.write.acquire().await.map_err(err)?;
+        insert_session(&mut conn, s).await.map_err(err)
+    }
+
+    async fn load_session(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query("SELECT * FROM sessions WHERE key = ?")
+            .bind(key.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
+        match row {
+            Some(r) => {
+                let s = session_from_row(&r).map_err(err)?;
+                Ok(s.is_live(now).then_some(s))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn touch_session(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        idle_expires_at: Millis,
+    ) -> StoreResult<()> {
+        // An UPDATE, never an upsert: a session deleted by a concurrent logout stays deleted.
+        sqlx::query("UPDATE sessions SET last_seen_at = ?, idle_expires_at = ? WHERE key = ?")
+            .bind(now)
+            .bind(idle_expires_at)
+            .bind(key.as_str())
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
+        let mut tx = self.write.begin().await.map_err(err)?;
+        let existed = delete_session_rows(&mut tx, key.as_str())
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(existed)
+    }
+
+    async fn list_user_sessions(
+        &self,
+        user_id: i64,
+        now: Millis,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM sessions WHERE user_id = ? AND idle_expires_at > ? AND absolute_expires_at > ? \
+             ORDER BY created_at",
+        )
+        .bind(user_id)
+        .bind(now)
+        .bind(now)
+        .fetch_all(&self.read)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| session_from_row(r).map_err(err))
+            .collect()
+    }
+
+    async fn revoke_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<&SessionKey>,
+    ) -> StoreResult<u64> {
+        let except = except.map(|k| k.as_str()).unwrap_or("");
+        let mut tx = self.write.begin().await.map_err(err)?;
+        sqlx::query("DELETE FROM codes WHERE session_key IN (SELECT key FROM sessions WHERE user_id = ? AND key <> ?)")
+            .bind(user_id)
+            .bind(except)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+        let n = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND key <> ?")
+            .bind(user_id)
+            .bind(except)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?
+            .rows_affected();
+        tx.commit().await.map_err(err)?;
+        Ok(n)
+    }
+
+    async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT OR REPLACE INTO codes (session_key, purpose, email, mac, created_at, expires_at, \
+             resend_available_at, attempts, mail_ref) VALUES (?,?,?,?,?,?,?,?,?)",
+        )
+        .bind(c.session.as_str())
+        .bind(c.purpose.as_str())
+        .bind(&c.email)
+        .bind(&c.mac)
+        .bind(c.created_at)
+        .bind(c.expires_at)
+        .bind(c.resend_available_at)
+        .bind(c.attempts as i64)
+        .bind(&c.mail_ref)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn check_code(
+        &self,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max_attempts: u32,
+    ) -> StoreResult<CodeCheck> {
+        let mut tx = self.write.begin().await.map_err(err)?;
+        let row = load_code_row(&mut tx, session, purpose)
+            .await
+            .map_err(err)?;
+        let (verdict, _) = judge(row, email, mac, now, max_attempts);
+        if let CodeCheck::Wrong { .. } = verdict {
+            use_attempt(&mut tx, session, purpose).await.map_err(err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(verdict)
+    }
+
+    async fn redeem_code(
+        &self,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max_attempts: u32,
+        action: Redeem,
+    ) -> StoreResult<Redeemed> {
+        let mut tx = self.write.begin().await.map_err(err)?;
+        let row = load_code_row(&mut tx, session, purpose)
+            .await
+            .map_err(err)?;
+        let (verdict, attempts) = judge(row, email, mac, now, max_attempts);
+        if verdict != CodeCheck::Right {
+            return Ok(Redeemed::Gone);
+        }
+        let outcome = match action {
+            Redeem::SignIn { new } => {
+                delete_session_rows(&mut tx, session.as_str())
+                    .await
+                    .map_err(err)?;
+                insert_session(&mut tx, &new).await.map_err(err)?;
+                Redeemed::SignedIn
+            }
+            Redeem::UseAttempt => {
+                use_attempt(&mut tx, session, purpose).await.map_err(err)?;
+                Redeemed::AttemptUsed {
+                    attempts_left: max_attempts.saturating_sub(attempts + 1),
+                }
+            }
+        };
+        tx.commit().await.map_err(err)?;
+        Ok(outcome)
+    }
+
+    async fn current_code(
+        &self,
+        session: &SessionKey,
+        now: Millis,
+    ) -> StoreResult<Option<CodeRecord>> {
+        let row = sqlx::query(
+            "SELECT * FROM codes WHERE session_key = ? AND expires_at > ? ORDER BY created_at DESC LIMIT 1",
+        )
+        .bind(session.as_str())
+        .bind(now)
+        .fetch_optional(&self.read)
+        .await
+        .map_err(err)?;
+        let Some(r) = row else { return Ok(None) };
+        let purpose: String = r.try_get("purpose").map_err(err)?;
+        Ok(Some(CodeRecord {
+            session: session.clone(),
+            purpose: CodePurpose::parse(&purpose).unwrap_or(CodePurpose::Login),
+            email: r.try_get("email").map_err(err)?,
+            mac: r.try_get("mac").map_err(err)?,
+            created_at: r.try_get("created_at").map_err(err)?,
+            expires_at: r.try_get("expires_at").map_err(err)?,
+            resend_available_at: r.try_get("resend_available_at").map_err(err)?,
+            attempts: r.try_get::<i64, _>("attempts").map_err(err)?.max(0) as u32,
+            mail_ref: r.try_get("mail_ref").map_err(err)?,
+        }))
+    }
+
+    async fn hit_limit(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        now: Millis,
+    ) -> StoreResult<Limit> {
+        let reset = now + window.as_millis() as i64;
+        let (count, reset_at): (i64, i64) = sqlx::query_as(
+            "INSERT INTO limits (key, count, reset_at) VALUES (?1, 1, ?2) ON CONFLICT (key) DO UPDATE SET \
+             count = CASE WHEN reset_at <= ?3 THEN 1 ELSE count + 1 END, \
+             reset_at = CASE WHEN reset_at <= ?3 THEN ?2 ELSE reset_at END \
+             RETURNING count, reset_at",
+        )
+        .bind(key)
+        .bind(reset)
+        .bind(now)
+        .fetch_one(&self.write)
+        .await
+        .map_err(err)?;
+        Ok(limit_from(count, reset_at, limit, now))
+    }
+
+    async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
+        let row: Option<(i64, i64)> =
+            sqlx::query_as("SELECT count, reset_at FROM limits WHERE key = ? AND reset_at > ?")
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(err)?;
+        Ok(match row {
+            // At the limit already: one more would be refused.
+            Some((count, reset_at)) => limit_from(count + 1, reset_at, limit, now),
+            None => Limit::Allowed,
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {
+    if count > limit as i64 {
+        Limit::Limited {
+            retry_after_ms: (reset_at - now).max(1),
+        }
+    } else {
+        Limit::Allowed
+    }
+}
+
+fn user_from_row(r: &SqliteRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: r.try_get("id")?,
+        username: r.try_get("username")?,
+        email: r.try_get("email")?,
+        password_hash: r.try_get("password_hash")?,
+        disabled: r.try_get::<i64, _>("disabled")? != 0,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, u: &NewUser) -> Result<i64, CreateUserError> {
+        let res = sqlx::query(
+            "INSERT INTO users (username, username_key, email, password_hash, created_at) VALUES (?,?,?,?,?)",
+        )
+        .bind(&u.username)
+        .bind(&u.username_key)
+        .bind(&u.email)
+        .bind(&u.password_hash)
+        .bind(u.created_at)
+        .execute(&self.write)
+        .await;
+        match res {
+            Ok(r) => Ok(r.last_insert_rowid()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                if db.message().contains("users.email") {
+                    Err(CreateUserError::EmailTaken)
+                } else {
+                    Err(CreateUserError::UsernameTaken)
+                }
+            }
+            Err(e) => Err(err(e).into()),
+        }
+    }
+
+    async fn delete_user(&self, id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM users WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn find_by_username(&self, username_key: &str) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE username_key = ?")
+            .bind(username_key)
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
+        row.map(|r| user_from_row(&r).map_err(err)).transpose()
+    }
+
+    async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE email = ?")
+            .bind(email.as_str())
+            .fetch_optional(&self.read)
+            .await
+            .map_err(err)?;
+        row.map(|r| user_from_row(&r).map_err(err)).transpose()
+    }
+
+    async fn set_password(&self, id: i64, hash: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+            .bind(hash)
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn set_disabled(&self, id: i64, disabled: bool) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+            .bind(disabled as i64)
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<User>> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY id")
+            .fetch_all(&self.read)
+            .await
+            .map_err(err)?;
+        rows.iter().map(|r| user_from_row(r).map_err(err)).collect()
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        SessionStore::ping(self).await
+    }
+}
+
+#[async_trait]
+impl MailQueue for SqliteStore {
+    async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mail_queue (mail_ref, to_addr, subject, text_body, html_body, status, next_attempt_at, \
+             expires_at, created_at) VALUES (?,?,?,?,?,'queued',?,?,?)",
+        )
+        .bind(&m.mail_ref)
+        .bind(&m.to)
+        .bind(&m.subject)
+        .bind(&m.text)
+        .bind(&m.html)
+        .bind(m.created_at)
+        .bind(m.expires_at)
+        .bind(m.created_at)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn claim_due(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        max: u32,
+    ) -> StoreResult<Vec<QueuedMail>> {
+        let rows = sqlx::query(
+            "UPDATE mail_queue SET lease_until = ?1 WHERE id IN (SELECT id FROM mail_queue WHERE status = 'queued' \
+             AND next_attempt_at <= ?2 AND lease_until <= ?2 ORDER BY next_attempt_at LIMIT ?3) RETURNING *",
+        )
+        .bind(lease_until)
+        .bind(now)
+        .bind(max as i64)
+        .fetch_all(&self.write)
+        .await
+        .map_err(err)?;
+        rows.iter()
+            .map(|r| -> Result<QueuedMail, sqlx::Error> {
+                Ok(QueuedMail {
+                    id: r.try_get("id")?,
+                    attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+                    mail: OutgoingMail {
+                        mail_ref: r.try_get("mail_ref")?,
+                        to: r.try_get("to_addr")?,
+                        subject: r.try_get("subject")?,
+                        text: r.try_get("text_body")?,
+                        html: r.try_get("html_body")?,
+                        expires_at: r.try_get("expires_at")?,
+                        created_at: r.try_get("created_at")?,
+                    },
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(err)
+    }
+
+    async fn mark_sent(&self, id: i64, _now: Millis) -> StoreResult<()> {
+        sqlx::query("UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL WHERE id = ?")
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = ?, lease_until = 0, last_error = ? WHERE id = ?",
+        )
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(id)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
+        Ok(())
+    }
+
+    async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()> {
+        sqlx::query("UPDATE mail_queue SET status = 'failed', last_error = ? WHERE id = ?")
+            .bind(error)
+            .bind(id)
+            .execute(&self.write)
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT status FROM mail_queue WHERE mail_ref = ?")
+                .bind(mail_ref)
+                .fetch_optional(&self.read)
+                .await
+                .map_err(err)?;
+        Ok(row.map(|(s,)| match s.as_str() {
+            "sent" => Delivery::Sent,
+            "failed" => Delivery::Failed,
+            _ => Delivery::Queued,
+        }))
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<Millis>> {
+        let row: Option<(Option<i64>,)> = sqlx::query_as(
+            "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM mail_queue WHERE status = 'queued'",
+        )
+        .fetch_optional(&self.read)
+        .await
+        .map_err(err)?;
+        Ok(row.and_then(|(m,)| m))
+    }
+}
