@@ -625,7 +625,8 @@ impl MailQueue for SqliteStore {
     }
 
     async fn mark_sent(&self, id: i64, _now: Millis) -> StoreResult<()> {
-        sqlx::query("UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL WHERE id = ?")
+        sqlx::query("UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
+             subject = '', text_body = '', html_body = '' WHERE id = ?")
             .bind(id)
             .execute(&self.write)
             .await
@@ -647,7 +648,8 @@ impl MailQueue for SqliteStore {
     }
 
     async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE mail_queue SET status = 'failed', last_error = ? WHERE id = ?")
+        sqlx::query("UPDATE mail_queue SET status = 'failed', last_error = ?, subject = '', text_body = '', html_body = '' \
+             WHERE id = ?")
             .bind(error)
             .bind(id)
             .execute(&self.write)

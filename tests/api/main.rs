@@ -1,0 +1,12 @@
+//! Black-box tests of the HTTP API: the app on a random port, a client talking to it.
+mod helpers;
+
+mod codes;
+mod cross_origin;
+mod input;
+mod limits;
+mod ops;
+mod restart;
+mod sessions;
+mod sign_in;
+mod smtp;

@@ -1,0 +1,152 @@
+//! Sessions survive a restart and a `kill -9` of the process on the same data directory; SIGTERM
+//! stops cleanly; the command line's `user disable` ends a user's sessions.
+use crate::helpers::*;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[tokio::test]
+async fn sessions_survive_a_restart() {
+    let mut app = spawn_app().await;
+    let c = app.register("rita", "rita@example.com").await;
+    app.get(&c, "/api/me").await.expect(200, "OK");
+    app.restart().await;
+    app.get(&c, "/api/me").await.expect(200, "OK");
+}
+
+struct Proc {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_binary(data: &std::path::Path, port: u16) -> Proc {
+    let child = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("MAILCODE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start mailcode");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mailcode did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Proc {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+fn cli(data: &std::path::Path, args: &[&str], stdin: &str) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mailcode");
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(stdin.as_bytes());
+    }
+    child.wait_with_output().expect("mailcode output")
+}
+
+async fn sign_in_via(base: &str, outbox: &std::path::Path, user: &str, email: &str) -> String {
+    let c = bare();
+    let sent = answer(
+        c.post(format!("{base}/api/login/email-code"))
+            .json(&serde_json::json!({"email": email}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(200, "CODE_SENT");
+    let pre = sent.session_cookie().unwrap();
+    let code = read_code_from(outbox, email, "json", &Seen::default()).await;
+    let done = answer(
+        c.post(format!("{base}/api/login/get-token"))
+            .header("cookie", format!("mailcode_sid={pre}"))
+            .json(&serde_json::json!({"username": user, "password": PASSWORD, "email": email, "code": code}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS");
+    done.session_cookie().unwrap()
+}
+
+async fn me(base: &str, sid: &str) -> Answer {
+    answer(
+        bare()
+            .get(format!("{base}/api/me"))
+            .header("cookie", format!("mailcode_sid={sid}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn sessions_survive_kill_9_and_sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = cli(&data, &["user", "add", "kurt", "kurt@example.com"], &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let port = free_port();
+    let mut p = spawn_binary(&data, port);
+    let sid = sign_in_via(&p.base, &data.join("outbox"), "kurt", "kurt@example.com").await;
+    me(&p.base, &sid).await.expect(200, "OK");
+    // kill -9: no chance to flush anything.
+    p.child.kill().expect("kill -9");
+    let _ = p.child.wait();
+    let mut p = spawn_binary(&data, port);
+    me(&p.base, &sid).await.expect(200, "OK");
+    // SIGTERM: a clean stop with status 0.
+    let pid = p.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "mailcode did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn disabling_a_user_ends_their_live_sessions() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let out = cli(&data, &["user", "add", "lena", "lena@example.com"], &format!("{PASSWORD}\n"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let p = spawn_binary(&data, free_port());
+    let sid = sign_in_via(&p.base, &data.join("outbox"), "lena", "lena@example.com").await;
+    me(&p.base, &sid).await.expect(200, "OK");
+    let out = cli(&data, &["sessions", "list", "lena"], "");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    let out = cli(&data, &["user", "disable", "lena"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ended 1 session"));
+    me(&p.base, &sid).await.expect(401, "NOT_LOGGED_IN");
+    // A password on the command line is refused as too common.
+    let out = cli(&data, &["user", "add", "mo", "mo@example.com"], "password\n");
+    assert!(!out.status.success());
+}
