@@ -44,6 +44,7 @@
       unknown: 'unknown',
       no_sessions: 'No sessions.',
       delivery_queued: 'Sending the code to {email}…',
+      delivery_slow: 'Still trying to deliver the code to {email}. This takes longer than usual: check the address, or ask for a new code later.',
       delivery_sent: 'Code sent to {email}. It is valid until {time}.',
       delivery_failed: 'We could not deliver the code to {email}. Check the address, or try again in a moment.',
       your_email: 'your address',
@@ -101,6 +102,7 @@
       unknown: '未知',
       no_sessions: '没有会话。',
       delivery_queued: '正在向 {email} 发送验证码…',
+      delivery_slow: '仍在尝试向 {email} 发送验证码，比平时慢：请检查邮箱地址，或稍后重新获取。',
       delivery_sent: '验证码已发送至 {email}，{time} 前有效。',
       delivery_failed: '验证码未能送达 {email}。请检查邮箱地址，或稍后重试。',
       your_email: '你的邮箱',
@@ -128,6 +130,7 @@
   var SUBMIT_PATH = PAGE === 'register' ? '/api/register' : '/api/login/get-token';
   var STATUS_PATH = '/api/login/email-code/status';
   var POLL_MS = 2000;
+  var SLOW_MS = 20000; // "queued" for longer than this: say so
 
   var $ = function (id) { return document.getElementById(id); };
   var el = {
@@ -253,7 +256,8 @@
   // Shows a server error: its msg, plus what the screen needs (the wait, attempts left).
   function showError(r) {
     var text = r.msg || t('bad_response', { status: r.status });
-    if (r.code === 'RATE_LIMITED' && r.retryAfter) {
+    // The wait, unless the server's msg already says it.
+    if (r.code === 'RATE_LIMITED' && r.retryAfter && text.indexOf(String(r.retryAfter)) === -1) {
       text += ' ' + t('wait', { time: formatDuration(r.retryAfter) });
     }
     if (r.code === 'CODE_INVALID' && r.data && typeof r.data.attempts_left === 'number' &&
@@ -334,6 +338,7 @@
         startCountdown(until !== null ? until : Date.now() + 60000);
         setMessage(r.msg, 'ok');
         try { window.sessionStorage.setItem('mailcode_email_' + PAGE, email); } catch (e) { /* ignore */ }
+        state.delivery = null; // a new code: its own delivery state
         setDelivery(r.data.delivery, email, r.data.expires_at);
         el.code.value = '';
         (el.username.value ? (el.password.value ? el.code : el.password) : el.username).focus();
@@ -349,8 +354,10 @@
 
   function setDelivery(delivery, email, expiresAt) {
     if (typeof delivery !== 'string') { state.delivery = null; renderDelivery(); return; }
-    state.delivery = { state: delivery, email: email || (state.delivery && state.delivery.email) || '',
-                       expiresAt: parseTime(expiresAt) };
+    var prev = state.delivery;
+    state.delivery = { state: delivery, email: email || (prev && prev.email) || '',
+                       expiresAt: parseTime(expiresAt),
+                       queuedSince: prev && prev.state === 'queued' && prev.queuedSince ? prev.queuedSince : Date.now() };
     renderDelivery();
     if (delivery === 'queued') schedulePoll(); else stopPoll();
     if (delivery === 'failed') setMessageKey('delivery_failed', { email: state.delivery.email || t('your_email') }, 'error');
@@ -360,15 +367,17 @@
     var d = state.delivery;
     if (!d || el.auth.hidden) { el.delivery.hidden = true; el.delivery.textContent = ''; return; }
     var email = d.email || t('your_email');
-    var text;
-    if (d.state === 'queued') text = t('delivery_queued', { email: email });
+    var text, slow = d.state === 'queued' && Date.now() - d.queuedSince > SLOW_MS;
+    if (d.state === 'queued') {
+      text = t(slow ? 'delivery_slow' : 'delivery_queued', { email: email });
+    }
     else if (d.state === 'sent') {
       var time = d.expiresAt ? new Intl.DateTimeFormat(locale(), { timeStyle: 'short' }).format(new Date(d.expiresAt)) : '';
       text = t('delivery_sent', { email: email, time: time });
     } else if (d.state === 'failed') text = t('delivery_failed', { email: email });
     else text = d.state;
     el.delivery.textContent = text;
-    el.delivery.className = 'delivery ' + d.state;
+    el.delivery.className = 'delivery ' + d.state + (slow ? ' slow' : '');
     el.delivery.hidden = false;
   }
 
@@ -401,6 +410,7 @@
   function restoreCodeState() {
     api('GET', STATUS_PATH).then(function (r) {
       if (!r.ok || !r.data || !el.signedIn.hidden) return;
+      if (typeof r.data.purpose === 'string' && r.data.purpose !== PAGE) return; // a code for the other page
       var until = parseTime(r.data.resend_available_at);
       var expires = parseTime(r.data.expires_at);
       if (expires !== null && expires < Date.now()) return;
