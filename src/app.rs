@@ -15,7 +15,10 @@ use crate::http::{cookies::CookieSettings, AppState, HttpSettings};
 use crate::mail::{outbox::Outbox, queue::Worker, Transport};
 use crate::passwords::Hasher;
 use crate::policy::Policy;
-use crate::store::{sqlite::SqliteStore, Stores};
+use crate::store::{
+    mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, MailQueue, SessionStore, Stores,
+    UserStore,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -32,11 +35,79 @@ pub enum StartError {
     },
 }
 
+/// The SQL database: users and the mail queue always, sessions and limits when there is no Redis.
+#[derive(Clone)]
+pub enum SqlStore {
+    Sqlite(SqliteStore),
+    MySql(MySqlStore),
+}
+
+impl SqlStore {
+    pub async fn open(url: &str, timeout: Duration) -> Result<Self, crate::store::StoreError> {
+        if url.starts_with("sqlite:") {
+            Ok(SqlStore::Sqlite(SqliteStore::open(url, timeout).await?))
+        } else {
+            Ok(SqlStore::MySql(MySqlStore::open(url, timeout).await?))
+        }
+    }
+
+    /// Deletes expired rows (sessions, codes and limits kept in SQL; delivered mail).
+    pub async fn sweep(&self, now: crate::clock::Millis) -> Result<(), crate::store::StoreError> {
+        match self {
+            SqlStore::Sqlite(s) => s.sweep(now).await,
+            SqlStore::MySql(s) => s.sweep(now).await,
+        }
+    }
+
+    fn parts(
+        &self,
+    ) -> (
+        Arc<dyn SessionStore>,
+        Arc<dyn UserStore>,
+        Arc<dyn MailQueue>,
+    ) {
+        match self {
+            SqlStore::Sqlite(s) => (
+                Arc::new(s.clone()),
+                Arc::new(s.clone()),
+                Arc::new(s.clone()),
+            ),
+            SqlStore::MySql(s) => (
+                Arc::new(s.clone()),
+                Arc::new(s.clone()),
+                Arc::new(s.clone()),
+            ),
+        }
+    }
+}
+
+/// Opens every store the settings name. Sessions, codes and limits go to Redis when it is
+/// configured, else to the SQL database.
+pub async fn open_stores(
+    settings: &Settings,
+    timeout: Duration,
+) -> Result<(Stores, SqlStore), StartError> {
+    let sql = SqlStore::open(&settings.database_url, timeout).await?;
+    let (sql_sessions, users, mail) = sql.parts();
+    let sessions: Arc<dyn SessionStore> = match &settings.redis_url {
+        Some(url) => Arc::new(RedisStore::connect(url, &settings.redis_prefix, timeout).await?),
+        None => sql_sessions,
+    };
+    Ok((
+        Stores {
+            sessions,
+            users,
+            mail,
+        },
+        sql,
+    ))
+}
+
 /// Everything built from the settings, before anything listens.
 pub struct Built {
     pub core: Arc<Core>,
     pub state: AppState,
-    pub sqlite: SqliteStore,
+    pub sql: SqlStore,
     pub transport: Transport,
 }
 
@@ -46,12 +117,7 @@ pub async fn build(
     policy: Policy,
 ) -> Result<Built, StartError> {
     let secret = Secret::load_or_create(&settings.secret_file)?;
-    let sqlite = SqliteStore::open(&settings.database_url, policy.store_timeout).await?;
-    let stores = Stores {
-        sessions: Arc::new(sqlite.clone()),
-        users: Arc::new(sqlite.clone()),
-        mail: Arc::new(sqlite.clone()),
-    };
+    let (stores, sql) = open_stores(settings, policy.store_timeout).await?;
     let transport = match &settings.smtp_url {
         Some(url) => Transport::smtp(url, Duration::from_secs(10)).map_err(StartError::Config)?,
         None => Transport::Outbox(Outbox::new(settings.data_dir.join("outbox"))),
@@ -97,7 +163,7 @@ pub async fn build(
     Ok(Built {
         core,
         state,
-        sqlite,
+        sql,
         transport,
     })
 }
@@ -148,11 +214,11 @@ pub async fn start(
     };
     tasks.push(tokio::spawn(worker.run(stop_rx.clone())));
 
-    let sqlite = built.sqlite.clone();
+    let sql = built.sql.clone();
     let mut sweep_stop = stop_rx.clone();
     tasks.push(tokio::spawn(async move {
         loop {
-            if let Err(e) = sqlite.sweep(clock.now_ms()).await {
+            if let Err(e) = sql.sweep(clock.now_ms()).await {
                 tracing::warn!(error = %e, "sweep failed");
             }
             tokio::select! {

@@ -22,6 +22,9 @@ pub struct ServeArgs {
     /// redis://… for sessions, codes and rate limits (default: in the database)
     #[arg(long, env = "MAILCODE_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key, to share one Redis between deployments [default: mailcode:]
+    #[arg(long, env = "MAILCODE_REDIS_PREFIX")]
+    pub redis_prefix: Option<String>,
     /// smtp://user:pass@host:port, smtps://…, smtp://…?tls=required (default: the development outbox)
     #[arg(long, env = "MAILCODE_SMTP_URL")]
     pub smtp_url: Option<String>,
@@ -70,6 +73,7 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: String,
     pub redis_url: Option<String>,
+    pub redis_prefix: String,
     pub smtp_url: Option<String>,
     pub mail_from: lettre::message::Mailbox,
     pub cors_origins: Vec<String>,
@@ -158,16 +162,38 @@ impl Settings {
         let database_url = a
             .database_url
             .unwrap_or_else(|| format!("sqlite://{}/mailcode.db", data_dir.display()));
-        if !database_url.starts_with("sqlite:") {
+        if !["sqlite:", "mysql://", "mariadb://"]
+            .iter()
+            .any(|p| database_url.starts_with(p))
+        {
             return Err(bad(
                 "--database-url / MAILCODE_DATABASE_URL",
-                format!("{database_url:?}: this build supports sqlite://PATH; mysql:// and postgres:// are not available yet"),
+                format!("{database_url:?}: use sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB (MySQL or MariaDB)"),
             ));
         }
         if let Some(r) = &a.redis_url {
+            if ![
+                "redis://",
+                "rediss://",
+                "redis+unix://",
+                "unix://",
+                "valkey://",
+                "valkeys://",
+            ]
+            .iter()
+            .any(|p| r.starts_with(p))
+            {
+                return Err(bad(
+                    "--redis-url / MAILCODE_REDIS_URL",
+                    format!("{r:?}: use redis://[:PASS@]HOST:PORT[/DB] or rediss://… for TLS"),
+                ));
+            }
+        }
+        let redis_prefix = a.redis_prefix.unwrap_or_else(|| "mailcode:".into());
+        if redis_prefix.contains(['{', '}']) || redis_prefix.chars().any(char::is_whitespace) {
             return Err(bad(
-                "--redis-url / MAILCODE_REDIS_URL",
-                format!("{r:?}: Redis storage is not available in this build yet; omit it to keep sessions in the database"),
+                "--redis-prefix / MAILCODE_REDIS_PREFIX",
+                format!("{redis_prefix:?}: no braces or spaces (keys use hash tags)"),
             ));
         }
         if let Some(u) = &a.smtp_url {
@@ -245,6 +271,7 @@ impl Settings {
             listen,
             database_url,
             redis_url: a.redis_url,
+            redis_prefix,
             smtp_url: a.smtp_url,
             mail_from,
             cors_origins,

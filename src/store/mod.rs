@@ -3,6 +3,8 @@
 //! Each operation that must not race (code attempts, redeeming a code into a session, limits) is
 //! one trait method, made atomic by the backend its own way. Stores never see HTTP, raw session
 //! ids or codes: only [`SessionKey`]s and keyed hashes.
+pub mod mysql;
+pub mod redis;
 pub mod sqlite;
 
 use async_trait::async_trait;

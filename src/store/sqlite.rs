@@ -625,12 +625,14 @@ impl MailQueue for SqliteStore {
     }
 
     async fn mark_sent(&self, id: i64, _now: Millis) -> StoreResult<()> {
-        sqlx::query("UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
-             subject = '', text_body = '', html_body = '' WHERE id = ?")
-            .bind(id)
-            .execute(&self.write)
-            .await
-            .map_err(err)?;
+        sqlx::query(
+            "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
+             subject = '', text_body = '', html_body = '' WHERE id = ?",
+        )
+        .bind(id)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
         Ok(())
     }
 

@@ -13,17 +13,29 @@ async fn a_code_from_another_session_is_rejected() {
     let app = spawn_app().await;
     app.register("amy", "amy@example.com").await;
     let owner = browser();
-    app.request_code(&owner, "/api/login/email-code", "amy@example.com").await.expect(200, "CODE_SENT");
+    app.request_code(&owner, "/api/login/email-code", "amy@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let code = app.read_code("amy@example.com").await;
     // The attacker has a session of their own (with a code for another address).
     let attacker = browser();
-    app.request_code(&attacker, "/api/login/email-code", "mallory@example.com").await.expect(200, "CODE_SENT");
-    app.post(&attacker, "/api/login/get-token", login("amy", "amy@example.com", &code))
+    app.request_code(&attacker, "/api/login/email-code", "mallory@example.com")
         .await
-        .expect(401, "CODE_INVALID");
-    app.post(&owner, "/api/login/get-token", login("amy", "amy@example.com", &code))
-        .await
-        .expect(200, "LOGIN_SUCCESS");
+        .expect(200, "CODE_SENT");
+    app.post(
+        &attacker,
+        "/api/login/get-token",
+        login("amy", "amy@example.com", &code),
+    )
+    .await
+    .expect(401, "CODE_INVALID");
+    app.post(
+        &owner,
+        "/api/login/get-token",
+        login("amy", "amy@example.com", &code),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS");
 }
 
 #[tokio::test]
@@ -32,25 +44,41 @@ async fn a_code_for_another_email_is_rejected() {
     app.register("ben", "ben@example.com").await;
     app.register("ben2", "ben2@example.com").await;
     let c = browser();
-    app.request_code(&c, "/api/login/email-code", "ben2@example.com").await.expect(200, "CODE_SENT");
-    let code = app.read_code("ben2@example.com").await;
-    app.post(&c, "/api/login/get-token", login("ben", "ben@example.com", &code))
+    app.request_code(&c, "/api/login/email-code", "ben2@example.com")
         .await
-        .expect(401, "CODE_INVALID");
+        .expect(200, "CODE_SENT");
+    let code = app.read_code("ben2@example.com").await;
+    app.post(
+        &c,
+        "/api/login/get-token",
+        login("ben", "ben@example.com", &code),
+    )
+    .await
+    .expect(401, "CODE_INVALID");
 }
 
 #[tokio::test]
 async fn a_code_for_another_purpose_is_rejected() {
     let app = spawn_app().await;
     let c = browser();
-    app.request_code(&c, "/api/register/email-code", "cat@example.com").await.expect(200, "CODE_SENT");
+    app.request_code(&c, "/api/register/email-code", "cat@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let code = app.read_code("cat@example.com").await;
-    app.post(&c, "/api/password/reset", json!({"email": "cat@example.com", "code": code, "new_password": "whatever it is"}))
-        .await
-        .expect(401, "CODE_INVALID");
-    app.post(&c, "/api/login/get-token", login("cat", "cat@example.com", &code))
-        .await
-        .expect(401, "CODE_INVALID");
+    app.post(
+        &c,
+        "/api/password/reset",
+        json!({"email": "cat@example.com", "code": code, "new_password": "whatever it is"}),
+    )
+    .await
+    .expect(401, "CODE_INVALID");
+    app.post(
+        &c,
+        "/api/login/get-token",
+        login("cat", "cat@example.com", &code),
+    )
+    .await
+    .expect(401, "CODE_INVALID");
     app.post(&c, "/api/register", login("cat", "cat@example.com", &code))
         .await
         .expect(201, "REGISTERED");
@@ -102,19 +130,29 @@ async fn five_wrong_codes_kill_the_code() {
     let app = spawn_app().await;
     app.register("eve", "eve@example.com").await;
     let c = browser();
-    app.request_code(&c, "/api/login/email-code", "eve@example.com").await.expect(200, "CODE_SENT");
+    app.request_code(&c, "/api/login/email-code", "eve@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let code = app.read_code("eve@example.com").await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for left in (0..5).rev() {
         let a = app
-            .post(&c, "/api/login/get-token", login("eve", "eve@example.com", wrong))
+            .post(
+                &c,
+                "/api/login/get-token",
+                login("eve", "eve@example.com", wrong),
+            )
             .await
             .expect(401, "CODE_INVALID");
         assert_eq!(a.body["data"]["attempts_left"], left);
     }
-    app.post(&c, "/api/login/get-token", login("eve", "eve@example.com", &code))
-        .await
-        .expect(401, "CODE_ATTEMPTS_EXCEEDED");
+    app.post(
+        &c,
+        "/api/login/get-token",
+        login("eve", "eve@example.com", &code),
+    )
+    .await
+    .expect(401, "CODE_ATTEMPTS_EXCEEDED");
 }
 
 #[tokio::test]
@@ -122,13 +160,26 @@ async fn a_code_works_once() {
     let app = spawn_app().await;
     app.register("fay", "fay@example.com").await;
     let c = bare();
-    let sid = app.request_code(&c, "/api/login/email-code", "fay@example.com").await.session_cookie().expect("sid");
+    let sid = app
+        .request_code(&c, "/api/login/email-code", "fay@example.com")
+        .await
+        .session_cookie()
+        .expect("sid");
     let code = app.read_code("fay@example.com").await;
     let send = |sid: String| {
         let url = app.url("/api/login/get-token");
         let body = login("fay", "fay@example.com", &code);
         async move {
-            answer(bare().post(url).header("cookie", format!("mailcode_sid={sid}")).json(&body).send().await.unwrap()).await
+            answer(
+                bare()
+                    .post(url)
+                    .header("cookie", format!("mailcode_sid={sid}"))
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
         }
     };
     let first = send(sid.clone()).await.expect(200, "LOGIN_SUCCESS");
@@ -141,17 +192,31 @@ async fn a_code_expires_after_ten_minutes() {
     let app = spawn_app().await;
     app.register("gus", "gus@example.com").await;
     let c = browser();
-    let sent = app.request_code(&c, "/api/login/email-code", "gus@example.com").await.expect(200, "CODE_SENT");
+    let sent = app
+        .request_code(&c, "/api/login/email-code", "gus@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let expires = sent.body["data"]["expires_at"].as_str().unwrap().to_owned();
-    let resend = sent.body["data"]["resend_available_at"].as_str().unwrap().to_owned();
+    let resend = sent.body["data"]["resend_available_at"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let exp = chrono::DateTime::parse_from_rfc3339(&expires).unwrap();
     let res = chrono::DateTime::parse_from_rfc3339(&resend).unwrap();
-    assert_eq!((exp - res).num_seconds(), 540, "10 min lifetime, 60 s cooldown");
+    assert_eq!(
+        (exp - res).num_seconds(),
+        540,
+        "10 min lifetime, 60 s cooldown"
+    );
     let code = app.read_code("gus@example.com").await;
     app.advance(Duration::from_secs(601));
-    app.post(&c, "/api/login/get-token", login("gus", "gus@example.com", &code))
-        .await
-        .expect(401, "CODE_EXPIRED");
+    app.post(
+        &c,
+        "/api/login/get-token",
+        login("gus", "gus@example.com", &code),
+    )
+    .await
+    .expect(401, "CODE_EXPIRED");
 }
 
 #[tokio::test]
@@ -159,14 +224,21 @@ async fn a_new_code_replaces_the_previous_one() {
     let app = spawn_app().await;
     app.register("hal", "hal@example.com").await;
     let c = browser();
-    app.request_code(&c, "/api/login/email-code", "hal@example.com").await.expect(200, "CODE_SENT");
+    app.request_code(&c, "/api/login/email-code", "hal@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let first = app.read_code("hal@example.com").await;
     // Within the cooldown: refused, from this or any other session.
-    let again = app.request_code(&browser(), "/api/login/email-code", "hal@example.com").await.expect(429, "RATE_LIMITED");
+    let again = app
+        .request_code(&browser(), "/api/login/email-code", "hal@example.com")
+        .await
+        .expect(429, "RATE_LIMITED");
     assert!(again.headers.get("retry-after").is_some());
     app.advance(Duration::from_secs(61));
     tokio::time::sleep(Duration::from_millis(20)).await;
-    app.request_code(&c, "/api/login/email-code", "hal@example.com").await.expect(200, "CODE_SENT");
+    app.request_code(&c, "/api/login/email-code", "hal@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let second = loop {
         let c2 = app.read_code("hal@example.com").await;
         if c2 != first {
@@ -174,24 +246,42 @@ async fn a_new_code_replaces_the_previous_one() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    app.post(&c, "/api/login/get-token", login("hal", "hal@example.com", &first))
-        .await
-        .expect(401, "CODE_INVALID");
-    app.post(&c, "/api/login/get-token", login("hal", "hal@example.com", &second))
-        .await
-        .expect(200, "LOGIN_SUCCESS");
+    app.post(
+        &c,
+        "/api/login/get-token",
+        login("hal", "hal@example.com", &first),
+    )
+    .await
+    .expect(401, "CODE_INVALID");
+    app.post(
+        &c,
+        "/api/login/get-token",
+        login("hal", "hal@example.com", &second),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS");
 }
 
 #[tokio::test]
 async fn the_status_route_reports_delivery() {
     let app = spawn_app().await;
     let c = browser();
-    app.get(&c, "/api/login/email-code/status").await.expect(401, "NO_SESSION");
-    app.request_code(&c, "/api/login/email-code", "ida@example.com").await.expect(200, "CODE_SENT");
+    app.get(&c, "/api/login/email-code/status")
+        .await
+        .expect(401, "NO_SESSION");
+    app.request_code(&c, "/api/login/email-code", "ida@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let mut delivery = String::new();
     for _ in 0..100 {
-        let st = app.get(&c, "/api/login/email-code/status").await.expect(200, "OK");
-        delivery = st.body["data"]["delivery"].as_str().unwrap_or("").to_owned();
+        let st = app
+            .get(&c, "/api/login/email-code/status")
+            .await
+            .expect(200, "OK");
+        delivery = st.body["data"]["delivery"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         if delivery == "sent" {
             break;
         }
@@ -204,7 +294,10 @@ async fn the_status_route_reports_delivery() {
 async fn the_store_holds_no_raw_session_id() {
     let app = spawn_app().await;
     app.register("jo", "jo@example.com").await;
-    let signed = app.sign_in(&bare(), "jo", "jo@example.com").await.expect(200, "LOGIN_SUCCESS");
+    let signed = app
+        .sign_in(&bare(), "jo", "jo@example.com")
+        .await
+        .expect(200, "LOGIN_SUCCESS");
     let sid = signed.session_cookie().expect("sid");
     app.get_with_cookie("/api/me", &sid).await.expect(200, "OK");
     let mut hay = Vec::new();
@@ -212,6 +305,9 @@ async fn the_store_holds_no_raw_session_id() {
         hay.extend(std::fs::read(app.settings.data_dir.join(f)).unwrap_or_default());
     }
     let hay = String::from_utf8_lossy(&hay);
-    assert!(hay.contains("jo@example.com"), "the test reads the real database");
+    assert!(
+        hay.contains("jo@example.com"),
+        "the test reads the real database"
+    );
     assert!(!hay.contains(&sid), "a raw session id is in the database");
 }

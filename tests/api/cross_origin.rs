@@ -5,7 +5,16 @@ use serde_json::json;
 const SPA: &str = "http://localhost:5173";
 
 async fn post_from(app: &TestApp, origin: &str, path: &str, body: serde_json::Value) -> Answer {
-    answer(bare().post(app.url(path)).header("origin", origin).json(&body).send().await.unwrap()).await
+    answer(
+        bare()
+            .post(app.url(path))
+            .header("origin", origin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
 }
 
 #[tokio::test]
@@ -31,7 +40,14 @@ async fn cors_answers_preflight_with_credentials_only_for_allowed_origins() {
         .await
         .unwrap();
     assert!(evil.headers().get("access-control-allow-origin").is_none());
-    let a = post_from(&app, SPA, "/api/login/email-code", json!({"email": "spa@example.com"})).await.expect(200, "CODE_SENT");
+    let a = post_from(
+        &app,
+        SPA,
+        "/api/login/email-code",
+        json!({"email": "spa@example.com"}),
+    )
+    .await
+    .expect(200, "CODE_SENT");
     assert_eq!(a.headers.get("access-control-allow-origin").unwrap(), SPA);
     assert_ne!(a.headers.get("access-control-allow-origin").unwrap(), "*");
 }
@@ -39,15 +55,29 @@ async fn cors_answers_preflight_with_credentials_only_for_allowed_origins() {
 #[tokio::test]
 async fn state_changing_requests_from_other_origins_are_rejected() {
     let app = spawn_with(|s| s.cors_origins = vec![SPA.into()]).await;
-    let a = post_from(&app, "http://evil.example", "/api/login/email-code", json!({"email": "v@example.com"}))
-        .await
-        .expect(403, "ORIGIN_REJECTED");
+    let a = post_from(
+        &app,
+        "http://evil.example",
+        "/api/login/email-code",
+        json!({"email": "v@example.com"}),
+    )
+    .await
+    .expect(403, "ORIGIN_REJECTED");
     assert!(a.msg().contains("--cors-origin"), "{}", a.msg());
     assert!(a.set_cookie().is_none());
-    post_from(&app, "http://evil.example", "/api/logout", json!({})).await.expect(403, "ORIGIN_REJECTED");
+    post_from(&app, "http://evil.example", "/api/logout", json!({}))
+        .await
+        .expect(403, "ORIGIN_REJECTED");
     // The service's own origin is fine.
     let own = app.base.clone();
-    post_from(&app, &own, "/api/login/email-code", json!({"email": "own@example.com"})).await.expect(200, "CODE_SENT");
+    post_from(
+        &app,
+        &own,
+        "/api/login/email-code",
+        json!({"email": "own@example.com"}),
+    )
+    .await
+    .expect(200, "CODE_SENT");
     // Without Origin, Sec-Fetch-Site and Referer decide.
     let a = answer(
         bare()
@@ -77,7 +107,10 @@ async fn state_changing_requests_from_other_origins_are_rejected() {
 async fn bearer_requests_are_exempt_from_the_origin_check() {
     let app = spawn_app().await;
     app.register("tom", "tom@example.com").await;
-    let signed = app.sign_in(&bare(), "tom", "tom@example.com").await.expect(200, "LOGIN_SUCCESS");
+    let signed = app
+        .sign_in(&bare(), "tom", "tom@example.com")
+        .await
+        .expect(200, "LOGIN_SUCCESS");
     let sid = signed.session_cookie().unwrap();
     let a = answer(
         bare()
@@ -159,7 +192,13 @@ async fn forwarded_headers_are_ignored_from_untrusted_peers() {
 #[tokio::test]
 async fn same_site_none_forces_secure() {
     let app = spawn_with(|s| s.cookie_same_site = mailcode::http::cookies::SameSite::None).await;
-    let a = app.request_code(&bare(), "/api/login/email-code", "none@example.com").await.expect(200, "CODE_SENT");
+    let a = app
+        .request_code(&bare(), "/api/login/email-code", "none@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let cookie = a.set_cookie().unwrap();
-    assert!(cookie.contains("SameSite=None") && cookie.contains("Secure"), "{cookie}");
+    assert!(
+        cookie.contains("SameSite=None") && cookie.contains("Secure"),
+        "{cookie}"
+    );
 }

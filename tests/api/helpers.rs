@@ -35,7 +35,9 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let mut settings = Settings::for_data_dir(dir.path().join("data"));
     configure(&mut settings);
     let clock = ManualClock::new();
-    let running = start(&settings, clock.clone(), Policy::default()).await.expect("app starts");
+    let running = start(&settings, clock.clone(), Policy::default())
+        .await
+        .expect("app starts");
     TestApp {
         base: format!("http://{}", running.addr),
         clock,
@@ -62,7 +64,10 @@ impl Answer {
         self.body["msg"].as_str().unwrap_or("")
     }
     pub fn set_cookie(&self) -> Option<String> {
-        self.headers.get(SET_COOKIE).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(SET_COOKIE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
     /// The session id from Set-Cookie, if one was set (and not cleared).
     pub fn session_cookie(&self) -> Option<String> {
@@ -88,12 +93,19 @@ pub async fn answer(resp: reqwest::Response) -> Answer {
     let headers = resp.headers().clone();
     let text = resp.text().await.unwrap_or_default();
     let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-    Answer { status, headers, body }
+    Answer {
+        status,
+        headers,
+        body,
+    }
 }
 
 /// A browser-like client: keeps cookies.
 pub fn browser() -> Client {
-    Client::builder().cookie_store(true).build().expect("client")
+    Client::builder()
+        .cookie_store(true)
+        .build()
+        .expect("client")
 }
 
 /// A client that keeps no cookies at all.
@@ -109,11 +121,26 @@ impl TestApp {
     }
 
     pub async fn post(&self, c: &Client, path: &str, body: Value) -> Answer {
-        answer(c.post(self.url(path)).json(&body).send().await.expect("request")).await
+        answer(
+            c.post(self.url(path))
+                .json(&body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn post_bearer(&self, c: &Client, path: &str, token: &str, body: Value) -> Answer {
-        answer(c.post(self.url(path)).bearer_auth(token).json(&body).send().await.expect("request")).await
+        answer(
+            c.post(self.url(path))
+                .bearer_auth(token)
+                .json(&body)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn get(&self, c: &Client, path: &str) -> Answer {
@@ -121,11 +148,26 @@ impl TestApp {
     }
 
     pub async fn get_bearer(&self, c: &Client, path: &str, token: &str) -> Answer {
-        answer(c.get(self.url(path)).bearer_auth(token).send().await.expect("request")).await
+        answer(
+            c.get(self.url(path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn get_with_cookie(&self, path: &str, sid: &str) -> Answer {
-        answer(bare().get(self.url(path)).header("cookie", format!("mailcode_sid={sid}")).send().await.expect("request")).await
+        answer(
+            bare()
+                .get(self.url(path))
+                .header("cookie", format!("mailcode_sid={sid}"))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     pub async fn request_code(&self, c: &Client, purpose_path: &str, email: &str) -> Answer {
@@ -150,7 +192,9 @@ impl TestApp {
     /// signed in.
     pub async fn register(&self, username: &str, email: &str) -> Client {
         let c = browser();
-        self.request_code(&c, "/api/register/email-code", email).await.expect(200, "CODE_SENT");
+        self.request_code(&c, "/api/register/email-code", email)
+            .await
+            .expect(200, "CODE_SENT");
         let code = self.read_code(email).await;
         self.post(
             &c,
@@ -167,7 +211,10 @@ impl TestApp {
     /// The seed's flow: a login code, then username + password + email + code.
     /// Works with a cookie-keeping client and with a bare one (the cookie is then sent by hand).
     pub async fn sign_in(&self, c: &Client, username: &str, email: &str) -> Answer {
-        let sent = self.request_code(c, "/api/login/email-code", email).await.expect(200, "CODE_SENT");
+        let sent = self
+            .request_code(c, "/api/login/email-code", email)
+            .await
+            .expect(200, "CODE_SENT");
         let code = self.read_code(email).await;
         let mut req = c.post(self.url("/api/login/get-token")).json(
             &json!({"username": username, "password": PASSWORD, "email": email, "code": code}),
@@ -184,8 +231,14 @@ impl TestApp {
             r.shutdown().await;
         }
         let mut settings = self.settings.clone();
-        settings.listen = self.base.trim_start_matches("http://").parse().expect("addr");
-        let running = start(&settings, self.clock.clone(), Policy::default()).await.expect("app restarts");
+        settings.listen = self
+            .base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("addr");
+        let running = start(&settings, self.clock.clone(), Policy::default())
+            .await
+            .expect("app restarts");
         self.running = Some(running);
     }
 
@@ -207,7 +260,11 @@ pub async fn read_code_from(dir: &Path, email: &str, ext: &str, seen: &Seen) -> 
             }
             return code;
         }
-        assert!(Instant::now() < deadline, "no mail with a code to {email} in {}", dir.display());
+        assert!(
+            Instant::now() < deadline,
+            "no mail with a code to {email} in {}",
+            dir.display()
+        );
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -226,13 +283,16 @@ fn newest_code(dir: &Path, email: &str, ext: &str, seen: &Seen) -> Option<(PathB
         let to_matches = if ext == "json" {
             serde_json::from_str::<Value>(&text).ok()?["to"] == email
         } else {
-            text.lines().any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(email))
+            text.lines()
+                .any(|l| l.to_ascii_lowercase().starts_with("to:") && l.contains(email))
         };
         if !to_matches {
             continue;
         }
         let subject = if ext == "json" {
-            serde_json::from_str::<Value>(&text).ok()?["subject"].as_str()?.to_owned()
+            serde_json::from_str::<Value>(&text).ok()?["subject"]
+                .as_str()?
+                .to_owned()
         } else {
             text.lines().find(|l| l.starts_with("Subject:"))?.to_owned()
         };
@@ -288,7 +348,10 @@ impl SmtpSink {
             .expect("start the SMTP sink");
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "the SMTP sink did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "the SMTP sink did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         SmtpSink { port, dir, child }

@@ -13,8 +13,17 @@ async fn health_and_readiness() {
 #[tokio::test]
 async fn metrics_count_codes() {
     let app = spawn_app().await;
-    app.request_code(&browser(), "/api/login/email-code", "m@example.com").await.expect(200, "CODE_SENT");
-    let text = bare().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    app.request_code(&browser(), "/api/login/email-code", "m@example.com")
+        .await
+        .expect(200, "CODE_SENT");
+    let text = bare()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert!(text.contains("mailcode_codes_issued_total"), "{text}");
     assert!(text.contains("mailcode_http_requests_total"));
 }
@@ -26,19 +35,50 @@ async fn the_openapi_document_lists_every_route() {
     assert_eq!(doc.status, 200);
     let paths = doc.body["paths"].as_object().expect("paths");
     for p in [
-        "/api/login/email-code", "/api/login/get-token", "/api/register/email-code", "/api/register",
-        "/api/login/code", "/api/password/email-code", "/api/password/reset", "/api/me", "/api/logout",
-        "/api/sessions", "/api/sessions/{id}", "/api/login/email-code/status", "/healthz", "/readyz", "/metrics",
+        "/api/login/email-code",
+        "/api/login/get-token",
+        "/api/register/email-code",
+        "/api/register",
+        "/api/login/code",
+        "/api/password/email-code",
+        "/api/password/reset",
+        "/api/me",
+        "/api/logout",
+        "/api/sessions",
+        "/api/sessions/{id}",
+        "/api/login/email-code/status",
+        "/healthz",
+        "/readyz",
+        "/metrics",
     ] {
-        assert!(paths.contains_key(p), "{p} missing from the OpenAPI document");
+        assert!(
+            paths.contains_key(p),
+            "{p} missing from the OpenAPI document"
+        );
     }
 }
 
 #[tokio::test]
 async fn messages_follow_accept_language() {
     let app = spawn_app().await;
-    let zh = answer(bare().get(app.url("/api/me")).header("accept-language", "zh-CN").send().await.unwrap()).await;
-    let en = answer(bare().get(app.url("/api/me")).header("accept-language", "en-US").send().await.unwrap()).await;
+    let zh = answer(
+        bare()
+            .get(app.url("/api/me"))
+            .header("accept-language", "zh-CN")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let en = answer(
+        bare()
+            .get(app.url("/api/me"))
+            .header("accept-language", "en-US")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     let none = answer(bare().get(app.url("/api/me")).send().await.unwrap()).await;
     assert_eq!(zh.code(), "NOT_LOGGED_IN");
     assert_ne!(zh.msg(), en.msg());
@@ -52,6 +92,22 @@ async fn the_web_page_and_outbox_are_served() {
     let page = bare().get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(page.text().await.unwrap().contains("/assets/app.js"));
-    assert_eq!(bare().get(app.url("/assets/app.js")).send().await.unwrap().status(), 200);
-    assert_eq!(bare().get(app.url("/dev/outbox")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        bare()
+            .get(app.url("/assets/app.js"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        bare()
+            .get(app.url("/dev/outbox"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }

@@ -106,8 +106,16 @@ async fn me(base: &str, sid: &str) -> Answer {
 async fn sessions_survive_kill_9_and_sigterm_stops_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = cli(&data, &["user", "add", "kurt", "kurt@example.com"], &format!("{PASSWORD}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(
+        &data,
+        &["user", "add", "kurt", "kurt@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let port = free_port();
     let mut p = spawn_binary(&data, port);
     let sid = sign_in_via(&p.base, &data.join("outbox"), "kurt", "kurt@example.com").await;
@@ -119,13 +127,20 @@ async fn sessions_survive_kill_9_and_sigterm_stops_cleanly() {
     me(&p.base, &sid).await.expect(200, "OK");
     // SIGTERM: a clean stop with status 0.
     let pid = p.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(s) = p.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "mailcode did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "mailcode did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
@@ -135,18 +150,34 @@ async fn sessions_survive_kill_9_and_sigterm_stops_cleanly() {
 async fn disabling_a_user_ends_their_live_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let out = cli(&data, &["user", "add", "lena", "lena@example.com"], &format!("{PASSWORD}\n"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(
+        &data,
+        &["user", "add", "lena", "lena@example.com"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let p = spawn_binary(&data, free_port());
     let sid = sign_in_via(&p.base, &data.join("outbox"), "lena", "lena@example.com").await;
     me(&p.base, &sid).await.expect(200, "OK");
     let out = cli(&data, &["sessions", "list", "lena"], "");
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
     let out = cli(&data, &["user", "disable", "lena"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("ended 1 session"));
     me(&p.base, &sid).await.expect(401, "NOT_LOGGED_IN");
     // A password on the command line is refused as too common.
-    let out = cli(&data, &["user", "add", "mo", "mo@example.com"], "password\n");
+    let out = cli(
+        &data,
+        &["user", "add", "mo", "mo@example.com"],
+        "password\n",
+    );
     assert!(!out.status.success());
 }

@@ -9,7 +9,9 @@ async fn a_code_mail_reaches_a_real_smtp_server() {
     let url = sink.url();
     let app = spawn_with(|s| s.smtp_url = Some(url)).await;
     let c = browser();
-    app.request_code(&c, "/api/register/email-code", "smtp@example.com").await.expect(200, "CODE_SENT");
+    app.request_code(&c, "/api/register/email-code", "smtp@example.com")
+        .await
+        .expect(200, "CODE_SENT");
     let code = read_code_from(sink.dir.path(), "smtp@example.com", "eml", &Seen::default()).await;
     // The code from the mail registers the account.
     app.post(
@@ -20,7 +22,15 @@ async fn a_code_mail_reaches_a_real_smtp_server() {
     .await
     .expect(201, "REGISTERED");
     // No outbox page with a real transport.
-    assert_eq!(bare().get(app.url("/dev/outbox")).send().await.unwrap().status(), 404);
+    assert_eq!(
+        bare()
+            .get(app.url("/dev/outbox"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
 }
 
 #[tokio::test]
@@ -29,18 +39,32 @@ async fn smtp_down_does_not_slow_a_code_request_and_mail_goes_out_when_it_return
     let app = spawn_with(|s| s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"))).await;
     let c = browser();
     let t = Instant::now();
-    app.request_code(&c, "/api/login/email-code", "later@example.com").await.expect(200, "CODE_SENT");
-    assert!(t.elapsed() < Duration::from_secs(1), "a code request waited for SMTP");
+    app.request_code(&c, "/api/login/email-code", "later@example.com")
+        .await
+        .expect(200, "CODE_SENT");
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "a code request waited for SMTP"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let st = app.get(&c, "/api/login/email-code/status").await.expect(200, "OK");
+    let st = app
+        .get(&c, "/api/login/email-code/status")
+        .await
+        .expect(200, "OK");
     assert_eq!(st.body["data"]["delivery"], "queued");
     let sink = SmtpSink::start_on(port);
     let text = read_mail_text(sink.dir.path(), "later@example.com").await;
     assert!(text.contains("no account uses this address"), "{text}");
     let mut delivery = String::new();
     for _ in 0..100 {
-        let st = app.get(&c, "/api/login/email-code/status").await.expect(200, "OK");
-        delivery = st.body["data"]["delivery"].as_str().unwrap_or("").to_owned();
+        let st = app
+            .get(&c, "/api/login/email-code/status")
+            .await
+            .expect(200, "OK");
+        delivery = st.body["data"]["delivery"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
         if delivery == "sent" {
             break;
         }

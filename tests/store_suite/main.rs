@@ -1,0 +1,5 @@
+//! One test suite that every store backend must pass (STYLE §4): the same behaviour, checked
+//! against SQLite, Redis and MariaDB, each a real server started by the harness.
+mod suite;
+
+mod sqlite;

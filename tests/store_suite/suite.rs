@@ -1,0 +1,517 @@
+//! The behaviour every backend shares. Each function takes a fresh, empty store; the macros at
+//! the bottom turn them into `#[tokio::test]`s for a backend module.
+#![allow(dead_code)]
+use mailcode::clock::Millis;
+use mailcode::domain::{CodePurpose, Email, SessionKey, SessionKind, SessionRecord, SessionUser};
+use mailcode::store::*;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const NOW: Millis = 1_800_000_000_000;
+const MIN: Millis = 60_000;
+
+pub fn key(n: u32) -> SessionKey {
+    SessionKey::parse(&format!("{n:064x}")).expect("64 hex digits")
+}
+
+pub fn session(n: u32, user: Option<i64>) -> SessionRecord {
+    SessionRecord {
+        key: key(n),
+        kind: SessionKind::Cookie,
+        user: user.map(|id| SessionUser {
+            id,
+            username: format!("user{id}"),
+            email: format!("user{id}@example.com"),
+        }),
+        created_at: NOW,
+        last_seen_at: NOW,
+        idle_expires_at: NOW + 30 * MIN,
+        absolute_expires_at: NOW + 7 * 24 * 60 * MIN,
+        user_agent: "test/1.0".into(),
+        ip: "127.0.0.1".into(),
+    }
+}
+
+pub fn email(s: &str) -> Email {
+    Email::parse(s).expect("valid email")
+}
+
+pub fn code(n: u32, purpose: CodePurpose, to: &str, mac: &str) -> CodeRecord {
+    CodeRecord {
+        session: key(n),
+        purpose,
+        email: to.into(),
+        mac: mac.into(),
+        created_at: NOW,
+        expires_at: NOW + 10 * MIN,
+        resend_available_at: NOW + MIN,
+        attempts: 0,
+        mail_ref: format!("ref{n}"),
+    }
+}
+
+pub async fn session_roundtrip(s: Arc<dyn SessionStore>) {
+    let rec = session(1, Some(7));
+    s.create_session(&rec).await.unwrap();
+    assert_eq!(
+        s.load_session(&rec.key, NOW).await.unwrap(),
+        Some(rec.clone())
+    );
+    s.touch_session(&rec.key, NOW + 5 * MIN, NOW + 35 * MIN)
+        .await
+        .unwrap();
+    let loaded = s
+        .load_session(&rec.key, NOW + 5 * MIN)
+        .await
+        .unwrap()
+        .expect("live");
+    assert_eq!(loaded.last_seen_at, NOW + 5 * MIN);
+    assert_eq!(loaded.idle_expires_at, NOW + 35 * MIN);
+    // Past the idle timeout: gone.
+    assert_eq!(
+        s.load_session(&rec.key, NOW + 36 * MIN).await.unwrap(),
+        None
+    );
+    assert!(s.delete_session(&rec.key).await.unwrap() || true);
+    assert_eq!(s.load_session(&rec.key, NOW).await.unwrap(), None);
+    assert!(!s.delete_session(&key(999)).await.unwrap());
+}
+
+pub async fn touch_never_recreates(s: Arc<dyn SessionStore>) {
+    let rec = session(2, Some(7));
+    s.create_session(&rec).await.unwrap();
+    assert!(s.delete_session(&rec.key).await.unwrap());
+    s.touch_session(&rec.key, NOW + MIN, NOW + 31 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(s.load_session(&rec.key, NOW + MIN).await.unwrap(), None);
+}
+
+pub async fn user_sessions_list_and_revoke(s: Arc<dyn SessionStore>) {
+    for n in 10..13 {
+        s.create_session(&session(n, Some(42))).await.unwrap();
+    }
+    s.create_session(&session(20, Some(43))).await.unwrap();
+    s.create_session(&session(21, None)).await.unwrap();
+    let mine = s.list_user_sessions(42, NOW).await.unwrap();
+    assert_eq!(mine.len(), 3);
+    assert_eq!(s.revoke_user_sessions(42, Some(&key(11))).await.unwrap(), 2);
+    let mine = s.list_user_sessions(42, NOW).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
+        vec![key(11)]
+    );
+    assert_eq!(s.revoke_user_sessions(42, None).await.unwrap(), 1);
+    assert!(s.load_session(&key(11), NOW).await.unwrap().is_none());
+    assert!(
+        s.load_session(&key(20), NOW).await.unwrap().is_some(),
+        "another user's session stays"
+    );
+}
+
+pub async fn codes_count_attempts_and_die(s: Arc<dyn SessionStore>) {
+    s.create_session(&session(30, None)).await.unwrap();
+    s.issue_code(&code(30, CodePurpose::Login, "a@example.com", "right"))
+        .await
+        .unwrap();
+    let e = email("a@example.com");
+    let check = |mac: &'static str| {
+        let s = s.clone();
+        let e = e.clone();
+        async move {
+            s.check_code(&key(30), CodePurpose::Login, &e, mac, NOW + 1, 5)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(check("right").await, CodeCheck::Right);
+    assert_eq!(
+        check("right").await,
+        CodeCheck::Right,
+        "checking does not consume"
+    );
+    for left in (0..5).rev() {
+        assert_eq!(
+            check("wrong").await,
+            CodeCheck::Wrong {
+                attempts_left: left
+            }
+        );
+    }
+    assert_eq!(check("right").await, CodeCheck::Dead);
+}
+
+pub async fn codes_are_bound_to_session_email_and_purpose(s: Arc<dyn SessionStore>) {
+    s.create_session(&session(31, None)).await.unwrap();
+    s.issue_code(&code(31, CodePurpose::Login, "a@example.com", "right"))
+        .await
+        .unwrap();
+    let a = email("a@example.com");
+    let b = email("b@example.com");
+    assert_eq!(
+        s.check_code(&key(31), CodePurpose::Login, &b, "right", NOW, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Missing
+    );
+    assert_eq!(
+        s.check_code(&key(31), CodePurpose::Register, &a, "right", NOW, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Missing
+    );
+    assert_eq!(
+        s.check_code(&key(32), CodePurpose::Login, &a, "right", NOW, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Missing
+    );
+    assert_eq!(
+        s.check_code(&key(31), CodePurpose::Login, &a, "right", NOW + 10 * MIN, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Expired
+    );
+    // A new code replaces the previous one for the session and purpose.
+    s.issue_code(&code(31, CodePurpose::Login, "a@example.com", "newer"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.check_code(&key(31), CodePurpose::Login, &a, "right", NOW, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { attempts_left: 4 }
+    );
+    assert_eq!(
+        s.check_code(&key(31), CodePurpose::Login, &a, "newer", NOW, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Right
+    );
+    let current = s
+        .current_code(&key(31), NOW)
+        .await
+        .unwrap()
+        .expect("a current code");
+    assert_eq!(
+        (current.purpose, current.mail_ref.as_str()),
+        (CodePurpose::Login, "ref31")
+    );
+    assert!(s
+        .current_code(&key(31), NOW + 11 * MIN)
+        .await
+        .unwrap()
+        .is_none());
+}
+
+pub async fn redeem_is_atomic_under_a_race(s: Arc<dyn SessionStore>) {
+    s.create_session(&session(40, None)).await.unwrap();
+    s.issue_code(&code(40, CodePurpose::Login, "a@example.com", "right"))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.redeem_code(
+                    &key(40),
+                    CodePurpose::Login,
+                    &email("a@example.com"),
+                    "right",
+                    NOW + 1,
+                    5,
+                    Redeem::SignIn {
+                        new: session(100 + i, Some(9)),
+                    },
+                )
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    let mut wins = Vec::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        if t.await.unwrap() == Redeemed::SignedIn {
+            wins.push(i as u32);
+        }
+    }
+    assert_eq!(wins.len(), 1, "exactly one racer signs in");
+    assert!(
+        s.load_session(&key(40), NOW + 1).await.unwrap().is_none(),
+        "the pre-login session ended"
+    );
+    assert!(
+        s.load_session(&key(100 + wins[0]), NOW + 1)
+            .await
+            .unwrap()
+            .is_some(),
+        "the new session exists"
+    );
+    let live = s.list_user_sessions(9, NOW + 1).await.unwrap();
+    assert_eq!(live.len(), 1, "losers created nothing");
+}
+
+pub async fn redeem_can_spend_an_attempt(s: Arc<dyn SessionStore>) {
+    s.create_session(&session(41, None)).await.unwrap();
+    s.issue_code(&code(41, CodePurpose::Reset, "a@example.com", "right"))
+        .await
+        .unwrap();
+    let e = email("a@example.com");
+    let r = s
+        .redeem_code(
+            &key(41),
+            CodePurpose::Reset,
+            &e,
+            "right",
+            NOW,
+            5,
+            Redeem::UseAttempt,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Redeemed::AttemptUsed { attempts_left: 4 });
+    let r = s
+        .redeem_code(
+            &key(41),
+            CodePurpose::Reset,
+            &e,
+            "wrong",
+            NOW,
+            5,
+            Redeem::UseAttempt,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Redeemed::Gone);
+    assert_eq!(
+        s.check_code(&key(41), CodePurpose::Reset, &e, "nope", NOW, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { attempts_left: 3 }
+    );
+}
+
+pub async fn limits_count_in_fixed_windows(s: Arc<dyn SessionStore>) {
+    let w = Duration::from_secs(3600);
+    assert_eq!(s.peek_limit("k", 2, NOW).await.unwrap(), Limit::Allowed);
+    assert_eq!(s.hit_limit("k", 2, w, NOW).await.unwrap(), Limit::Allowed);
+    assert_eq!(
+        s.hit_limit("k", 2, w, NOW + 1000).await.unwrap(),
+        Limit::Allowed
+    );
+    assert_eq!(
+        s.peek_limit("k", 2, NOW + 1000).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 3_599_000
+        }
+    );
+    assert_eq!(
+        s.hit_limit("k", 2, w, NOW + 2000).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 3_598_000
+        }
+    );
+    assert_eq!(
+        s.hit_limit("other", 2, w, NOW + 2000).await.unwrap(),
+        Limit::Allowed
+    );
+    // A new window.
+    assert_eq!(
+        s.hit_limit("k", 2, w, NOW + 3_600_000).await.unwrap(),
+        Limit::Allowed
+    );
+    assert_eq!(
+        s.peek_limit("k", 2, NOW + 3_600_000).await.unwrap(),
+        Limit::Allowed
+    );
+}
+
+pub async fn limits_hold_under_concurrency(s: Arc<dyn SessionStore>) {
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.hit_limit("race", 10, Duration::from_secs(60), NOW)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for t in tasks {
+        if t.await.unwrap() == Limit::Allowed {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 10);
+}
+
+pub fn new_user(name: &str, mail: &str) -> NewUser {
+    NewUser {
+        username: name.into(),
+        username_key: name.to_lowercase(),
+        email: mail.into(),
+        password_hash: "$argon2id$fake".into(),
+        created_at: NOW,
+    }
+}
+
+pub async fn users_are_unique_by_name_and_email(u: Arc<dyn UserStore>) {
+    let id = u
+        .create_user(&new_user("Alice", "alice@example.com"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        u.create_user(&new_user("ALICE", "other@example.com")).await,
+        Err(CreateUserError::UsernameTaken)
+    ));
+    assert!(matches!(
+        u.create_user(&new_user("bob", "alice@example.com")).await,
+        Err(CreateUserError::EmailTaken)
+    ));
+    let found = u.find_by_username("alice").await.unwrap().expect("by name");
+    assert_eq!((found.id, found.username.as_str()), (id, "Alice"));
+    assert_eq!(
+        u.find_by_email(&email("alice@example.com"))
+            .await
+            .unwrap()
+            .map(|x| x.id),
+        Some(id)
+    );
+    assert!(u.find_by_username("nobody").await.unwrap().is_none());
+    u.set_password(id, "$argon2id$other").await.unwrap();
+    u.set_disabled(id, true).await.unwrap();
+    let found = u.find_by_username("alice").await.unwrap().unwrap();
+    assert_eq!(
+        (found.password_hash.as_str(), found.disabled),
+        ("$argon2id$other", true)
+    );
+    let bob = u
+        .create_user(&new_user("bob", "bob@example.com"))
+        .await
+        .unwrap();
+    assert_eq!(u.list_users().await.unwrap().len(), 2);
+    u.delete_user(bob).await.unwrap();
+    assert_eq!(u.list_users().await.unwrap().len(), 1);
+    u.ping().await.unwrap();
+}
+
+fn mail(r: &str, expires_at: Millis) -> OutgoingMail {
+    OutgoingMail {
+        mail_ref: r.into(),
+        to: "a@example.com".into(),
+        subject: "123456 is your code".into(),
+        text: "text".into(),
+        html: "<p>html</p>".into(),
+        expires_at,
+        created_at: NOW,
+    }
+}
+
+pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
+    q.enqueue(&mail("m1", NOW + 10 * MIN)).await.unwrap();
+    assert_eq!(q.delivery("m1").await.unwrap(), Some(Delivery::Queued));
+    assert_eq!(q.delivery("nope").await.unwrap(), None);
+    assert_eq!(q.next_due().await.unwrap(), Some(NOW));
+    let got = q.claim_due(NOW, NOW + MIN, 10).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].mail.subject, "123456 is your code");
+    assert!(
+        q.claim_due(NOW + 1, NOW + MIN, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "leased to the first worker"
+    );
+    q.mark_retry(got[0].id, NOW + 2000, "connection refused")
+        .await
+        .unwrap();
+    assert!(
+        q.claim_due(NOW + 1000, NOW + MIN, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "not due yet"
+    );
+    let again = q.claim_due(NOW + 2000, NOW + MIN, 10).await.unwrap();
+    assert_eq!((again.len(), again[0].attempts), (1, 1));
+    q.mark_sent(again[0].id, NOW + 2001).await.unwrap();
+    assert_eq!(q.delivery("m1").await.unwrap(), Some(Delivery::Sent));
+    assert!(q
+        .claim_due(NOW + 10 * MIN, NOW + 11 * MIN, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    q.enqueue(&mail("m2", NOW + 10 * MIN)).await.unwrap();
+    let got = q.claim_due(NOW, NOW + MIN, 10).await.unwrap();
+    q.mark_failed(got[0].id, "expired").await.unwrap();
+    assert_eq!(q.delivery("m2").await.unwrap(), Some(Delivery::Failed));
+    // A crashed worker's lease ends: the mail is taken again.
+    q.enqueue(&mail("m3", NOW + 10 * MIN)).await.unwrap();
+    assert_eq!(q.claim_due(NOW, NOW + MIN, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        q.claim_due(NOW + MIN, NOW + 2 * MIN, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+/// `session_store_tests!(make)` where `async fn make() -> Arc<dyn SessionStore>` gives a fresh store.
+#[macro_export]
+macro_rules! session_store_tests {
+    ($make:path) => {
+        #[tokio::test]
+        async fn session_roundtrip() {
+            $crate::suite::session_roundtrip($make().await).await
+        }
+        #[tokio::test]
+        async fn touch_never_recreates() {
+            $crate::suite::touch_never_recreates($make().await).await
+        }
+        #[tokio::test]
+        async fn user_sessions_list_and_revoke() {
+            $crate::suite::user_sessions_list_and_revoke($make().await).await
+        }
+        #[tokio::test]
+        async fn codes_count_attempts_and_die() {
+            $crate::suite::codes_count_attempts_and_die($make().await).await
+        }
+        #[tokio::test]
+        async fn codes_are_bound_to_session_email_and_purpose() {
+            $crate::suite::codes_are_bound_to_session_email_and_purpose($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn redeem_is_atomic_under_a_race() {
+            $crate::suite::redeem_is_atomic_under_a_race($make().await).await
+        }
+        #[tokio::test]
+        async fn redeem_can_spend_an_attempt() {
+            $crate::suite::redeem_can_spend_an_attempt($make().await).await
+        }
+        #[tokio::test]
+        async fn limits_count_in_fixed_windows() {
+            $crate::suite::limits_count_in_fixed_windows($make().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn limits_hold_under_concurrency() {
+            $crate::suite::limits_hold_under_concurrency($make().await).await
+        }
+    };
+}
+
+/// `sql_store_tests!(make_users, make_queue)`: the user store and the mail queue.
+#[macro_export]
+macro_rules! sql_store_tests {
+    ($users:path, $queue:path) => {
+        #[tokio::test]
+        async fn users_are_unique_by_name_and_email() {
+            $crate::suite::users_are_unique_by_name_and_email($users().await).await
+        }
+        #[tokio::test]
+        async fn the_mail_queue_leases_retries_and_reports() {
+            $crate::suite::the_mail_queue_leases_retries_and_reports($queue().await).await
+        }
+    };
+}
