@@ -68,7 +68,7 @@ pub fn message(code: &str, lang: Lang, arg: &str) -> String {
         "SESSION_REVOKED" => ("That session has ended.", "该会话已结束。"),
         "INVALID_JSON" => ("The body is not valid JSON: {}", "请求体不是合法的 JSON：{}"),
         "INVALID_INPUT" => ("The field `{}` is missing or not valid.", "字段 `{}` 缺失或不合法。"),
-        "INVALID_EMAIL" => ("That is not an email address we can send to: {}", "邮箱地址无效：{}"),
+        "INVALID_EMAIL" => ("That is not an email address we can send to: {}", "邮箱地址无效，请检查后重试。"),
         "PAYLOAD_TOO_LARGE" => ("The body is larger than 16 KiB.", "请求体超过 16 KiB。"),
         "UNSUPPORTED_MEDIA_TYPE" => ("Send the body as JSON with `Content-Type: application/json`.", "请以 JSON 发送请求体，并设置 `Content-Type: application/json`。"),
         "NO_SESSION" => (NO_SESSION_EN, NO_SESSION_ZH),

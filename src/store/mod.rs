@@ -206,6 +206,17 @@ pub enum Delivery {
     Failed,
 }
 
+/// The delivery a client sees: a mail still queued whose last attempt failed reports `failed`
+/// (it is being retried), so a page can say so at once instead of waiting for the code to expire.
+pub fn delivery_of(status: &str, last_attempt_failed: bool) -> Delivery {
+    match status {
+        "sent" => Delivery::Sent,
+        "failed" => Delivery::Failed,
+        _ if last_attempt_failed => Delivery::Failed,
+        _ => Delivery::Queued,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
     pub mail_ref: String,
@@ -239,6 +250,7 @@ pub trait MailQueue: Send + Sync {
     async fn mark_sent(&self, id: i64, now: Millis) -> StoreResult<()>;
     async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()>;
     async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()>;
+    /// See [`delivery_of`]: `failed` also while a failed mail waits for its retry.
     async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>>;
     /// The earliest instant a queued mail becomes due, to sleep until then.
     async fn next_due(&self) -> StoreResult<Option<Millis>>;

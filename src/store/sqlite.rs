@@ -661,17 +661,13 @@ impl MailQueue for SqliteStore {
     }
 
     async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT status FROM mail_queue WHERE mail_ref = ?")
+        let row: Option<(String, Option<String>)> =
+            sqlx::query_as("SELECT status, last_error FROM mail_queue WHERE mail_ref = ?")
                 .bind(mail_ref)
                 .fetch_optional(&self.read)
                 .await
                 .map_err(err)?;
-        Ok(row.map(|(s,)| match s.as_str() {
-            "sent" => Delivery::Sent,
-            "failed" => Delivery::Failed,
-            _ => Delivery::Queued,
-        }))
+        Ok(row.map(|(status, last_error)| delivery_of(&status, last_error.is_some())))
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {

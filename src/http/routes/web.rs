@@ -54,7 +54,7 @@ pub async fn outbox_page(State(s): State<AppState>) -> Result<Response, ApiError
         .await
         .map_err(|e| ApiError::Flow(crate::flows::FlowError::Internal(e.to_string())))?;
     let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>mailcode outbox</title>\
+        "<!doctype html><html><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>mailcode outbox</title>\
          <link rel=\"stylesheet\" href=\"/assets/style.css\"></head><body><main class=\"card\">\
          <h1>Development outbox</h1><p>Mail is not really sent: it is written to ",
     );
