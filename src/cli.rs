@@ -35,6 +35,9 @@ pub enum Command {
     Sessions(SessionsCmd),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Check a running deployment from the outside, the way a browser would, and explain each
+    /// problem found and its fix. Exit status 1 when something is wrong.
+    Doctor(crate::doctor::DoctorArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -72,6 +75,9 @@ pub fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(Command::Doctor(args)) = cli.command {
+        return crate::doctor::main(args);
+    }
     let settings = match Settings::resolve(cli.serve) {
         Ok(s) => s,
         Err(e) => {
@@ -127,7 +133,7 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
         }
     };
     match cmd {
-        Command::Serve => unreachable!("handled by main"),
+        Command::Serve | Command::Doctor(_) => unreachable!("handled by main"),
         Command::Migrate => println!("database is up to date"),
         Command::User(UserCmd::Add { username, email }) => {
             let username = Username::parse(&username).map_err(|e| format!("username: {e}"))?;

@@ -4,6 +4,7 @@
 //! store traits ([`store`]) → backends. A handler never talks to SQL; a store never sees HTTP.
 //!
 //! - [`cli`]: the command line (serve, user, sessions, migrate, doctor).
+//! - [`doctor`]: checks a running deployment from the outside, the way a browser would.
 //! - [`config`]: one [`config::Settings`] value, resolved once from flags, env, toml, defaults.
 //! - [`app`]: builds the state and router, runs the server, graceful shutdown.
 //! - [`policy`]: every number of SPEC §3 in one place.
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod doctor;
 pub mod domain;
 pub mod flows;
 pub mod http;
