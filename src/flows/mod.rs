@@ -5,7 +5,7 @@ mod sessions;
 mod sign_in;
 
 pub use codes::{CodeSent, CodeStatus};
-pub use sign_in::SignedIn;
+pub use sign_in::{CodeSubmission, SignedIn};
 
 use std::collections::HashSet;
 use std::net::IpAddr;

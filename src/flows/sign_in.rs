@@ -13,12 +13,20 @@ pub struct SignedIn {
     pub user: SessionUser,
 }
 
-/// What a submission carries besides the code itself.
-pub struct Submission<'a> {
-    pub session: &'a SessionRecord,
+/// A submitted code, as every code route receives it.
+#[derive(Debug, Clone, Copy)]
+pub struct CodeSubmission<'a> {
     pub email: &'a Email,
+    pub code: &'a OneTimeCode,
     /// The client asked for a bearer token instead of a cookie.
     pub want_token: bool,
+}
+
+/// A submission whose session was found.
+struct Submission<'a> {
+    session: &'a SessionRecord,
+    email: &'a Email,
+    want_token: bool,
 }
 
 impl Core {
@@ -27,12 +35,15 @@ impl Core {
         &self,
         client: &ClientInfo,
         current: Option<&SessionRecord>,
+        submitted: CodeSubmission<'_>,
         username: &Username,
         password: &Password,
-        email: &Email,
-        code: &OneTimeCode,
-        want_token: bool,
     ) -> FlowResult<SignedIn> {
+        let CodeSubmission {
+            email,
+            code,
+            want_token,
+        } = submitted;
         let session = self.begin_submission(client, current).await?;
         let sub = Submission {
             session,
@@ -58,10 +69,13 @@ impl Core {
         &self,
         client: &ClientInfo,
         current: Option<&SessionRecord>,
-        email: &Email,
-        code: &OneTimeCode,
-        want_token: bool,
+        submitted: CodeSubmission<'_>,
     ) -> FlowResult<SignedIn> {
+        let CodeSubmission {
+            email,
+            code,
+            want_token,
+        } = submitted;
         if !self.passwordless {
             return Err(FlowError::PasswordlessDisabled);
         }
@@ -89,12 +103,15 @@ impl Core {
         &self,
         client: &ClientInfo,
         current: Option<&SessionRecord>,
+        submitted: CodeSubmission<'_>,
         username: &Username,
         password: &Password,
-        email: &Email,
-        code: &OneTimeCode,
-        want_token: bool,
     ) -> FlowResult<SignedIn> {
+        let CodeSubmission {
+            email,
+            code,
+            want_token,
+        } = submitted;
         let session = self.begin_submission(client, current).await?;
         let mac = self
             .check_submitted_code(session, CodePurpose::Register, email, code)
@@ -156,11 +173,14 @@ impl Core {
         &self,
         client: &ClientInfo,
         current: Option<&SessionRecord>,
-        email: &Email,
-        code: &OneTimeCode,
+        submitted: CodeSubmission<'_>,
         new_password: &Password,
-        want_token: bool,
     ) -> FlowResult<SignedIn> {
+        let CodeSubmission {
+            email,
+            code,
+            want_token,
+        } = submitted;
         let session = self.begin_submission(client, current).await?;
         let sub = Submission {
             session,

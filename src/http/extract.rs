@@ -82,6 +82,8 @@ pub struct ClientMeta {
     pub user_agent: String,
     /// scheme://host of this service as the client addressed it.
     pub own_origin: Option<String>,
+    /// The `Origin` the request came with, if any.
+    pub origin: Option<String>,
 }
 
 impl ClientMeta {

@@ -8,7 +8,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::http::context::{RequestContext, CURRENT};
@@ -116,6 +115,10 @@ pub fn client_meta(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap, lang: L
             .unwrap_or("")
             .to_owned(),
         own_origin: host.map(|h| format!("{}://{}", if secure { "https" } else { "http" }, h)),
+        origin: headers
+            .get(header::ORIGIN)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
     }
 }
 
@@ -156,7 +159,7 @@ fn check_origin(
         None
     };
     if let Some(o) = &rejected {
-        warn_origin(state, o);
+        crate::http::hints::origin_rejected(o, &state.http.cors_origins);
     }
     rejected
 }
@@ -167,20 +170,4 @@ fn referer_origin(r: &str) -> String {
     };
     let host = rest.split(['/', '?', '#']).next().unwrap_or("");
     format!("{scheme}://{host}")
-}
-
-/// One warning per origin per minute, naming the flag that fixes it (SPEC §2, issue 4 hints).
-fn warn_origin(state: &AppState, origin: &str) {
-    static LAST: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
-    let Ok(mut last) = LAST.lock() else { return };
-    last.retain(|(_, t)| t.elapsed().as_secs() < 60);
-    if last.iter().any(|(o, _)| o == origin) || last.len() > 100 {
-        return;
-    }
-    last.push((origin.to_owned(), Instant::now()));
-    tracing::warn!(
-        origin,
-        allowed = ?state.http.cors_origins,
-        "request from origin {origin} rejected: start mailcode with --cors-origin {origin} (or MAILCODE_CORS_ORIGINS) to allow it"
-    );
 }

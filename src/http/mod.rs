@@ -4,6 +4,7 @@ pub mod context;
 pub mod cookies;
 pub mod error;
 pub mod extract;
+pub mod hints;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;

@@ -181,3 +181,72 @@ async fn disabling_a_user_ends_their_live_sessions() {
     );
     assert!(!out.status.success());
 }
+
+#[tokio::test]
+async fn the_log_explains_a_code_submitted_without_its_session_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("stderr.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("start mailcode");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "mailcode did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let body = serde_json::json!({"username": "nobody", "password": PASSWORD, "email": "n@example.com", "code": "123456"});
+    for _ in 0..3 {
+        answer(
+            bare()
+                .post(format!("http://127.0.0.1:{port}/api/login/get-token"))
+                .header("origin", format!("http://127.0.0.1:{port}"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .expect(401, "NO_SESSION");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let hints = text
+        .lines()
+        .filter(|l| l.contains("credentials: 'include'"))
+        .count();
+    assert_eq!(
+        hints, 1,
+        "one rate-limited hint, naming the client setting:\n{text}"
+    );
+}
+
+#[test]
+fn a_bad_setting_stops_start_up_naming_the_setting() {
+    for (args, setting) in [
+        (vec!["--listen", "localhost"], "--listen"),
+        (
+            vec!["--cookie-same-site", "sometimes"],
+            "--cookie-same-site",
+        ),
+        (vec!["--cors-origin", "*"], "--cors-origin"),
+        (vec!["--trust-proxy", "10.0.0.0/99"], "--trust-proxy"),
+        (vec!["--database-url", "oracle://x"], "--database-url"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+            .args(&args)
+            .output()
+            .expect("run mailcode");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(setting), "{args:?}: {err}");
+    }
+}

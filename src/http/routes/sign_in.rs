@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::domain::{OneTimeCode, Password, SessionKind, Username};
-use crate::flows::SignedIn;
+use crate::flows::{CodeSubmission, FlowError, SignedIn};
 use crate::http::error::{ok, ApiError};
 use crate::http::extract::{ApiJson, Auth, ClientMeta, Credential};
 use crate::http::routes::codes::{parse_email, parse_session_kind};
@@ -49,6 +49,16 @@ pub struct SignedInData {
     /// The session as a bearer token; null for cookie sessions (browsers get a token only when
     /// they ask for one with `"session": "token"`).
     pub token: Option<String>,
+}
+
+/// Logs the integrator hint when a code came without its session, then passes the error on.
+fn hint<'a>(meta: &'a ClientMeta, auth: &'a Auth) -> impl FnOnce(FlowError) -> ApiError + 'a {
+    move |e| {
+        if matches!(e, FlowError::NoSession) {
+            crate::http::hints::no_session(meta, auth.credential);
+        }
+        ApiError::Flow(e)
+    }
 }
 
 fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
@@ -116,13 +126,16 @@ pub async fn get_token(
         .sign_in(
             &meta.info(),
             auth.session(),
+            CodeSubmission {
+                email: &email,
+                code: &code,
+                want_token: tok,
+            },
             &user,
             &password,
-            &email,
-            &code,
-            tok,
         )
-        .await?;
+        .await
+        .map_err(hint(&meta, &auth))?;
     Ok(signed_in(
         &s,
         &meta,
@@ -148,8 +161,17 @@ pub async fn passwordless(
     let tok = want_token(b.session.as_deref())?;
     let done = s
         .core
-        .sign_in_with_code(&meta.info(), auth.session(), &email, &code, tok)
-        .await?;
+        .sign_in_with_code(
+            &meta.info(),
+            auth.session(),
+            CodeSubmission {
+                email: &email,
+                code: &code,
+                want_token: tok,
+            },
+        )
+        .await
+        .map_err(hint(&meta, &auth))?;
     Ok(signed_in(
         &s,
         &meta,
@@ -180,13 +202,16 @@ pub async fn register(
         .register(
             &meta.info(),
             auth.session(),
+            CodeSubmission {
+                email: &email,
+                code: &code,
+                want_token: tok,
+            },
             &user,
             &password,
-            &email,
-            &code,
-            tok,
         )
-        .await?;
+        .await
+        .map_err(hint(&meta, &auth))?;
     Ok(signed_in(
         &s,
         &meta,
@@ -213,8 +238,18 @@ pub async fn reset(
     let tok = want_token(b.session.as_deref())?;
     let done = s
         .core
-        .reset_password(&meta.info(), auth.session(), &email, &code, &password, tok)
-        .await?;
+        .reset_password(
+            &meta.info(),
+            auth.session(),
+            CodeSubmission {
+                email: &email,
+                code: &code,
+                want_token: tok,
+            },
+            &password,
+        )
+        .await
+        .map_err(hint(&meta, &auth))?;
     Ok(signed_in(
         &s,
         &meta,

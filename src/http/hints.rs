@@ -1,0 +1,56 @@
+//! Server-side hints for integrators (issue 4): when a client gets cookies or origins wrong, the
+//! log says once (per kind and origin, per minute) what is wrong and which setting fixes it, so a
+//! misconfiguration is visible on the server too, not only in the browser's console.
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::http::extract::{ClientMeta, Credential};
+
+const EVERY: Duration = Duration::from_secs(60);
+
+/// True when `(kind, subject)` was not reported within the last minute.
+fn first_in_a_while(kind: &str, subject: &str) -> bool {
+    static LAST: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+    let Ok(mut last) = LAST.lock() else {
+        return false;
+    };
+    last.retain(|(_, t)| t.elapsed() < EVERY);
+    let id = format!("{kind}\u{1f}{subject}");
+    if last.len() >= 256 || last.iter().any(|(k, _)| *k == id) {
+        return false;
+    }
+    last.push((id, Instant::now()));
+    true
+}
+
+/// A request from an origin that is not allowed.
+pub fn origin_rejected(origin: &str, allowed: &[String]) {
+    if first_in_a_while("origin", origin) {
+        tracing::warn!(
+            origin,
+            ?allowed,
+            "request from origin {origin} rejected: start mailcode with --cors-origin {origin} (or MAILCODE_CORS_ORIGINS) to allow it"
+        );
+    }
+}
+
+/// A code was submitted without the session it was sent to.
+pub fn no_session(meta: &ClientMeta, credential: Credential) {
+    let origin = meta.origin.as_deref().unwrap_or("(no Origin header)");
+    if !first_in_a_while("no_session", origin) {
+        return;
+    }
+    match credential {
+        Credential::None => tracing::warn!(
+            origin,
+            "a code was submitted without any session cookie or bearer token: the client must send the cookie it got \
+             with the code (fetch: credentials: 'include'; axios: withCredentials: true); a page on another origin \
+             also needs --cors-origin {origin}; a Secure cookie over plain HTTP is dropped by the browser"
+        ),
+        _ => tracing::warn!(
+            origin,
+            "a code was submitted with a session that does not exist (expired, signed out, or from another \
+             deployment/secret): the client should ask for a new code"
+        ),
+    }
+}
