@@ -226,7 +226,8 @@ impl Settings {
             if !valid {
                 return Err(bad("--cors-origin / MAILCODE_CORS_ORIGINS", format!("{o:?} is not an origin: write scheme://host[:port] without a path, e.g. http://localhost:5173 (\"*\" is never allowed with credentials)")));
             }
-            cors_origins.push(o.to_owned());
+            // Browsers send the scheme and host in lower case.
+            cors_origins.push(o.to_ascii_lowercase());
         }
         let mut trust_proxy = Vec::new();
         for t in a

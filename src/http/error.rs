@@ -23,8 +23,12 @@ pub enum ApiError {
     PayloadTooLarge,
     #[error("unsupported media type")]
     UnsupportedMediaType,
-    #[error("origin rejected: {0}")]
-    OriginRejected(String),
+    #[error("origin rejected: {origin}")]
+    OriginRejected {
+        origin: String,
+        /// This service's own origin as it saw the request (Host and scheme), for diagnosis.
+        own_origin: Option<String>,
+    },
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
@@ -139,11 +143,11 @@ impl ApiError {
                 String::new(),
                 Value::Null,
             ),
-            ApiError::OriginRejected(origin) => (
+            ApiError::OriginRejected { origin, own_origin } => (
                 "ORIGIN_REJECTED",
                 S::FORBIDDEN,
                 origin.clone(),
-                json!({ "origin": origin }),
+                json!({ "origin": origin, "own_origin": own_origin }),
             ),
             ApiError::NotFound => ("NOT_FOUND", S::NOT_FOUND, String::new(), Value::Null),
             ApiError::MethodNotAllowed => (

@@ -24,10 +24,11 @@ fn first_in_a_while(kind: &str, subject: &str) -> bool {
 }
 
 /// A request from an origin that is not allowed.
-pub fn origin_rejected(origin: &str, allowed: &[String]) {
+pub fn origin_rejected(origin: &str, own_origin: Option<&str>, allowed: &[String]) {
     if first_in_a_while("origin", origin) {
         tracing::warn!(
             origin,
+            own_origin = own_origin.unwrap_or("(no Host header)"),
             ?allowed,
             "request from origin {origin} rejected: start mailcode with --cors-origin {origin} (or MAILCODE_CORS_ORIGINS) to allow it"
         );

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
+use tracing::Instrument;
 
 use crate::http::context::{RequestContext, CURRENT};
 use crate::http::error::ApiError;
@@ -37,24 +38,26 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
         lang,
     };
 
+    // Every log line of this request, the handler's included, carries the request id.
     let span = tracing::info_span!("request", id = %id, %method, path = %path);
-    let _enter = span.enter();
-    drop(_enter);
-
     let origin_problem = check_origin(&state, &meta, &method, req.headers());
     let mut req = req;
     req.extensions_mut().insert(meta);
     let limit = state.core.policy.request_timeout;
     let mut resp = CURRENT
-        .scope(ctx.clone(), async move {
-            if let Some(origin) = origin_problem {
-                return ApiError::OriginRejected(origin).into_response();
+        .scope(
+            ctx,
+            async move {
+                if let Some((origin, own_origin)) = origin_problem {
+                    return ApiError::OriginRejected { origin, own_origin }.into_response();
+                }
+                match tokio::time::timeout(limit, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => ApiError::Timeout.into_response(),
+                }
             }
-            match tokio::time::timeout(limit, next.run(req)).await {
-                Ok(r) => r,
-                Err(_) => ApiError::Timeout.into_response(),
-            }
-        })
+            .instrument(span.clone()),
+        )
         .await;
 
     let h = resp.headers_mut();
@@ -131,14 +134,15 @@ fn check_origin(
     meta: &ClientMeta,
     method: &Method,
     headers: &HeaderMap,
-) -> Option<String> {
+) -> Option<(String, Option<String>)> {
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return None;
     }
     let has_bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.len() > 7 && v[..7].eq_ignore_ascii_case("bearer "))
+        .and_then(|v| v.get(..7))
+        .map(|v| v.eq_ignore_ascii_case("bearer "))
         .unwrap_or(false);
     if has_bearer {
         return None;
@@ -159,9 +163,13 @@ fn check_origin(
         None
     };
     if let Some(o) = &rejected {
-        crate::http::hints::origin_rejected(o, &state.http.cors_origins);
+        crate::http::hints::origin_rejected(
+            o,
+            meta.own_origin.as_deref(),
+            &state.http.cors_origins,
+        );
     }
-    rejected
+    rejected.map(|o| (o, meta.own_origin.clone()))
 }
 
 fn referer_origin(r: &str) -> String {
