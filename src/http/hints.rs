@@ -25,7 +25,19 @@ fn first_in_a_while(kind: &str, subject: &str) -> bool {
 
 /// A request from an origin that is not allowed.
 pub fn origin_rejected(origin: &str, own_origin: Option<&str>, allowed: &[String]) {
-    if first_in_a_while("origin", origin) {
+    if !first_in_a_while("origin", origin) {
+        return;
+    }
+    // Same host, other scheme: our own page, seen through a TLS proxy we do not trust.
+    let host_of = |o: &str| o.split_once("://").map(|(_, h)| h.to_owned());
+    if own_origin.is_some() && own_origin.and_then(host_of) == host_of(origin) {
+        tracing::warn!(
+            origin,
+            own_origin = own_origin.unwrap_or(""),
+            "request from {origin} looks like this service's own page behind a TLS-terminating proxy: \
+             start mailcode with --trust-proxy <the proxy's address> so that X-Forwarded-Proto is believed"
+        );
+    } else {
         tracing::warn!(
             origin,
             own_origin = own_origin.unwrap_or("(no Host header)"),

@@ -107,7 +107,17 @@ pub fn client_meta(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap, lang: L
             })
             .unwrap_or(false);
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    // The host the client addressed: a trusted proxy's X-Forwarded-Host, else Host.
+    let forwarded_host = peer_trusted
+        .then(|| {
+            headers
+                .get("x-forwarded-host")
+                .and_then(|v| v.to_str().ok())
+        })
+        .flatten()
+        .and_then(|v| v.split(',').next())
+        .map(str::trim);
+    let host = forwarded_host.or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()));
     ClientMeta {
         ip,
         secure,
@@ -135,7 +145,21 @@ fn check_origin(
     method: &Method,
     headers: &HeaderMap,
 ) -> Option<(String, Option<String>)> {
+    let allowed = |origin: &str| {
+        meta.own_origin.as_deref() == Some(origin)
+            || state.http.cors_origins.iter().any(|o| o == origin)
+    };
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        // Not refused here (CORS decides what the page may read), but a foreign origin is
+        // worth a hint: a CORS preflight is all the server sees of a blocked `fetch`.
+        if let Some(o) = origin.filter(|o| !allowed(o)) {
+            crate::http::hints::origin_rejected(
+                o,
+                meta.own_origin.as_deref(),
+                &state.http.cors_origins,
+            );
+        }
         return None;
     }
     let has_bearer = headers
@@ -147,11 +171,6 @@ fn check_origin(
     if has_bearer {
         return None;
     }
-    let allowed = |origin: &str| {
-        meta.own_origin.as_deref() == Some(origin)
-            || state.http.cors_origins.iter().any(|o| o == origin)
-    };
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     let rejected = if let Some(o) = origin {
         (!allowed(o)).then(|| o.to_owned())
     } else if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {

@@ -42,11 +42,13 @@ pub fn router(state: AppState) -> Router {
     routes::routes(&state)
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        // CORS inside the pipeline: preflights get a request id and no-store too, and a
+        // preflight from an origin that is not allowed is logged with its fix.
+        .layer(cors)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::pipeline,
         ))
-        .layer(cors)
         .with_state(state)
 }
 

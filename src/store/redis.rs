@@ -1,103 +1,1008 @@
-//! Redis backend for sessions, codes, attempt counters and rate limits (production).
-//! (Being written: see issue 3.)
+//! The Redis backend for sessions, codes and rate limits (issue 3): the data read on every
+//! request lives in memory, with a TTL on every key; users and the mail queue stay in SQL.
+//! Same semantics as `sqlite.rs`, checked by the same suite (`tests/store_suite`).
+//!
+//! Key layout (`P` is the prefix, default `mailcode:`; `K` a session key, the 64-hex SHA-256
+//! of the session id; the braces are Redis Cluster hash tags):
+//!
+//! | key               | type   | holds                                            | TTL                |
+//! |-------------------|--------|--------------------------------------------------|--------------------|
+//! | `P{K}s`           | string | the session record, compact (below)              | until it expires   |
+//! | `P{K}c:<purpose>` | string | `attempts␟expires␟created␟resend␟email␟mac␟ref`  | expiry + 1 h       |
+//! | `P{K}w`           | string | the key a code of `K` was redeemed into (marker) | the new session's  |
+//! | `Pu:{<user id>}`  | zset   | the user's session keys, scored by absolute expiry | the latest score |
+//! | `Pl:<name>`       | string | `<hits>:<window end, ms>`                        | until the window ends |
+//!
+//! A session record is `created␟last_seen−created␟idle_expiry−created␟absolute_expiry−created␟
+//! kind(c|t)␟user id␟ip␟username␟email␟user agent` (␟ = U+001F, which no header, email or
+//! username holds; the user agent comes last and may hold anything). Well-known user-agent
+//! fragments are stored as one control character each ([`UA_TOKENS`]): a signed-in browser
+//! session key then costs 216 to 232 bytes (`MEMORY USAGE`, Redis 7; 280 with long names and an
+//! IPv6 address) instead of 310 to 380, under the 300-byte target. Its index entry adds about
+//! 90 bytes. A record that starts with `~<old key>␟` is *pending* (see below). TTLs count from
+//! the caller's `now` (`create_session` has none: from the record's `last_seen_at`).
+//!
+//! Redis Cluster: every script touches one hash tag only, a session and its codes share the tag
+//! `{K}`. Redeeming a code into a new session cannot: the new session lives under its own tag.
+//! So sign-in is a small commit protocol whose commit point is one script in the old session's
+//! slot: (1) the new record is written *pending*, which nobody accepts as a session, and entered
+//! in the user's index; (2) the script checks and consumes the code, deletes the old session and
+//! its codes and writes the marker `P{old}w` = new key — code consumed and sign-in committed in
+//! one step; (3) the winner rewrites its record as active, a loser deletes its pending one. If
+//! (3) never happens (crash, Redis gone), the first read of a pending record finds the marker
+//! and activates it, and without a marker it stays dead until its TTL: so either the code was
+//! consumed and the session exists, or neither (SPEC §3 Robustness), even across slots. The
+//! price is three round trips per sign-in instead of one, on a rare path; the hot path stays
+//! one GET. The same protocol runs on a single Redis, so the suite tests what a cluster runs.
+//!
+//! Must not: store a raw session id or a code (only [`SessionKey`]s and HMACs reach here);
+//! decide expiry by Redis' clock (every decision compares stored instants with the caller's
+//! `now`, TTLs only collect garbage, never shorter than 1 s); take more than `op_timeout` per
+//! operation (then `Unavailable`: 503, and the connection manager reconnects by itself);
+//! `unwrap` anything read from Redis (corrupt data is `Internal`).
+use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
 use async_trait::async_trait;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
+use tokio::time::Instant;
 
 use super::*;
+use crate::domain::{SessionKind, SessionUser};
+
+/// Field separator of every stored record.
+const SEP: char = '\u{1f}';
+/// Starts a pending session record: `~<old key>␟<record>`.
+const PENDING: char = '~';
+/// The shortest TTL ever set, so that a key logically dead already still vanishes soon.
+const MIN_TTL_MS: i64 = 1_000;
+/// Codes outlive their expiry by an hour, so that a late submission reads `Expired`, not
+/// `Missing` (as SQLite's sweep keeps them).
+const CODE_GRACE_MS: i64 = 3_600_000;
 
 #[derive(Clone)]
 pub struct RedisStore {
-    _prefix: String,
+    conn: ConnectionManager,
+    keys: Arc<Keys>,
+    op_timeout: Duration,
 }
 
 impl RedisStore {
-    /// Connects to `url` (redis://, rediss://, redis+sentinel://…); every key starts with `prefix`.
-    pub async fn connect(_url: &str, prefix: &str, _op_timeout: Duration) -> StoreResult<Self> {
-        Err(StoreError::Unavailable(format!(
-            "the Redis backend is not built yet (prefix {prefix})"
-        )))
+    /// Connects to `url` (redis://, rediss://, redis+unix://…); every key starts with `prefix`.
+    /// Fails with `Unavailable` when Redis does not answer a PING within `op_timeout`.
+    pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> StoreResult<Self> {
+        // The URL may hold a password: it is not repeated in the error.
+        let client = ::redis::Client::open(url)
+            .map_err(|e| StoreError::Internal(format!("invalid Redis URL: {}", e.category())))?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(1))
+            .set_number_of_retries(8);
+        let conn = bounded(op_timeout, async {
+            ConnectionManager::new_with_config(client, config)
+                .await
+                .map_err(err)
+        })
+        .await?;
+        let store = RedisStore {
+            conn,
+            keys: Arc::new(Keys(prefix.to_owned())),
+            op_timeout,
+        };
+        SessionStore::ping(&store).await?;
+        Ok(store)
+    }
+
+    async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> StoreResult<T> {
+        cmd.query_async(&mut self.conn.clone()).await.map_err(err)
+    }
+
+    async fn invoke<T: ::redis::FromRedisValue>(
+        &self,
+        call: &::redis::ScriptInvocation<'_>,
+    ) -> StoreResult<T> {
+        call.invoke_async(&mut self.conn.clone()).await.map_err(err)
+    }
+
+    /// Enters a session in its user's index and stretches the index's TTL to the latest
+    /// absolute expiry in it.
+    async fn index_add(&self, user_id: i64, s: &SessionRecord, now: Millis) -> StoreResult<()> {
+        let mut call = INDEX_ADD.prepare_invoke();
+        call.key(self.keys.index(user_id))
+            .arg(s.absolute_expires_at)
+            .arg(s.key.as_str())
+            .arg(now);
+        self.invoke::<i64>(&call).await.map(drop)
+    }
+
+    async fn index_remove(&self, user_id: i64, members: &[&str]) -> StoreResult<()> {
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.query::<i64>(
+            ::redis::cmd("ZREM")
+                .arg(self.keys.index(user_id))
+                .arg(members),
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Deletes a session and its codes; returns the record that was there.
+    async fn delete_one(&self, key: &SessionKey) -> StoreResult<Option<String>> {
+        let mut call = DELETE.prepare_invoke();
+        call.key(self.keys.session(key)).key(self.keys.codes(key));
+        self.invoke(&call).await
+    }
+
+    /// A stored record as the caller may see it: active, or pending and committed by its marker
+    /// (then activated now, the step its sign-in could not finish).
+    async fn accept(&self, key: &SessionKey, raw: &str) -> StoreResult<Option<SessionRecord>> {
+        let Some(rest) = raw.strip_prefix(PENDING) else {
+            return decode_session(key, raw).map(Some);
+        };
+        let (old, active) = rest.split_once(SEP).ok_or_else(|| corrupt("session"))?;
+        let old = SessionKey::parse(old).ok_or_else(|| corrupt("session"))?;
+        let record = decode_session(key, active)?;
+        let marker: Option<String> = self
+            .query(::redis::cmd("GET").arg(self.keys.marker(&old)))
+            .await?;
+        if marker.as_deref() != Some(key.as_str()) {
+            return Ok(None);
+        }
+        self.activate(key, active).await?;
+        Ok(Some(record))
+    }
+
+    /// Rewrites a pending record as active, unless the session was deleted meanwhile.
+    async fn activate(&self, key: &SessionKey, active: &str) -> StoreResult<bool> {
+        let set: Value = self
+            .query(
+                ::redis::cmd("SET")
+                    .arg(self.keys.session(key))
+                    .arg(active)
+                    .arg("XX")
+                    .arg("KEEPTTL"),
+            )
+            .await?;
+        Ok(set != Value::Nil)
+    }
+
+    async fn load(&self, key: &SessionKey, now: Millis) -> StoreResult<Option<SessionRecord>> {
+        let raw: Option<String> = self
+            .query(::redis::cmd("GET").arg(self.keys.session(key)))
+            .await?;
+        let Some(raw) = raw else { return Ok(None) };
+        Ok(self.accept(key, &raw).await?.filter(|s| s.is_live(now)))
+    }
+
+    async fn create(&self, s: &SessionRecord) -> StoreResult<()> {
+        let record = encode_session(s)?;
+        self.query::<Value>(
+            ::redis::cmd("SET")
+                .arg(self.keys.session(&s.key))
+                .arg(record)
+                .arg("PX")
+                .arg(ttl(s.expires_at() - s.last_seen_at)),
+        )
+        .await?;
+        // Record first, index second: a key listed in an index but missing in Redis is gone
+        // for good, so listing may prune it. The id is handed out only once both are written.
+        if let Some(u) = &s.user {
+            if let Err(e) = self.index_add(u.id, s, s.last_seen_at).await {
+                let _ = self.delete_one(&s.key).await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
+        let Some(raw) = self.delete_one(key).await? else {
+            return Ok(false);
+        };
+        // The index entry would be pruned when listing anyway; a failure here changes nothing.
+        if let Some(u) = stored_user(key, &raw) {
+            if let Err(e) = self.index_remove(u, &[key.as_str()]).await {
+                tracing::debug!("session index not pruned: {e}");
+            }
+        }
+        Ok(true)
+    }
+
+    async fn list(&self, user_id: i64, now: Millis) -> StoreResult<Vec<SessionRecord>> {
+        let index = self.keys.index(user_id);
+        let (members,): (Vec<String>,) = ::redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(&index)
+            .arg("-inf")
+            .arg(now)
+            .ignore()
+            .cmd("ZRANGEBYSCORE")
+            .arg(&index)
+            .arg(format!("({now}"))
+            .arg("+inf")
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(err)?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = members
+            .iter()
+            .map(|m| SessionKey::parse(m).ok_or_else(|| corrupt("session index")))
+            .collect::<StoreResult<Vec<_>>>()?;
+        let names: Vec<String> = keys.iter().map(|k| self.keys.session(k)).collect();
+        let raws: Vec<Option<String>> = self.query(::redis::cmd("MGET").arg(names)).await?;
+        let mut live = Vec::new();
+        let mut gone = Vec::new();
+        for (key, raw) in keys.iter().zip(raws) {
+            match raw {
+                None => gone.push(key.as_str()),
+                Some(raw) => {
+                    if let Some(s) = self.accept(key, &raw).await? {
+                        let mine = s.user.as_ref().is_some_and(|u| u.id == user_id);
+                        if mine && s.is_live(now) {
+                            live.push(s);
+                        }
+                    }
+                }
+            }
+        }
+        self.index_remove(user_id, &gone).await?;
+        live.sort_by(|a, b| (a.created_at, a.key.as_str()).cmp(&(b.created_at, b.key.as_str())));
+        Ok(live)
+    }
+
+    async fn revoke(&self, user_id: i64, except: Option<&SessionKey>) -> StoreResult<u64> {
+        let members: Vec<String> = self
+            .query(
+                ::redis::cmd("ZRANGE")
+                    .arg(self.keys.index(user_id))
+                    .arg(0)
+                    .arg(-1),
+            )
+            .await?;
+        let targets = members
+            .iter()
+            .filter(|m| Some(m.as_str()) != except.map(SessionKey::as_str))
+            .map(|m| SessionKey::parse(m).ok_or_else(|| corrupt("session index")))
+            .collect::<StoreResult<Vec<_>>>()?;
+        // One script per session (each in its own slot), sent together on the one connection.
+        let deleted = futures::future::join_all(targets.iter().map(|k| self.delete_one(k))).await;
+        let mut ended = 0;
+        for d in deleted {
+            ended += u64::from(d?.is_some());
+        }
+        let names: Vec<&str> = targets.iter().map(SessionKey::as_str).collect();
+        self.index_remove(user_id, &names).await?;
+        Ok(ended)
+    }
+
+    async fn judge(
+        &self,
+        script: &Script,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        submitted: (&Email, &str, Millis, u32),
+        action: (&str, Option<&SessionKey>, i64),
+    ) -> StoreResult<(i64, u32)> {
+        let (email, mac, now, max) = submitted;
+        let (what, new, marker_ttl) = action;
+        let mut call = script.prepare_invoke();
+        call.key(self.keys.code(session, purpose))
+            .key(self.keys.session(session))
+            .key(self.keys.codes(session))
+            .key(self.keys.marker(session))
+            .arg(email.as_str())
+            .arg(mac)
+            .arg(now)
+            .arg(max)
+            .arg(what)
+            .arg(new.map(SessionKey::as_str).unwrap_or(""))
+            .arg(marker_ttl);
+        let (verdict, attempts): (i64, i64) = self.invoke(&call).await?;
+        let attempts = u32::try_from(attempts).map_err(|_| corrupt("code"))?;
+        Ok((verdict, attempts))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn redeem(
+        &self,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max: u32,
+        action: Redeem,
+        deadline: Instant,
+    ) -> StoreResult<Redeemed> {
+        let submitted = (email, mac, now, max);
+        let new = match action {
+            Redeem::UseAttempt => {
+                let (verdict, attempts) = self
+                    .judge(&REDEEM, session, purpose, submitted, ("attempt", None, 0))
+                    .await?;
+                return match verdict {
+                    0 => Ok(Redeemed::Gone),
+                    1 => Ok(Redeemed::AttemptUsed {
+                        attempts_left: max.saturating_sub(attempts),
+                    }),
+                    _ => Err(corrupt("redeem answer")),
+                };
+            }
+            Redeem::SignIn { new } => new,
+        };
+        // (1) The new session, pending: no one accepts it until the script below commits it.
+        let active = encode_session(&new)?;
+        let new_ttl = ttl(new.expires_at() - now);
+        let pending = format!("{PENDING}{}{SEP}{active}", session.as_str());
+        let name = self.keys.session(&new.key);
+        self.query::<Value>(
+            ::redis::cmd("SET")
+                .arg(&name)
+                .arg(pending)
+                .arg("PX")
+                .arg(new_ttl),
+        )
+        .await?;
+        if let Some(u) = &new.user {
+            self.index_add(u.id, &new, now).await?;
+        }
+        // (2) The commit point: code consumed, old session gone, marker written, atomically.
+        let (verdict, _) = self
+            .judge(
+                &REDEEM,
+                session,
+                purpose,
+                submitted,
+                ("signin", Some(&new.key), new_ttl),
+            )
+            .await?;
+        if verdict != 2 {
+            // Lost (or the code was wrong, used, expired): take back what (1) wrote.
+            let _ = self.query::<i64>(::redis::cmd("DEL").arg(&name)).await;
+            if let Some(u) = &new.user {
+                let _ = self.index_remove(u.id, &[new.key.as_str()]).await;
+            }
+            return Ok(Redeemed::Gone);
+        }
+        // (3) Signed in whatever happens now: a record left pending is activated when first read.
+        let finish = async {
+            if self.activate(&new.key, &active).await? {
+                self.query::<i64>(::redis::cmd("DEL").arg(self.keys.marker(session)))
+                    .await?;
+            }
+            StoreResult::Ok(())
+        };
+        match tokio::time::timeout_at(deadline, finish).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!("sign-in committed, activation left to the next read: {e}")
+            }
+            Err(_) => {
+                tracing::warn!("sign-in committed, activation left to the next read: timed out")
+            }
+        }
+        Ok(Redeemed::SignedIn)
+    }
+
+    async fn current(&self, session: &SessionKey, now: Millis) -> StoreResult<Option<CodeRecord>> {
+        let raws: Vec<Option<String>> = self
+            .query(::redis::cmd("MGET").arg(self.keys.codes(session)))
+            .await?;
+        let mut best: Option<CodeRecord> = None;
+        for (purpose, raw) in CodePurpose::ALL.into_iter().zip(raws) {
+            let Some(raw) = raw else { continue };
+            let c = decode_code(session, purpose, &raw)?;
+            if c.expires_at > now && best.as_ref().is_none_or(|b| c.created_at > b.created_at) {
+                best = Some(c);
+            }
+        }
+        Ok(best)
     }
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
-    async fn create_session(&self, _s: &SessionRecord) -> StoreResult<()> {
-        unimplemented!()
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        bounded(self.op_timeout, self.create(s)).await
     }
+
     async fn load_session(
         &self,
-        _key: &SessionKey,
-        _now: Millis,
+        key: &SessionKey,
+        now: Millis,
     ) -> StoreResult<Option<SessionRecord>> {
-        unimplemented!()
+        bounded(self.op_timeout, self.load(key, now)).await
     }
+
     async fn touch_session(
         &self,
-        _key: &SessionKey,
-        _now: Millis,
-        _idle: Millis,
+        key: &SessionKey,
+        now: Millis,
+        idle_expires_at: Millis,
     ) -> StoreResult<()> {
-        unimplemented!()
+        // A script, never a plain SET: a session deleted meanwhile stays deleted.
+        let mut call = TOUCH.prepare_invoke();
+        call.key(self.keys.session(key))
+            .arg(now)
+            .arg(idle_expires_at);
+        bounded(self.op_timeout, self.invoke::<i64>(&call))
+            .await
+            .map(drop)
     }
-    async fn delete_session(&self, _key: &SessionKey) -> StoreResult<bool> {
-        unimplemented!()
+
+    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
+        bounded(self.op_timeout, self.delete(key)).await
     }
+
     async fn list_user_sessions(
         &self,
-        _user_id: i64,
-        _now: Millis,
+        user_id: i64,
+        now: Millis,
     ) -> StoreResult<Vec<SessionRecord>> {
-        unimplemented!()
+        bounded(self.op_timeout, self.list(user_id, now)).await
     }
+
     async fn revoke_user_sessions(
         &self,
-        _user_id: i64,
-        _except: Option<&SessionKey>,
+        user_id: i64,
+        except: Option<&SessionKey>,
     ) -> StoreResult<u64> {
-        unimplemented!()
+        bounded(self.op_timeout, self.revoke(user_id, except)).await
     }
-    async fn issue_code(&self, _code: &CodeRecord) -> StoreResult<()> {
-        unimplemented!()
+
+    async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
+        let record = encode_code(c)?;
+        let cmd = ::redis::cmd("SET")
+            .arg(self.keys.code(&c.session, c.purpose))
+            .arg(record)
+            .arg("PX")
+            .arg(ttl(c.expires_at - c.created_at + CODE_GRACE_MS))
+            .to_owned();
+        bounded(self.op_timeout, self.query::<Value>(&cmd))
+            .await
+            .map(drop)
     }
+
     async fn check_code(
         &self,
-        _s: &SessionKey,
-        _p: CodePurpose,
-        _e: &Email,
-        _m: &str,
-        _n: Millis,
-        _max: u32,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max_attempts: u32,
     ) -> StoreResult<CodeCheck> {
-        unimplemented!()
+        let submitted = (email, mac, now, max_attempts);
+        let (verdict, attempts) = bounded(
+            self.op_timeout,
+            self.judge(&CHECK, session, purpose, submitted, ("check", None, 0)),
+        )
+        .await?;
+        Ok(match verdict {
+            0 => CodeCheck::Missing,
+            1 => CodeCheck::Expired,
+            2 => CodeCheck::Dead,
+            3 => CodeCheck::Right,
+            4 => CodeCheck::Wrong {
+                attempts_left: max_attempts.saturating_sub(attempts),
+            },
+            _ => return Err(corrupt("check answer")),
+        })
     }
+
     async fn redeem_code(
         &self,
-        _s: &SessionKey,
-        _p: CodePurpose,
-        _e: &Email,
-        _m: &str,
-        _n: Millis,
-        _max: u32,
-        _a: Redeem,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max_attempts: u32,
+        action: Redeem,
     ) -> StoreResult<Redeemed> {
-        unimplemented!()
+        let deadline = Instant::now() + self.op_timeout;
+        let redeem = self.redeem(
+            session,
+            purpose,
+            email,
+            mac,
+            now,
+            max_attempts,
+            action,
+            deadline,
+        );
+        match tokio::time::timeout_at(deadline, redeem).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable("timed out".into())),
+        }
     }
-    async fn current_code(&self, _s: &SessionKey, _now: Millis) -> StoreResult<Option<CodeRecord>> {
-        unimplemented!()
+
+    async fn current_code(
+        &self,
+        session: &SessionKey,
+        now: Millis,
+    ) -> StoreResult<Option<CodeRecord>> {
+        bounded(self.op_timeout, self.current(session, now)).await
     }
+
     async fn hit_limit(
         &self,
-        _key: &str,
-        _limit: u32,
-        _window: Duration,
-        _now: Millis,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        now: Millis,
     ) -> StoreResult<Limit> {
-        unimplemented!()
+        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
+        let mut call = HIT.prepare_invoke();
+        call.key(self.keys.limit(key))
+            .arg(now)
+            .arg(now.saturating_add(window));
+        let (count, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
+        Ok(limit_from(count, reset_at, limit, now))
     }
-    async fn peek_limit(&self, _key: &str, _limit: u32, _now: Millis) -> StoreResult<Limit> {
-        unimplemented!()
+
+    async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
+        let cmd = ::redis::cmd("GET").arg(self.keys.limit(key)).to_owned();
+        let raw: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
+        let Some(raw) = raw else {
+            return Ok(Limit::Allowed);
+        };
+        let (count, reset_at) = raw
+            .split_once(':')
+            .and_then(|(c, r)| Some((c.parse::<i64>().ok()?, r.parse::<i64>().ok()?)))
+            .ok_or_else(|| corrupt("limit"))?;
+        Ok(if reset_at > now {
+            // At the limit already: one more would be refused.
+            limit_from(count + 1, reset_at, limit, now)
+        } else {
+            Limit::Allowed
+        })
     }
+
     async fn ping(&self) -> StoreResult<()> {
-        unimplemented!()
+        bounded(self.op_timeout, self.query::<String>(&::redis::cmd("PING")))
+            .await
+            .map(drop)
+    }
+}
+
+fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {
+    if count > i64::from(limit) {
+        Limit::Limited {
+            retry_after_ms: (reset_at - now).max(1),
+        }
+    } else {
+        Limit::Allowed
+    }
+}
+
+/// Down, unreachable, too slow, loading, failing over: 503. Anything else is a bug or corrupt
+/// data: 500.
+fn err(e: RedisError) -> StoreError {
+    let transient = e.is_io_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(
+                ServerErrorKind::BusyLoading
+                    | ServerErrorKind::TryAgain
+                    | ServerErrorKind::ClusterDown
+                    | ServerErrorKind::MasterDown
+                    | ServerErrorKind::ReadOnly
+            ) | ErrorKind::AuthenticationFailed
+                | ErrorKind::ClusterConnectionNotFound
+                | ErrorKind::MasterNameNotFoundBySentinel
+                | ErrorKind::NoValidReplicasFoundBySentinel
+        )
+        || matches!(
+            e.code(),
+            Some("OOM" | "BUSY" | "MISCONF" | "NOREPLICAS" | "LOADING")
+        );
+    if transient {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Internal(format!("corrupt {what} record in Redis"))
+}
+
+/// Never a TTL that is negative or so short that a key dies while still being written.
+fn ttl(ms: i64) -> i64 {
+    ms.max(MIN_TTL_MS)
+}
+
+struct Keys(String);
+
+impl Keys {
+    fn session(&self, k: &SessionKey) -> String {
+        format!("{}{{{}}}s", self.0, k.as_str())
+    }
+    fn code(&self, k: &SessionKey, purpose: CodePurpose) -> String {
+        format!("{}{{{}}}c:{}", self.0, k.as_str(), purpose.as_str())
+    }
+    /// The three code keys, in the order of [`CodePurpose::ALL`].
+    fn codes(&self, k: &SessionKey) -> Vec<String> {
+        CodePurpose::ALL.map(|p| self.code(k, p)).to_vec()
+    }
+    fn marker(&self, k: &SessionKey) -> String {
+        format!("{}{{{}}}w", self.0, k.as_str())
+    }
+    fn index(&self, user_id: i64) -> String {
+        format!("{}u:{{{user_id}}}", self.0)
+    }
+    fn limit(&self, name: &str) -> String {
+        format!("{}l:{name}", self.0)
+    }
+}
+
+fn no_sep(fields: &[&str]) -> StoreResult<()> {
+    if fields.iter().any(|f| f.contains(SEP)) {
+        return Err(StoreError::Internal(
+            "a field holds U+001F, which cannot be stored".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn encode_session(s: &SessionRecord) -> StoreResult<String> {
+    let (id, name, email) = match &s.user {
+        Some(u) => (u.id.to_string(), u.username.as_str(), u.email.as_str()),
+        None => (String::new(), "", ""),
+    };
+    no_sep(&[name, email, &s.ip])?;
+    let kind = match s.kind {
+        SessionKind::Cookie => "c",
+        SessionKind::Token => "t",
+    };
+    let c = s.created_at;
+    Ok([
+        c.to_string(),
+        (s.last_seen_at - c).to_string(),
+        (s.idle_expires_at - c).to_string(),
+        (s.absolute_expires_at - c).to_string(),
+        kind.to_owned(),
+        id,
+        s.ip.clone(),
+        name.to_owned(),
+        email.to_owned(),
+        ua_pack(&s.user_agent),
+    ]
+    .join("\u{1f}"))
+}
+
+fn decode_session(key: &SessionKey, raw: &str) -> StoreResult<SessionRecord> {
+    let bad = || corrupt("session");
+    let fields: Vec<&str> = raw.splitn(10, SEP).collect();
+    let &[created, seen, idle, absolute, kind, id, ip, name, email, ua] = fields.as_slice() else {
+        return Err(bad());
+    };
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    let created = num(created)?;
+    let after = |d: &str| created.checked_add(num(d)?).ok_or_else(bad);
+    let kind = match kind {
+        "c" => SessionKind::Cookie,
+        "t" => SessionKind::Token,
+        _ => return Err(bad()),
+    };
+    let user = match id {
+        "" => None,
+        id => Some(SessionUser {
+            id: num(id)?,
+            username: name.to_owned(),
+            email: email.to_owned(),
+        }),
+    };
+    Ok(SessionRecord {
+        key: key.clone(),
+        kind,
+        user,
+        created_at: created,
+        last_seen_at: after(seen)?,
+        idle_expires_at: after(idle)?,
+        absolute_expires_at: after(absolute)?,
+        user_agent: ua_unpack(ua),
+        ip: ip.to_owned(),
+    })
+}
+
+/// The user id of a stored record (active or pending), if it reads.
+fn stored_user(key: &SessionKey, raw: &str) -> Option<i64> {
+    let record = match raw.strip_prefix(PENDING) {
+        Some(rest) => rest.split_once(SEP)?.1,
+        None => raw,
+    };
+    decode_session(key, record).ok()?.user.map(|u| u.id)
+}
+
+/// Attempts first: the scripts rewrite that number and keep the rest as it is.
+fn encode_code(c: &CodeRecord) -> StoreResult<String> {
+    no_sep(&[&c.email, &c.mac])?;
+    Ok(format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        c.attempts, c.expires_at, c.created_at, c.resend_available_at, c.email, c.mac, c.mail_ref
+    ))
+}
+
+fn decode_code(session: &SessionKey, purpose: CodePurpose, raw: &str) -> StoreResult<CodeRecord> {
+    let bad = || corrupt("code");
+    let fields: Vec<&str> = raw.splitn(7, SEP).collect();
+    let &[attempts, expires, created, resend, email, mac, mail_ref] = fields.as_slice() else {
+        return Err(bad());
+    };
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    Ok(CodeRecord {
+        session: session.clone(),
+        purpose,
+        email: email.to_owned(),
+        mac: mac.to_owned(),
+        created_at: num(created)?,
+        expires_at: num(expires)?,
+        resend_available_at: num(resend)?,
+        attempts: attempts.parse().map_err(|_| bad())?,
+        mail_ref: mail_ref.to_owned(),
+    })
+}
+
+/// Fragments of the user agents of common browsers, each stored as one control character
+/// ([`UA_CODES`], same position). A header value holds no control character (RFC 9110 §5.5),
+/// so the packing is reversible; one that does anyway is stored raw behind [`UA_RAW`]. Part of
+/// the stored format: append only, never reorder.
+const UA_TOKENS: [&str; 26] = [
+    "Mozilla/5.0 (",
+    ") AppleWebKit/537.36 (KHTML, like Gecko) Chrome/",
+    ") AppleWebKit/605.1.15 (KHTML, like Gecko)",
+    "AppleWebKit/537.36 (KHTML, like Gecko)",
+    ".0.0.0 Safari/537.36",
+    ".0.0.0 Mobile Safari/537.36",
+    "Windows NT 10.0; Win64; x64",
+    "Macintosh; Intel Mac OS X 10_15_7",
+    "Macintosh; Intel Mac OS X ",
+    "X11; Linux x86_64",
+    "Linux; Android ",
+    "iPhone; CPU iPhone OS ",
+    "iPad; CPU OS ",
+    " like Mac OS X",
+    ") Gecko/20100101 Firefox/",
+    "; rv:",
+    " Version/",
+    " Mobile/15E148",
+    " Safari/604.1",
+    " Safari/605.1.15",
+    " Safari/537.36",
+    " Edg/",
+    " OPR/",
+    " CriOS/",
+    ".0.0.0",
+    "; K",
+];
+/// U+0001 to U+001D without tab, line feed and carriage return.
+const UA_CODES: [char; 26] = [
+    '\u{01}', '\u{02}', '\u{03}', '\u{04}', '\u{05}', '\u{06}', '\u{07}', '\u{08}', '\u{0b}',
+    '\u{0c}', '\u{0e}', '\u{0f}', '\u{10}', '\u{11}', '\u{12}', '\u{13}', '\u{14}', '\u{15}',
+    '\u{16}', '\u{17}', '\u{18}', '\u{19}', '\u{1a}', '\u{1b}', '\u{1c}', '\u{1d}',
+];
+const UA_RAW: char = '\u{1e}';
+
+fn ua_pack(ua: &str) -> String {
+    if ua.contains(|c: char| c == UA_RAW || UA_CODES.contains(&c)) {
+        return format!("{UA_RAW}{ua}");
+    }
+    let mut packed = ua.to_owned();
+    for (token, code) in UA_TOKENS.iter().zip(UA_CODES) {
+        if packed.contains(token) {
+            packed = packed.replace(token, code.encode_utf8(&mut [0; 4]));
+        }
+    }
+    packed
+}
+
+fn ua_unpack(packed: &str) -> String {
+    if let Some(raw) = packed.strip_prefix(UA_RAW) {
+        return raw.to_owned();
+    }
+    let mut ua = String::with_capacity(packed.len() * 4);
+    for c in packed.chars() {
+        match UA_CODES.iter().position(|&code| code == c) {
+            Some(i) => ua.push_str(UA_TOKENS[i]),
+            None => ua.push(c),
+        }
+    }
+    ua
+}
+
+// The Lua scripts. Numbers arrive as decimal strings; Lua's doubles hold every millisecond
+// instant exactly, and `%.0f` writes them back without an exponent.
+
+/// KEYS: session. ARGV: now, idle expiry. 0 = no such session (nothing written), 1 = touched,
+/// 2 = pending (left to its sign-in).
+static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if string.sub(v, 1, 1) == '~' then return 2 end
+local c, ab, rest = string.match(v, '^(%-?%d+)\031%-?%d+\031%-?%d+\031(%-?%d+)(\031.*)$')
+if not c then return redis.error_reply('corrupt session record') end
+local now, idle, created = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(c)
+local nv = c .. '\031' .. string.format('%.0f', now - created) .. '\031'
+  .. string.format('%.0f', idle - created) .. '\031' .. ab .. rest
+local ttl = math.min(idle, created + tonumber(ab)) - now
+if ttl < 1000 then ttl = 1000 end
+redis.call('SET', KEYS[1], nv, 'PX', string.format('%.0f', ttl), 'XX')
+return 1
+"#,
+    )
+});
+
+/// The judgement shared by CHECK and REDEEM, as `sqlite.rs`'s `judge`. KEYS: the code, the
+/// session, its three codes, its marker. ARGV: email, mac, now, max attempts, action, new
+/// session key, marker TTL. Verdict: 0 missing, 1 expired, 2 dead, 3 right, 4 wrong.
+macro_rules! judge_lua {
+    () => {
+        r#"
+local v = redis.call('GET', KEYS[1])
+local verdict, a = 0, 0
+if v then
+  local n, x, e, m = string.match(v, '^(%d+)\031(%-?%d+)\031%-?%d+\031%-?%d+\031([^\031]*)\031([^\031]*)\031')
+  if not n then return redis.error_reply('corrupt code record') end
+  a = tonumber(n)
+  if e ~= ARGV[1] then verdict = 0
+  elseif tonumber(x) <= tonumber(ARGV[3]) then verdict = 1
+  elseif a >= tonumber(ARGV[4]) then verdict = 2
+  elseif m == ARGV[2] then verdict = 3
+  else verdict = 4 end
+end
+local function spend()
+  redis.call('SET', KEYS[1], string.format('%d', a + 1) .. string.sub(v, #string.match(v, '^%d+') + 1), 'KEEPTTL')
+  a = a + 1
+end
+"#
+    };
+}
+
+/// A wrong code spends an attempt. Returns {verdict, attempts}.
+static CHECK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        judge_lua!(),
+        r#"
+if verdict == 4 then spend() end
+return {verdict, a}
+"#
+    ))
+});
+
+/// Only a right code does anything: 'attempt' spends one ({1, attempts}); 'signin' consumes
+/// the code, ends the old session and its codes and marks the sign-in ({2, attempts}); {0, _}
+/// otherwise.
+static REDEEM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        judge_lua!(),
+        r#"
+if verdict ~= 3 then return {0, a} end
+if ARGV[5] == 'attempt' then
+  spend()
+  return {1, a}
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('SET', KEYS[6], ARGV[6], 'PX', ARGV[7])
+return {2, a}
+"#
+    ))
+});
+
+/// KEYS: a session and its three codes. Returns the record that was there.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return v
+"#,
+    )
+});
+
+/// KEYS: a user's index. ARGV: absolute expiry, session key, now. Drops what expired and
+/// keeps the index until its latest session's absolute expiry.
+static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #top < 2 then return 0 end
+local ttl = tonumber(top[2]) - tonumber(ARGV[3])
+if ttl < 1000 then ttl = 1000 end
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
+return 1
+"#,
+    )
+});
+
+/// KEYS: a limit. ARGV: now, the end of a window starting now. A fixed window: the first hit
+/// sets its end. Returns {hits, window end}.
+static HIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now = tonumber(ARGV[1])
+local v = redis.call('GET', KEYS[1])
+local n, reset = 0, ARGV[2]
+if v then
+  local c, r = string.match(v, '^(%d+):(%-?%d+)$')
+  if not c then return redis.error_reply('corrupt limit record') end
+  if tonumber(r) > now then n, reset = tonumber(c), r end
+end
+n = n + 1
+local ttl = tonumber(reset) - now
+if ttl < 1000 then ttl = 1000 end
+redis.call('SET', KEYS[1], string.format('%d', n) .. ':' .. reset, 'PX', string.format('%.0f', ttl))
+return {n, tonumber(reset)}
+"#,
+    )
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_agents_pack_and_unpack() {
+        for ua in [
+            "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+            "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+            "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+            "curl/8.5.0",
+            "",
+            "tab\there",
+            "odd \u{1}\u{1e} bytes \u{1f}",
+            "ünïcode ☃ Mozilla/5.0 (",
+        ] {
+            assert_eq!(ua_unpack(&ua_pack(ua)), ua, "{ua:?}");
+        }
+        let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
+        assert!(ua_pack(chrome).len() < 12, "{:?}", ua_pack(chrome));
+    }
+
+    #[test]
+    fn records_round_trip_and_corruption_is_internal() {
+        let key = SessionKey::parse(&"ab".repeat(32)).expect("key");
+        let s = SessionRecord {
+            key: key.clone(),
+            kind: SessionKind::Token,
+            user: Some(SessionUser {
+                id: -3,
+                username: "Zoë".into(),
+                email: "z@example.com".into(),
+            }),
+            created_at: 1_800_000_000_000,
+            last_seen_at: 1_800_000_000_005,
+            idle_expires_at: 1_799_000_000_000,
+            absolute_expires_at: 1_800_604_800_000,
+            user_agent: "agent".into(),
+            ip: "::1".into(),
+        };
+        let raw = encode_session(&s).expect("encodes");
+        assert_eq!(decode_session(&key, &raw).expect("decodes"), s);
+        assert_eq!(stored_user(&key, &raw), Some(-3));
+        for junk in [
+            "",
+            "1\u{1f}2",
+            "x\u{1f}0\u{1f}0\u{1f}0\u{1f}c\u{1f}\u{1f}\u{1f}\u{1f}\u{1f}",
+        ] {
+            assert!(matches!(
+                decode_session(&key, junk),
+                Err(StoreError::Internal(_))
+            ));
+        }
+        let mut bad = s.clone();
+        bad.ip = "a\u{1f}b".into();
+        assert!(encode_session(&bad).is_err());
     }
 }

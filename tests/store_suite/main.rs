@@ -2,4 +2,5 @@
 //! against SQLite, Redis and MariaDB, each a real server started by the harness.
 mod suite;
 
+mod redis;
 mod sqlite;

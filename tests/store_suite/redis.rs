@@ -1,0 +1,597 @@
+//! The suite against Redis (one server per test binary, one key prefix per test), then what only
+//! Redis has to prove: TTLs on every key, no secret in the data, one command per load, the
+//! memory budget per session, and recovery when the server goes away and comes back.
+#[path = "../support/redis_server.rs"]
+mod redis_server;
+
+use crate::suite::{code, email, key, session, NOW};
+use mailcode::crypto::{new_session_id, session_key, Secret};
+use mailcode::domain::{CodePurpose, OneTimeCode, SessionKind, SessionRecord, SessionUser};
+use mailcode::store::redis::RedisStore;
+use mailcode::store::{CodeRecord, Limit, Redeem, Redeemed, SessionStore, StoreError};
+use redis::aio::MultiplexedConnection;
+use redis_server::RedisServer;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const MIN: i64 = 60_000;
+
+fn unique_prefix() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}:",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+async fn open_on(server: &RedisServer, prefix: &str, op_timeout: Duration) -> RedisStore {
+    RedisStore::connect(&server.url(), prefix, op_timeout)
+        .await
+        .expect("redis connects")
+}
+
+async fn sessions() -> Arc<dyn SessionStore> {
+    let server = RedisServer::shared();
+    Arc::new(open_on(server, &unique_prefix(), Duration::from_secs(2)).await)
+}
+
+crate::session_store_tests!(sessions);
+
+async fn raw(server: &RedisServer) -> MultiplexedConnection {
+    redis::Client::open(server.url())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("raw connection")
+}
+
+async fn keys_under(con: &mut MultiplexedConnection, prefix: &str) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    let mut cursor = 0u64;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{prefix}*"))
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(con)
+            .await
+            .expect("SCAN");
+        keys.extend(batch);
+        if next == 0 {
+            break;
+        }
+        cursor = next;
+    }
+    keys.sort();
+    keys
+}
+
+/// Every key and everything stored under it, as text.
+async fn dump(con: &mut MultiplexedConnection, prefix: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for k in keys_under(con, prefix).await {
+        let kind: String = redis::cmd("TYPE").arg(&k).query_async(con).await.unwrap();
+        let value = match kind.as_str() {
+            "string" => redis::cmd("GET").arg(&k).query_async(con).await.unwrap(),
+            "zset" => {
+                let members: Vec<String> = redis::cmd("ZRANGE")
+                    .arg(&k)
+                    .arg(0)
+                    .arg(-1)
+                    .arg("WITHSCORES")
+                    .query_async(con)
+                    .await
+                    .unwrap();
+                members.join(" ")
+            }
+            other => panic!("unexpected type {other} at {k}"),
+        };
+        out.push((k, value));
+    }
+    out
+}
+
+/// Signed-in sessions, their codes, a limit and the user index, written the way the app does.
+async fn write_one_of_each(s: &RedisStore) {
+    s.create_session(&session(1, None)).await.unwrap();
+    s.create_session(&session(2, Some(5))).await.unwrap();
+    s.issue_code(&code(1, CodePurpose::Login, "a@example.com", "mac1"))
+        .await
+        .unwrap();
+    s.issue_code(&code(1, CodePurpose::Reset, "a@example.com", "mac2"))
+        .await
+        .unwrap();
+    s.hit_limit("email:a@example.com", 5, Duration::from_secs(3600), NOW)
+        .await
+        .unwrap();
+    let signed_in = s
+        .redeem_code(
+            &key(1),
+            CodePurpose::Login,
+            &email("a@example.com"),
+            "mac1",
+            NOW + 1,
+            5,
+            Redeem::SignIn {
+                new: session(3, Some(5)),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(signed_in, Redeemed::SignedIn);
+    s.issue_code(&code(3, CodePurpose::Register, "b@example.com", "mac3"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn every_key_has_a_ttl() {
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let s = open_on(server, &prefix, Duration::from_secs(2)).await;
+    write_one_of_each(&s).await;
+    let mut con = raw(server).await;
+    let keys = keys_under(&mut con, &prefix).await;
+    let kinds = ["}s", "}c:", "u:{5}", "l:email:"];
+    for kind in kinds {
+        assert!(
+            keys.iter().any(|k| k.contains(kind)),
+            "a {kind} key was written: {keys:?}"
+        );
+    }
+    for k in &keys {
+        let ttl: i64 = redis::cmd("PTTL")
+            .arg(k)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        assert!(ttl > 0, "{k} has a TTL, got {ttl}");
+    }
+    // TTLs follow the logical lifetimes, measured from the caller's clock, not Redis' clock.
+    let pttl = |k: String| {
+        let mut con = con.clone();
+        async move {
+            let t: i64 = redis::cmd("PTTL")
+                .arg(k)
+                .query_async(&mut con)
+                .await
+                .unwrap();
+            t
+        }
+    };
+    let sess = pttl(format!("{prefix}{{{}}}s", key(2).as_str())).await;
+    assert!(sess > 29 * MIN && sess <= 30 * MIN, "session: {sess}");
+    let code_ttl = pttl(format!("{prefix}{{{}}}c:register", key(3).as_str())).await;
+    assert!(
+        code_ttl > 69 * MIN && code_ttl <= 70 * MIN,
+        "code: {code_ttl}"
+    );
+    let index = pttl(format!("{prefix}u:{{5}}")).await;
+    assert!(index > 7 * 24 * 60 * MIN - MIN, "index: {index}");
+    let limit = pttl(format!("{prefix}l:email:a@example.com")).await;
+    assert!(limit > 59 * MIN && limit <= 60 * MIN, "limit: {limit}");
+    // Touching renews the session's TTL to the new idle expiry.
+    s.touch_session(&key(2), NOW + 10 * MIN, NOW + 40 * MIN)
+        .await
+        .unwrap();
+    let touched = pttl(format!("{prefix}{{{}}}s", key(2).as_str())).await;
+    assert!(
+        touched > 29 * MIN && touched <= 30 * MIN,
+        "touched: {touched}"
+    );
+}
+
+#[tokio::test]
+async fn redis_holds_no_session_id_and_no_code() {
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let s = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let secret = Secret::random();
+    let (old_id, new_id) = (new_session_id(), new_session_id());
+    let (old, new) = (session_key(&old_id), session_key(&new_id));
+    let the_code = OneTimeCode::parse("918273").unwrap();
+    let to = email("someone@example.com");
+    let mac = secret.code_mac(&old, CodePurpose::Login, &to, &the_code);
+
+    let mut pre = session(0, None);
+    pre.key = old.clone();
+    s.create_session(&pre).await.unwrap();
+    s.issue_code(&CodeRecord {
+        session: old.clone(),
+        mac: mac.clone(),
+        ..code(0, CodePurpose::Login, to.as_str(), "")
+    })
+    .await
+    .unwrap();
+    let mut con = raw(server).await;
+    let before = dump(&mut con, &prefix).await;
+    let mut signed = session(0, Some(77));
+    signed.key = new.clone();
+    let r = s
+        .redeem_code(
+            &old,
+            CodePurpose::Login,
+            &to,
+            &mac,
+            NOW + 1,
+            5,
+            Redeem::SignIn { new: signed },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Redeemed::SignedIn);
+    let after = dump(&mut con, &prefix).await;
+
+    let everything: String = before
+        .iter()
+        .chain(after.iter())
+        .map(|(k, v)| format!("{k}\n{v}\n"))
+        .collect();
+    for secret_text in [old_id.as_str(), new_id.as_str(), the_code.as_str()] {
+        assert!(
+            !everything.contains(secret_text),
+            "{secret_text:?} found in Redis:\n{everything}"
+        );
+    }
+    // What is there instead: the hashes.
+    assert!(before
+        .iter()
+        .any(|(k, v)| k.contains(old.as_str()) && v.contains(&mac)));
+    assert!(after.iter().any(|(k, _)| k.contains(new.as_str())));
+    assert!(after.iter().any(|(_, v)| v.contains(new.as_str())), "index");
+}
+
+/// `calls` per command since the server started, INFO itself left out. Commands that a script
+/// runs count too, under their own names.
+async fn command_calls(con: &mut MultiplexedConnection) -> HashMap<String, u64> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .filter_map(|line| {
+            let (name, stats) = line.split_once(':')?;
+            let name = name.strip_prefix("cmdstat_")?;
+            let calls = stats
+                .split(',')
+                .find_map(|f| f.strip_prefix("calls="))?
+                .parse()
+                .ok()?;
+            (name != "info").then(|| (name.to_owned(), calls))
+        })
+        .collect()
+}
+
+fn calls_since(before: &HashMap<String, u64>, after: &HashMap<String, u64>) -> Vec<(String, u64)> {
+    let mut d: Vec<(String, u64)> = after
+        .iter()
+        .map(|(k, v)| (k.clone(), v - before.get(k).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+    d.sort();
+    d
+}
+
+#[tokio::test]
+async fn loading_a_session_is_one_command() {
+    // A private server: the shared one counts every other test's commands too.
+    let server = RedisServer::start();
+    let s = open_on(&server, "mailcode:", Duration::from_secs(2)).await;
+    let mut con = raw(&server).await;
+    s.create_session(&session(1, Some(3))).await.unwrap();
+    s.touch_session(&key(1), NOW + MIN, NOW + 31 * MIN)
+        .await
+        .unwrap(); // loads the script once
+
+    let before = command_calls(&mut con).await;
+    for _ in 0..10 {
+        assert!(s.load_session(&key(1), NOW + MIN).await.unwrap().is_some());
+    }
+    let after = command_calls(&mut con).await;
+    assert_eq!(
+        calls_since(&before, &after),
+        vec![("get".to_owned(), 10)],
+        "one GET per load"
+    );
+
+    s.touch_session(&key(1), NOW + 2 * MIN, NOW + 32 * MIN)
+        .await
+        .unwrap();
+    let touched = command_calls(&mut con).await;
+    assert_eq!(
+        calls_since(&after, &touched),
+        vec![
+            ("evalsha".to_owned(), 1),
+            ("get".to_owned(), 1),
+            ("set".to_owned(), 1)
+        ],
+        "one EVALSHA per renewal (its GET and SET run inside Redis)"
+    );
+}
+
+/// A signed-in browser session: a typical user, or one with long names and an IPv6 address.
+fn browser_session(n: u32, ua: &str, long: bool) -> SessionRecord {
+    let (id, name, ip) = if long {
+        (
+            1_234_567,
+            "margaret.hamilton",
+            "2001:db8:85a3::8a2e:370:7334",
+        )
+    } else {
+        (42, "alice", "203.0.113.7")
+    };
+    SessionRecord {
+        key: key(n),
+        kind: SessionKind::Cookie,
+        user: Some(SessionUser {
+            id,
+            username: name.into(),
+            email: format!("{name}@example.com"),
+        }),
+        created_at: NOW,
+        last_seen_at: NOW + 17 * MIN + 123,
+        idle_expires_at: NOW + 47 * MIN + 123,
+        absolute_expires_at: NOW + 7 * 24 * 60 * MIN,
+        user_agent: ua.into(),
+        ip: ip.into(),
+    }
+}
+
+#[tokio::test]
+async fn a_signed_in_session_fits_in_300_bytes() {
+    let server = RedisServer::shared();
+    let prefix = "mailcode:"; // the default prefix, with unique keys
+    let s = open_on(server, prefix, Duration::from_secs(2)).await;
+    let mut con = raw(server).await;
+    let agents = [
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36 Edg/124.0.0.0",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4.1 Safari/605.1.15",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+        "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10.15; rv:125.0) Gecko/20100101 Firefox/125.0",
+        "curl/8.5.0",
+    ];
+    let base = 0x5e55_0000 + (std::process::id() % 0x1000) * 32;
+    let cases = agents.iter().flat_map(|ua| [(*ua, false), (*ua, true)]);
+    for (i, (ua, long)) in cases.enumerate() {
+        let rec = browser_session(base + i as u32, ua, long);
+        s.create_session(&rec).await.unwrap();
+        let name = format!("{prefix}{{{}}}s", rec.key.as_str());
+        let bytes: i64 = redis::cmd("MEMORY")
+            .arg("USAGE")
+            .arg(&name)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+        let who = if long { "long names, IPv6" } else { "typical" };
+        eprintln!("MEMORY USAGE {bytes:>3} bytes ({who:>16}), {ua}");
+        assert!(bytes <= 300, "{bytes} bytes for {ua}");
+        assert_eq!(
+            s.load_session(&rec.key, NOW).await.unwrap(),
+            Some(rec.clone())
+        );
+        assert!(s.delete_session(&rec.key).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn a_lost_final_write_of_a_sign_in_is_repaired_and_an_uncommitted_one_is_not_a_session() {
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let s = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let mut con = raw(server).await;
+    s.create_session(&session(1, None)).await.unwrap();
+    s.issue_code(&code(1, CodePurpose::Login, "a@example.com", "right"))
+        .await
+        .unwrap();
+    let r = s
+        .redeem_code(
+            &key(1),
+            CodePurpose::Login,
+            &email("a@example.com"),
+            "right",
+            NOW + 1,
+            5,
+            Redeem::SignIn {
+                new: session(2, Some(8)),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Redeemed::SignedIn);
+    // Put the new record back in the state a crash after the commit script leaves behind:
+    // pending, with the marker written by the script.
+    let name = format!("{prefix}{{{}}}s", key(2).as_str());
+    let marker = format!("{prefix}{{{}}}w", key(1).as_str());
+    let active: String = redis::cmd("GET")
+        .arg(&name)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let pending = format!("~{}\u{1f}{active}", key(1).as_str());
+    let set_pending = |con: &mut MultiplexedConnection| {
+        let mut con = con.clone();
+        let pending = pending.clone();
+        let name = name.clone();
+        async move {
+            let _: () = redis::cmd("SET")
+                .arg(&name)
+                .arg(&pending)
+                .arg("KEEPTTL")
+                .query_async(&mut con)
+                .await
+                .unwrap();
+        }
+    };
+    set_pending(&mut con).await;
+    let _: () = redis::cmd("SET")
+        .arg(&marker)
+        .arg(key(2).as_str())
+        .arg("PX")
+        .arg(60_000)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(s.list_user_sessions(8, NOW + 1).await.unwrap().len(), 1);
+    assert!(s.load_session(&key(2), NOW + 1).await.unwrap().is_some());
+    let now_active: String = redis::cmd("GET")
+        .arg(&name)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(now_active, active, "activated by the first read");
+
+    // Without the marker (the script never ran or another request won): not a session.
+    set_pending(&mut con).await;
+    let _: () = redis::cmd("DEL")
+        .arg(&marker)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(s.load_session(&key(2), NOW + 1).await.unwrap().is_none());
+    assert!(s.list_user_sessions(8, NOW + 1).await.unwrap().is_empty());
+    s.touch_session(&key(2), NOW + 2, NOW + 31 * MIN)
+        .await
+        .unwrap();
+    assert!(s.load_session(&key(2), NOW + 2).await.unwrap().is_none());
+    assert_eq!(s.revoke_user_sessions(8, None).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn corrupt_data_is_an_internal_error() {
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let s = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let mut con = raw(server).await;
+    for (name, junk) in [
+        (format!("{prefix}{{{}}}s", key(1).as_str()), "not a session"),
+        (format!("{prefix}{{{}}}c:login", key(1).as_str()), "junk"),
+        (format!("{prefix}l:k"), "1:x"),
+    ] {
+        let _: () = redis::cmd("SET")
+            .arg(name)
+            .arg(junk)
+            .query_async(&mut con)
+            .await
+            .unwrap();
+    }
+    let internal = |r: Result<(), StoreError>| matches!(r, Err(StoreError::Internal(_)));
+    assert!(internal(s.load_session(&key(1), NOW).await.map(drop)));
+    assert!(internal(s.touch_session(&key(1), NOW, NOW + MIN).await));
+    let e = email("a@example.com");
+    assert!(internal(
+        s.check_code(&key(1), CodePurpose::Login, &e, "m", NOW, 5)
+            .await
+            .map(drop)
+    ));
+    assert!(internal(s.current_code(&key(1), NOW).await.map(drop)));
+    assert!(internal(s.peek_limit("k", 1, NOW).await.map(drop)));
+    assert!(internal(
+        s.hit_limit("k", 1, Duration::from_secs(1), NOW)
+            .await
+            .map(drop)
+    ));
+    // A corrupt session can still be deleted.
+    assert!(s.delete_session(&key(1)).await.unwrap());
+}
+
+/// Runs `op` until it succeeds or `within` has passed.
+async fn eventually<T, F, Fut>(within: Duration, mut op: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        match op().await {
+            Ok(v) => return v,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("still failing after {within:?}: {e}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_goes_away_answers_unavailable_quickly_and_recovers_by_itself() {
+    let server = RedisServer::start();
+    let s = open_on(&server, "mailcode:", Duration::from_millis(1500)).await;
+    s.create_session(&session(1, Some(4))).await.unwrap();
+    assert!(s.load_session(&key(1), NOW).await.unwrap().is_some());
+
+    server.stop();
+    for round in 0..3 {
+        let e = email("a@example.com");
+        let timed = |r: Result<(), StoreError>, started: Instant| (r, started.elapsed());
+        let mut results = Vec::new();
+        let t = Instant::now();
+        results.push(timed(s.load_session(&key(1), NOW).await.map(drop), t));
+        let t = Instant::now();
+        let w = Duration::from_secs(60);
+        results.push(timed(s.hit_limit("k", 5, w, NOW).await.map(drop), t));
+        let t = Instant::now();
+        let new = session(2, Some(4));
+        let signin = Redeem::SignIn { new };
+        let k = key(1);
+        let r = s.redeem_code(&k, CodePurpose::Login, &e, "m", NOW, 5, signin);
+        results.push(timed(r.await.map(drop), t));
+        let t = Instant::now();
+        results.push(timed(s.ping().await, t));
+        for (r, took) in results {
+            assert!(
+                matches!(r, Err(StoreError::Unavailable(_))),
+                "round {round}: {r:?}"
+            );
+            assert!(
+                took < Duration::from_secs(2),
+                "round {round}: took {took:?}"
+            );
+        }
+    }
+
+    server.restart();
+    let started = Instant::now();
+    eventually(Duration::from_secs(10), || s.ping()).await;
+    eprintln!("recovered {:?} after the restart", started.elapsed());
+    // The data went with the old process; the store works again, same RedisStore.
+    assert_eq!(s.load_session(&key(1), NOW).await.unwrap(), None);
+    s.create_session(&session(3, Some(4))).await.unwrap();
+    assert!(s.load_session(&key(3), NOW).await.unwrap().is_some());
+    assert_eq!(
+        s.hit_limit("k", 1, Duration::from_secs(60), NOW)
+            .await
+            .unwrap(),
+        Limit::Allowed
+    );
+}
+
+#[tokio::test]
+async fn connecting_to_nothing_is_unavailable_within_the_timeout() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap();
+    let started = Instant::now();
+    let r = RedisStore::connect(
+        &format!("redis://127.0.0.1:{port}"),
+        "mailcode:",
+        Duration::from_millis(1500),
+    )
+    .await;
+    assert!(matches!(r, Err(StoreError::Unavailable(_))));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+}
