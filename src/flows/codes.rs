@@ -42,6 +42,9 @@ impl Core {
             ));
         }
         let p = &self.policy;
+        // Looked up first: a request that fails on a store that is down spends no quota. Done for
+        // every address, known or not, so the answer costs the same (SPEC §3).
+        let account = self.stores.users.find_by_email(email).await?;
         // Cheapest and widest first, so a refused request spends no narrower quota.
         self.limit(
             &format!("ip:code:{}", client.ip),
@@ -73,7 +76,6 @@ impl Core {
             }
         };
 
-        let account = self.stores.users.find_by_email(email).await?;
         let code = crate::crypto::new_code();
         let now = self.now();
         let record = CodeRecord {

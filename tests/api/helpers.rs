@@ -30,9 +30,37 @@ pub async fn spawn_app() -> TestApp {
     spawn_with(|_| {}).await
 }
 
+/// Which stores the black-box suite runs on (`MAILCODE_TEST_BACKEND`): the whole suite runs in
+/// each configuration, each test isolated (its own data dir, Redis key prefix, database).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite only (the default).
+    Embedded,
+    /// Redis for sessions, codes and limits; SQLite for users and mail.
+    Redis,
+    /// Redis, and MariaDB for users and mail.
+    RedisMariaDb,
+}
+
+pub fn backend() -> Backend {
+    match std::env::var("MAILCODE_TEST_BACKEND").as_deref() {
+        Ok("redis") => Backend::Redis,
+        Ok("redis-mariadb") => Backend::RedisMariaDb,
+        Ok("embedded") | Err(_) => Backend::Embedded,
+        Ok(other) => panic!("MAILCODE_TEST_BACKEND={other:?}: use embedded, redis or redis-mariadb"),
+    }
+}
+
 pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_data_dir(dir.path().join("data"));
+    if backend() != Backend::Embedded {
+        settings.redis_url = Some(crate::redis_server::RedisServer::shared().url());
+        settings.redis_prefix = format!("{}:", unique("t"));
+    }
+    if backend() == Backend::RedisMariaDb {
+        settings.database_url = crate::mariadb_server::MariaDb::shared().fresh_database("api").await;
+    }
     configure(&mut settings);
     let clock = ManualClock::new();
     let running = start(&settings, clock.clone(), Policy::default())

@@ -1,5 +1,9 @@
 //! Black-box tests of the HTTP API: the app on a random port, a client talking to it.
 mod helpers;
+#[path = "../support/mariadb_server.rs"]
+mod mariadb_server;
+#[path = "../support/redis_server.rs"]
+mod redis_server;
 
 mod codes;
 mod cross_origin;

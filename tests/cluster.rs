@@ -1,0 +1,411 @@
+//! Issue 3: many instances on one Redis and one MariaDB, and real faults. Every server here is
+//! real (redis-server, mariadbd, aiosmtpd) and started by the harness on free loopback ports.
+#[path = "api/helpers.rs"]
+mod helpers;
+#[path = "support/mariadb_server.rs"]
+mod mariadb_server;
+#[path = "support/redis_server.rs"]
+mod redis_server;
+
+use helpers::*;
+use mariadb_server::MariaDb;
+use redis_server::RedisServer;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// One mailcode process.
+struct Instance {
+    child: Child,
+    base: String,
+    port: u16,
+    args: Vec<String>,
+}
+
+impl Instance {
+    fn start(args: &[String]) -> Instance {
+        let port = free_port();
+        Self::start_on(port, args)
+    }
+
+    fn start_on(port: u16, args: &[String]) -> Instance {
+        let child = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mailcode");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mailcode did not start with {args:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Instance {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            port,
+            args: args.to_vec(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A deployment: one Redis, one MariaDB database, one SMTP sink, one shared secret; any number
+/// of instances.
+struct Deployment {
+    redis: RedisServer,
+    db_url: String,
+    sink: SmtpSink,
+    dir: tempfile::TempDir,
+    seen: Seen,
+}
+
+impl Deployment {
+    async fn new() -> Deployment {
+        Self::with(RedisServer::start(), MariaDb::shared().fresh_database("cluster").await).await
+    }
+
+    async fn with(redis: RedisServer, db_url: String) -> Deployment {
+        Deployment {
+            redis,
+            db_url,
+            sink: SmtpSink::start(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            seen: Seen::default(),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            "--data-dir".into(),
+            self.dir.path().join("data").display().to_string(),
+            "--database-url".into(),
+            self.db_url.clone(),
+            "--redis-url".into(),
+            self.redis.url(),
+            "--smtp-url".into(),
+            self.sink.url(),
+        ]
+    }
+
+    fn instance(&self) -> Instance {
+        Instance::start(&self.args())
+    }
+
+    fn cli(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+            .args(self.args())
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run mailcode");
+        if let Some(mut i) = child.stdin.take() {
+            let _ = i.write_all(stdin.as_bytes());
+        }
+        child.wait_with_output().expect("output")
+    }
+
+    fn add_user(&self, name: &str, email: &str) {
+        let out = self.cli(&["user", "add", name, email], &format!("{PASSWORD}\n"));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    async fn code(&self, email: &str) -> String {
+        read_code_from(self.sink.dir.path(), email, "eml", &self.seen).await
+    }
+
+    fn mails_to(&self, email: &str) -> usize {
+        std::fs::read_dir(self.sink.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("eml"))
+            .filter(|e| std::fs::read_to_string(e.path()).map(|t| t.contains(email)).unwrap_or(false))
+            .count()
+    }
+}
+
+async fn post(url: String, sid: Option<&str>, body: serde_json::Value) -> Answer {
+    let mut req = bare().post(url).json(&body);
+    if let Some(s) = sid {
+        req = req.header("cookie", format!("mailcode_sid={s}"));
+    }
+    answer(req.send().await.expect("request")).await
+}
+
+async fn get(url: String, sid: &str) -> Answer {
+    answer(bare().get(url).header("cookie", format!("mailcode_sid={sid}")).send().await.expect("request")).await
+}
+
+fn login(user: &str, email: &str, code: &str) -> serde_json::Value {
+    json!({"username": user, "password": PASSWORD, "email": email, "code": code})
+}
+
+/// Asks `a` for a login code; returns the pre-login session id.
+async fn ask_code(a: &Instance, email: &str) -> String {
+    post(a.url("/api/login/email-code"), None, json!({ "email": email }))
+        .await
+        .expect(200, "CODE_SENT")
+        .session_cookie()
+        .expect("a session cookie")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_sent_by_one_instance_verifies_on_another_and_logout_is_everywhere() {
+    let d = Deployment::new().await;
+    d.add_user("ann", "ann@example.com");
+    let a = d.instance();
+    let b = d.instance();
+    let pre = ask_code(&a, "ann@example.com").await;
+    let code = d.code("ann@example.com").await;
+    let sid = post(b.url("/api/login/get-token"), Some(&pre), login("ann", "ann@example.com", &code))
+        .await
+        .expect(200, "LOGIN_SUCCESS")
+        .session_cookie()
+        .expect("session");
+    get(a.url("/api/me"), &sid).await.expect(200, "OK");
+    get(b.url("/api/me"), &sid).await.expect(200, "OK");
+    post(a.url("/api/logout"), Some(&sid), json!({})).await.expect(200, "LOGGED_OUT");
+    get(b.url("/api/me"), &sid).await.expect(401, "NOT_LOGGED_IN");
+    // Both workers ran; the mail went out once.
+    assert_eq!(d.mails_to("ann@example.com"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_guesses_alternating_between_instances_are_capped_at_five() {
+    let d = Deployment::new().await;
+    d.add_user("bea", "bea@example.com");
+    let a = d.instance();
+    let b = d.instance();
+    let pre = ask_code(&a, "bea@example.com").await;
+    let code = d.code("bea@example.com").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for i in 0..5 {
+        let at = if i % 2 == 0 { &a } else { &b };
+        let r = post(at.url("/api/login/get-token"), Some(&pre), login("bea", "bea@example.com", wrong))
+            .await
+            .expect(401, "CODE_INVALID");
+        assert_eq!(r.body["data"]["attempts_left"], 4 - i);
+    }
+    post(b.url("/api/login/get-token"), Some(&pre), login("bea", "bea@example.com", &code))
+        .await
+        .expect(401, "CODE_ATTEMPTS_EXCEEDED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn right_codes_racing_on_two_instances_give_exactly_one_success() {
+    let d = Deployment::new().await;
+    d.add_user("cy", "cy@example.com");
+    let a = d.instance();
+    let b = d.instance();
+    let pre = ask_code(&a, "cy@example.com").await;
+    let code = d.code("cy@example.com").await;
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let url = if i % 2 == 0 { a.url("/api/login/get-token") } else { b.url("/api/login/get-token") };
+            let pre = pre.clone();
+            let body = login("cy", "cy@example.com", &code);
+            tokio::spawn(async move { post(url, Some(&pre), body).await })
+        })
+        .collect();
+    let mut wins = 0;
+    for t in tasks {
+        let r = t.await.expect("task");
+        match r.code() {
+            "LOGIN_SUCCESS" => wins += 1,
+            "CODE_INVALID" | "NO_SESSION" => {}
+            other => panic!("unexpected {other}: {:?}", r.body),
+        }
+    }
+    assert_eq!(wins, 1);
+}
+
+/// Polls `f` until it returns the wanted status, for at most `within`.
+async fn answered_within(within: Duration, what: &str, mut f: impl AsyncFnMut() -> Answer, want: (u16, &str)) {
+    let t = Instant::now();
+    let a = f().await;
+    assert!(t.elapsed() < within, "{what}: took {:?}", t.elapsed());
+    assert_eq!((a.status.as_u16(), a.code()), want, "{what}: {:?}", a.body);
+}
+
+async fn recovers(what: &str, mut f: impl AsyncFnMut() -> Answer, want: (u16, &str)) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let a = f().await;
+        if (a.status.as_u16(), a.code()) == want {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} did not recover: {:?}", a.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_gives_503_within_two_seconds_and_the_service_recovers() {
+    let d = Deployment::new().await;
+    d.add_user("dot", "dot@example.com");
+    let a = d.instance();
+    let pre = ask_code(&a, "dot@example.com").await;
+    let code = d.code("dot@example.com").await;
+    let sid = post(a.url("/api/login/get-token"), Some(&pre), login("dot", "dot@example.com", &code))
+        .await
+        .expect(200, "LOGIN_SUCCESS")
+        .session_cookie()
+        .unwrap();
+    d.redis.stop();
+    let two = Duration::from_secs(2);
+    answered_within(two, "GET /api/me", async || get(a.url("/api/me"), &sid).await, (503, "STORE_UNAVAILABLE")).await;
+    answered_within(
+        two,
+        "POST /api/login/email-code",
+        async || post(a.url("/api/login/email-code"), None, json!({"email": "x@example.com"})).await,
+        (503, "STORE_UNAVAILABLE"),
+    )
+    .await;
+    answered_within(
+        two,
+        "POST /api/login/get-token",
+        async || post(a.url("/api/login/get-token"), Some(&pre), login("dot", "dot@example.com", &code)).await,
+        (503, "STORE_UNAVAILABLE"),
+    )
+    .await;
+    let ready = answer(bare().get(a.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(ready.status, 503);
+    // Redis comes back (empty: it ran without persistence): the service recovers by itself.
+    d.redis.restart();
+    recovers("POST /api/login/email-code", async || post(a.url("/api/login/email-code"), None, json!({"email": "y@example.com"})).await, (200, "CODE_SENT")).await;
+    recovers("GET /readyz", async || answer(bare().get(a.url("/readyz")).send().await.unwrap()).await, (200, "OK")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_down_gives_503_within_two_seconds_and_the_service_recovers() {
+    let db = MariaDb::start();
+    let url = db.fresh_database("down").await;
+    let d = Deployment::with(RedisServer::start(), url).await;
+    d.add_user("eli", "eli@example.com");
+    let a = d.instance();
+    db.stop();
+    let two = Duration::from_secs(2);
+    answered_within(
+        two,
+        "POST /api/login/email-code",
+        async || post(a.url("/api/login/email-code"), None, json!({"email": "eli@example.com"})).await,
+        (503, "STORE_UNAVAILABLE"),
+    )
+    .await;
+    let ready = answer(bare().get(a.url("/readyz")).send().await.unwrap()).await;
+    assert_eq!(ready.status, 503);
+    db.restart();
+    // A request refused while the database was down spent no quota: the same address works.
+    recovers("POST /api/login/email-code", async || post(a.url("/api/login/email-code"), None, json!({"email": "eli@example.com"})).await, (200, "CODE_SENT")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_no_session_and_redis_holds_no_raw_secret() {
+    let d = Deployment::new().await;
+    d.add_user("fox", "fox@example.com");
+    d.add_user("fay", "fay@example.com");
+    let mut a = d.instance();
+    let pre = ask_code(&a, "fox@example.com").await;
+    let code = d.code("fox@example.com").await;
+    let sid = post(a.url("/api/login/get-token"), Some(&pre), login("fox", "fox@example.com", &code))
+        .await
+        .expect(200, "LOGIN_SUCCESS")
+        .session_cookie()
+        .unwrap();
+    a.kill9();
+    let a = Instance::start_on(a.port, &a.args.clone());
+    get(a.url("/api/me"), &sid).await.expect(200, "OK");
+    // A fresh pending code, then a scan of every key and value.
+    let pre2 = ask_code(&a, "fay@example.com").await;
+    let code2 = d.code("fay@example.com").await;
+    let client = redis::Client::open(d.redis.url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    assert!(!keys.is_empty());
+    for k in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query_async(&mut conn).await.unwrap_or_default();
+        let text = format!("{k} {}", String::from_utf8_lossy(&dump));
+        for secret in [&sid, &pre, &pre2, &code, &code2] {
+            assert!(!text.contains(secret.as_str()), "key {k} holds a raw secret");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_down_never_slows_a_code_request_and_the_mail_goes_out_once_it_is_back() {
+    let port = free_port();
+    let redis = RedisServer::start();
+    let db = MariaDb::shared().fresh_database("smtp").await;
+    let dir = tempfile::tempdir().unwrap();
+    let args: Vec<String> = vec![
+        "--data-dir".into(),
+        dir.path().join("data").display().to_string(),
+        "--database-url".into(),
+        db,
+        "--redis-url".into(),
+        redis.url(),
+        "--smtp-url".into(),
+        format!("smtp://127.0.0.1:{port}"),
+    ];
+    let a = Instance::start(&args);
+    let b = Instance::start(&args);
+    let t = Instant::now();
+    let pre = ask_code(&a, "gil@example.com").await;
+    assert!(t.elapsed() < Duration::from_secs(1));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sink = SmtpSink::start_on(port);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let count = |p: &Path| {
+        std::fs::read_dir(p).into_iter().flatten().flatten().filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("eml")).count()
+    };
+    while count(sink.dir.path()) == 0 {
+        assert!(Instant::now() < deadline, "the mail never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    get(b.url("/api/login/email-code/status"), &pre).await.expect(200, "OK");
+    // Two workers were retrying: still one mail.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(count(sink.dir.path()), 1);
+    let _: PathBuf = sink.dir.path().to_path_buf();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_a_user_ends_their_live_sessions_on_every_instance() {
+    let d = Deployment::new().await;
+    d.add_user("hal", "hal@example.com");
+    let a = d.instance();
+    let b = d.instance();
+    let pre = ask_code(&a, "hal@example.com").await;
+    let code = d.code("hal@example.com").await;
+    let sid = post(a.url("/api/login/get-token"), Some(&pre), login("hal", "hal@example.com", &code))
+        .await
+        .expect(200, "LOGIN_SUCCESS")
+        .session_cookie()
+        .unwrap();
+    get(b.url("/api/me"), &sid).await.expect(200, "OK");
+    let out = d.cli(&["user", "disable", "hal"], "");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    get(a.url("/api/me"), &sid).await.expect(401, "NOT_LOGGED_IN");
+    get(b.url("/api/me"), &sid).await.expect(401, "NOT_LOGGED_IN");
+}
