@@ -15,6 +15,7 @@ use crate::http::{cookies::CookieSettings, AppState, HttpSettings};
 use crate::mail::{outbox::Outbox, queue::Worker, Transport};
 use crate::passwords::Hasher;
 use crate::policy::Policy;
+use crate::store::timed::Timed;
 use crate::store::{
     mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, MailQueue, SessionStore, Stores,
     UserStore,
@@ -93,14 +94,12 @@ pub async fn open_stores(
         Some(url) => Arc::new(RedisStore::connect(url, &settings.redis_prefix, timeout).await?),
         None => sql_sessions,
     };
-    Ok((
-        Stores {
-            sessions,
-            users,
-            mail,
-        },
-        sql,
-    ))
+    let stores = Stores {
+        sessions: Arc::new(Timed(sessions)),
+        users: Arc::new(Timed(users)),
+        mail,
+    };
+    Ok((stores, sql))
 }
 
 /// Everything built from the settings, before anything listens.

@@ -11,6 +11,7 @@ pub const SIGN_INS: &str = "mailcode_sign_ins_total";
 pub const REJECTIONS: &str = "mailcode_rejections_total";
 pub const HTTP_REQUESTS: &str = "mailcode_http_requests_total";
 pub const HTTP_DURATION: &str = "mailcode_http_request_duration_seconds";
+pub const STORE_DURATION: &str = "mailcode_store_duration_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 

@@ -6,6 +6,7 @@
 pub mod mysql;
 pub mod redis;
 pub mod sqlite;
+pub mod timed;
 
 use async_trait::async_trait;
 use std::sync::Arc;
