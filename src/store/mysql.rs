@@ -1,168 +1,997 @@
-//! MySQL/MariaDB backend: users, the mail queue, and sessions when there is no Redis.
-//! (Being written: see issue 3.)
+//! The MySQL/MariaDB backend: users and the mail queue, and sessions, codes and limits when there
+//! is no Redis. It exists so that several mailcode instances can share one database; it must
+//! behave exactly like the SQLite reference (`sqlite.rs`), which the shared store suite checks.
+//!
+//! What it must not do:
+//! - read the server's clock (`NOW()`, `CURRENT_TIMESTAMP`): every decision comes from stored
+//!   values and the `now` the caller passes, so tests can run at fake times;
+//! - split an atomic operation of the store traits across transactions: each one is a single
+//!   transaction that locks the rows it decides on (`SELECT … FOR UPDATE`), and mail is leased with
+//!   `FOR UPDATE SKIP LOCKED`, so concurrent requests and other instances cannot race it;
+//! - hang or panic when the server is gone: connection failures and timeouts become
+//!   [`StoreError::Unavailable`] within the acquire timeout, and the pool reconnects by itself;
+//! - trust what it reads: data from the database is decoded with errors, never `unwrap`.
 use async_trait::async_trait;
+use sqlx::mysql::{
+    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions, MySqlRow,
+};
+use sqlx::{Executor, MySqlPool, QueryBuilder, Row};
+use std::future::Future;
+use std::str::FromStr;
 use std::time::Duration;
+use subtle::ConstantTimeEq;
 
 use super::*;
+use crate::domain::{SessionKind, SessionUser};
 
 #[derive(Clone)]
 pub struct MySqlStore {
-    _private: (),
+    pool: MySqlPool,
+    /// Upper bound of one store operation, lock retries included (SPEC §3: 503 within 2 s).
+    op_timeout: Duration,
+}
+
+/// How often an operation that lost a deadlock or a lock wait is tried again before giving up.
+const LOCK_RETRIES: u32 = 4;
+/// Seconds a statement waits for a row lock; our transactions hold locks for milliseconds.
+const LOCK_WAIT_SECS: u32 = 1;
+const POOL_SIZE: u32 = 16;
+
+/// MySQL/MariaDB error numbers that mean "the server is there but cannot serve us now".
+mod codes {
+    pub const TOO_MANY_CONNECTIONS: u16 = 1040;
+    pub const SERVER_SHUTDOWN: u16 = 1053;
+    pub const ABORTING_CONNECTION: u16 = 1152;
+    pub const NET_READ_ERROR: u16 = 1158;
+    pub const NET_READ_INTERRUPTED: u16 = 1159;
+    pub const NET_ERROR_ON_WRITE: u16 = 1160;
+    pub const NET_WRITE_INTERRUPTED: u16 = 1161;
+    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
+    pub const LOCK_DEADLOCK: u16 = 1213;
+    pub const OPTION_PREVENTS_STATEMENT: u16 = 1290; // --read-only, e.g. during a failover
+    pub const READ_ONLY_MODE: u16 = 1836;
+    pub const CONNECTION_KILLED: u16 = 1927;
+}
+
+fn db_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(|m| m.number()),
+        _ => None,
+    }
+}
+
+/// A lost lock race: the whole transaction may simply be run again.
+fn is_lock_conflict(e: &sqlx::Error) -> bool {
+    matches!(
+        db_number(e),
+        Some(codes::LOCK_DEADLOCK | codes::LOCK_WAIT_TIMEOUT)
+    )
+}
+
+fn err(e: sqlx::Error) -> StoreError {
+    use codes::*;
+    match e {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        ref db @ sqlx::Error::Database(_)
+            if matches!(
+                db_number(db),
+                Some(
+                    TOO_MANY_CONNECTIONS
+                        | SERVER_SHUTDOWN
+                        | ABORTING_CONNECTION
+                        | NET_READ_ERROR
+                        | NET_READ_INTERRUPTED
+                        | NET_ERROR_ON_WRITE
+                        | NET_WRITE_INTERRUPTED
+                        | LOCK_WAIT_TIMEOUT
+                        | LOCK_DEADLOCK
+                        | OPTION_PREVENTS_STATEMENT
+                        | READ_ONLY_MODE
+                        | CONNECTION_KILLED
+                )
+            ) =>
+        {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Internal(other.to_string()),
+    }
 }
 
 impl MySqlStore {
-    /// Connects to `url` (mysql://…) and applies the migrations.
-    pub async fn open(_url: &str, _acquire_timeout: Duration) -> StoreResult<Self> {
-        Err(StoreError::Unavailable(format!(
-            "the MySQL backend is not built yet"
-        )))
+    /// Connects to `url` (`mysql://` or `mariadb://USER:PASS@HOST:PORT/DB`) and applies the
+    /// migrations. `acquire_timeout` bounds getting a connection, connecting included, and each
+    /// store operation: a server that is down or hung costs at most that long.
+    pub async fn open(url: &str, acquire_timeout: Duration) -> StoreResult<Self> {
+        let opts = MySqlConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Internal(format!("bad MySQL URL: {e}")))?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(POOL_SIZE)
+            .min_connections(0)
+            // Covers TCP connect and handshake too: the pool retries a refused connection until
+            // this deadline, then gives up with `PoolTimedOut`.
+            .acquire_timeout(acquire_timeout)
+            .idle_timeout(Duration::from_secs(300))
+            .max_lifetime(Duration::from_secs(1800))
+            // A connection that died with the server is found out before it is handed out.
+            .test_before_acquire(true)
+            .after_connect(|conn, _| Box::pin(async move { prepare_session(conn).await }))
+            .connect_with(opts)
+            .await
+            .map_err(err)?;
+        sqlx::migrate!("migrations/mysql")
+            .run(&pool)
+            .await
+            .map_err(|e| match e {
+                sqlx::migrate::MigrateError::Execute(e) => match err(e) {
+                    StoreError::Unavailable(m) => StoreError::Unavailable(m),
+                    StoreError::Internal(m) => {
+                        StoreError::Internal(format!("migration failed: {m}"))
+                    }
+                },
+                other => StoreError::Internal(format!("migration failed: {other}")),
+            })?;
+        Ok(MySqlStore {
+            pool,
+            op_timeout: acquire_timeout,
+        })
     }
+
+    /// Deletes what has expired (sessions, codes, limits, old mails). Each statement walks an
+    /// index and commits a batch at a time, so a large sweep never holds many locks for long.
+    pub async fn sweep(&self, now: Millis) -> StoreResult<()> {
+        const BATCH: u64 = 1000;
+        for (table, condition) in [
+            ("sessions", "idle_expires_at <= ?"),
+            ("sessions", "absolute_expires_at <= ?"),
+            ("codes", "expires_at <= ? - 3600000"),
+            ("limits", "reset_at <= ?"),
+            (
+                "mail_queue",
+                "created_at <= ? - 86400000 AND status <> 'queued'",
+            ),
+        ] {
+            let sql = format!("DELETE FROM {table} WHERE {condition} LIMIT {BATCH}");
+            loop {
+                let done = self
+                    .run(|| sqlx::query(&sql).bind(now).execute(&self.pool))
+                    .await?;
+                if done.rows_affected() < BATCH {
+                    break;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `op` (one transaction, or one statement) within the operation deadline, running it
+    /// again when it lost a deadlock or a lock wait. Once the retries are spent: `Unavailable`.
+    async fn run<T, F, Fut>(&self, mut op: F) -> StoreResult<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let work = async {
+            let mut tries = 0u32;
+            loop {
+                match op().await {
+                    Ok(v) => return Ok(v),
+                    Err(e) if is_lock_conflict(&e) && tries < LOCK_RETRIES => {
+                        tries += 1;
+                        // Back off a little, differently per caller, so the losers do not
+                        // collide again in lockstep.
+                        let jitter = u64::from(rand::random::<u8>() % 8);
+                        tokio::time::sleep(Duration::from_millis(u64::from(tries) * 5 + jitter))
+                            .await;
+                    }
+                    Err(e) => return Err(err(e)),
+                }
+            }
+        };
+        match tokio::time::timeout(self.op_timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable(format!(
+                "no answer from MySQL within {} ms",
+                self.op_timeout.as_millis()
+            ))),
+        }
+    }
+}
+
+/// Per-connection settings: strict mode (too long a value is an error, never silently cut) and
+/// short lock waits (a stuck lock becomes a retry, then a 503, not a hung request).
+async fn prepare_session(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> {
+    conn.execute(
+        format!(
+            "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',STRICT_TRANS_TABLES'), \
+             SESSION innodb_lock_wait_timeout = {LOCK_WAIT_SECS}"
+        )
+        .as_str(),
+    )
+    .await?;
+    Ok(())
+}
+
+/// A string column. sqlx 0.8 refuses to decode `utf8mb4_bin` columns as `String` (they carry the
+/// BINARY flag, launchbadge/sqlx#3387), so read the bytes and check the UTF-8 ourselves.
+fn text(r: &MySqlRow, col: &str) -> Result<String, sqlx::Error> {
+    let bytes: Vec<u8> = r.try_get(col)?;
+    utf8(col, bytes)
+}
+
+fn opt_text(r: &MySqlRow, col: &str) -> Result<Option<String>, sqlx::Error> {
+    let bytes: Option<Vec<u8>> = r.try_get(col)?;
+    bytes.map(|b| utf8(col, b)).transpose()
+}
+
+fn utf8(col: &str, bytes: Vec<u8>) -> Result<String, sqlx::Error> {
+    String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
+        index: col.to_owned(),
+        source: Box::new(e),
+    })
+}
+
+fn count(r: &MySqlRow, col: &str) -> Result<u32, sqlx::Error> {
+    let n: i64 = r.try_get(col)?;
+    Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+}
+
+const SESSION_COLS: &str = "`key`, kind, user_id, username, email, created_at, last_seen_at, \
+                            idle_expires_at, absolute_expires_at, user_agent, ip";
+
+fn session_from_row(r: &MySqlRow) -> Result<SessionRecord, sqlx::Error> {
+    let user_id: Option<i64> = r.try_get("user_id")?;
+    let user = match user_id {
+        Some(id) => Some(SessionUser {
+            id,
+            username: opt_text(r, "username")?.unwrap_or_default(),
+            email: opt_text(r, "email")?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(SessionRecord {
+        key: SessionKey::from_hex(text(r, "key")?),
+        kind: SessionKind::parse(&text(r, "kind")?),
+        user,
+        created_at: r.try_get("created_at")?,
+        last_seen_at: r.try_get("last_seen_at")?,
+        idle_expires_at: r.try_get("idle_expires_at")?,
+        absolute_expires_at: r.try_get("absolute_expires_at")?,
+        user_agent: text(r, "user_agent")?,
+        ip: text(r, "ip")?,
+    })
+}
+
+async fn insert_session(conn: &mut MySqlConnection, s: &SessionRecord) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!(
+        "INSERT INTO sessions ({SESSION_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
+    ))
+    .bind(s.key.as_str())
+    .bind(s.kind.as_str())
+    .bind(s.user.as_ref().map(|u| u.id))
+    .bind(s.user.as_ref().map(|u| u.username.as_str()))
+    .bind(s.user.as_ref().map(|u| u.email.as_str()))
+    .bind(s.created_at)
+    .bind(s.last_seen_at)
+    .bind(s.idle_expires_at)
+    .bind(s.absolute_expires_at)
+    .bind(&s.user_agent)
+    .bind(&s.ip)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn delete_session_rows(conn: &mut MySqlConnection, key: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query("DELETE FROM codes WHERE session_key = ?")
+        .bind(key)
+        .execute(&mut *conn)
+        .await?;
+    let n = sqlx::query("DELETE FROM sessions WHERE `key` = ?")
+        .bind(key)
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+    Ok(n > 0)
+}
+
+/// The fields of a stored code that decide a submission.
+struct CodeRow {
+    email: String,
+    mac: String,
+    expires_at: Millis,
+    attempts: u32,
+}
+
+/// Evaluates a stored code against a submission; the shared core of check and redeem (the same
+/// rules as `sqlite.rs`).
+fn judge(row: Option<&CodeRow>, email: &Email, mac: &str, now: Millis, max: u32) -> CodeCheck {
+    let Some(row) = row else {
+        return CodeCheck::Missing;
+    };
+    if row.email != email.as_str() {
+        CodeCheck::Missing
+    } else if row.expires_at <= now {
+        CodeCheck::Expired
+    } else if row.attempts >= max {
+        CodeCheck::Dead
+    } else if bool::from(row.mac.as_bytes().ct_eq(mac.as_bytes())) {
+        CodeCheck::Right
+    } else {
+        CodeCheck::Wrong {
+            attempts_left: max - row.attempts - 1,
+        }
+    }
+}
+
+/// Reads the code and locks its row until the transaction ends, so that concurrent checks and
+/// redemptions of one code are served one after the other.
+async fn lock_code_row(
+    conn: &mut MySqlConnection,
+    session: &SessionKey,
+    purpose: CodePurpose,
+) -> Result<Option<CodeRow>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT email, mac, expires_at, attempts FROM codes \
+         WHERE session_key = ? AND purpose = ? FOR UPDATE",
+    )
+    .bind(session.as_str())
+    .bind(purpose.as_str())
+    .fetch_optional(conn)
+    .await?;
+    row.map(|r| -> Result<CodeRow, sqlx::Error> {
+        Ok(CodeRow {
+            email: text(&r, "email")?,
+            mac: text(&r, "mac")?,
+            expires_at: r.try_get("expires_at")?,
+            attempts: count(&r, "attempts")?,
+        })
+    })
+    .transpose()
+}
+
+async fn use_attempt(
+    conn: &mut MySqlConnection,
+    session: &SessionKey,
+    purpose: CodePurpose,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE codes SET attempts = attempts + 1 WHERE session_key = ? AND purpose = ?")
+        .bind(session.as_str())
+        .bind(purpose.as_str())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn redeem_once(
+    pool: &MySqlPool,
+    session: &SessionKey,
+    purpose: CodePurpose,
+    email: &Email,
+    mac: &str,
+    now: Millis,
+    max_attempts: u32,
+    action: &Redeem,
+) -> Result<Redeemed, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let row = lock_code_row(&mut tx, session, purpose).await?;
+    if judge(row.as_ref(), email, mac, now, max_attempts) != CodeCheck::Right {
+        tx.rollback().await?;
+        return Ok(Redeemed::Gone);
+    }
+    let attempts = row.map_or(0, |r| r.attempts);
+    let outcome = match action {
+        Redeem::SignIn { new } => {
+            delete_session_rows(&mut tx, session.as_str()).await?;
+            insert_session(&mut tx, new).await?;
+            Redeemed::SignedIn
+        }
+        Redeem::UseAttempt => {
+            use_attempt(&mut tx, session, purpose).await?;
+            Redeemed::AttemptUsed {
+                attempts_left: max_attempts.saturating_sub(attempts + 1),
+            }
+        }
+    };
+    tx.commit().await?;
+    Ok(outcome)
 }
 
 #[async_trait]
 impl SessionStore for MySqlStore {
-    async fn create_session(&self, _s: &SessionRecord) -> StoreResult<()> {
-        unimplemented!()
+    async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
+        self.run(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            insert_session(&mut conn, s).await
+        })
+        .await
     }
+
     async fn load_session(
         &self,
-        _key: &SessionKey,
-        _now: Millis,
+        key: &SessionKey,
+        now: Millis,
     ) -> StoreResult<Option<SessionRecord>> {
-        unimplemented!()
+        let sql = format!("SELECT {SESSION_COLS} FROM sessions WHERE `key` = ?");
+        let row = self
+            .run(|| {
+                sqlx::query(&sql)
+                    .bind(key.as_str())
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
+        match row {
+            Some(r) => {
+                let s = session_from_row(&r).map_err(err)?;
+                Ok(s.is_live(now).then_some(s))
+            }
+            None => Ok(None),
+        }
     }
+
     async fn touch_session(
         &self,
-        _key: &SessionKey,
-        _now: Millis,
-        _idle: Millis,
+        key: &SessionKey,
+        now: Millis,
+        idle_expires_at: Millis,
     ) -> StoreResult<()> {
-        unimplemented!()
+        // An UPDATE, never an upsert: a session deleted by a concurrent logout stays deleted.
+        self.run(|| {
+            sqlx::query("UPDATE sessions SET last_seen_at = ?, idle_expires_at = ? WHERE `key` = ?")
+                .bind(now)
+                .bind(idle_expires_at)
+                .bind(key.as_str())
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
-    async fn delete_session(&self, _key: &SessionKey) -> StoreResult<bool> {
-        unimplemented!()
+
+    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
+        self.run(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let existed = delete_session_rows(&mut tx, key.as_str()).await?;
+            tx.commit().await?;
+            Ok(existed)
+        })
+        .await
     }
+
     async fn list_user_sessions(
         &self,
-        _user_id: i64,
-        _now: Millis,
+        user_id: i64,
+        now: Millis,
     ) -> StoreResult<Vec<SessionRecord>> {
-        unimplemented!()
+        let sql = format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE user_id = ? AND idle_expires_at > ? \
+             AND absolute_expires_at > ? ORDER BY created_at, `key`"
+        );
+        let rows = self
+            .run(|| {
+                sqlx::query(&sql)
+                    .bind(user_id)
+                    .bind(now)
+                    .bind(now)
+                    .fetch_all(&self.pool)
+            })
+            .await?;
+        rows.iter()
+            .map(|r| session_from_row(r).map_err(err))
+            .collect()
     }
+
     async fn revoke_user_sessions(
         &self,
-        _user_id: i64,
-        _except: Option<&SessionKey>,
+        user_id: i64,
+        except: Option<&SessionKey>,
     ) -> StoreResult<u64> {
-        unimplemented!()
+        let except = except.map(|k| k.as_str()).unwrap_or("");
+        self.run(|| async move {
+            let mut tx = self.pool.begin().await?;
+            sqlx::query(
+                "DELETE codes FROM codes JOIN sessions ON codes.session_key = sessions.`key` \
+                 WHERE sessions.user_id = ? AND sessions.`key` <> ?",
+            )
+            .bind(user_id)
+            .bind(except)
+            .execute(&mut *tx)
+            .await?;
+            let n = sqlx::query("DELETE FROM sessions WHERE user_id = ? AND `key` <> ?")
+                .bind(user_id)
+                .bind(except)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(n)
+        })
+        .await
     }
-    async fn issue_code(&self, _code: &CodeRecord) -> StoreResult<()> {
-        unimplemented!()
+
+    async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
+        // Replaces the whole row, attempts included, like SQLite's INSERT OR REPLACE.
+        self.run(|| {
+            sqlx::query(
+                "INSERT INTO codes (session_key, purpose, email, mac, created_at, expires_at, \
+                 resend_available_at, attempts, mail_ref) VALUES (?,?,?,?,?,?,?,?,?) \
+                 ON DUPLICATE KEY UPDATE email = ?, mac = ?, created_at = ?, expires_at = ?, \
+                 resend_available_at = ?, attempts = ?, mail_ref = ?",
+            )
+            .bind(c.session.as_str())
+            .bind(c.purpose.as_str())
+            .bind(&c.email)
+            .bind(&c.mac)
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .bind(c.resend_available_at)
+            .bind(i64::from(c.attempts))
+            .bind(&c.mail_ref)
+            .bind(&c.email)
+            .bind(&c.mac)
+            .bind(c.created_at)
+            .bind(c.expires_at)
+            .bind(c.resend_available_at)
+            .bind(i64::from(c.attempts))
+            .bind(&c.mail_ref)
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
+
     async fn check_code(
         &self,
-        _s: &SessionKey,
-        _p: CodePurpose,
-        _e: &Email,
-        _m: &str,
-        _n: Millis,
-        _max: u32,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max_attempts: u32,
     ) -> StoreResult<CodeCheck> {
-        unimplemented!()
+        self.run(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let row = lock_code_row(&mut tx, session, purpose).await?;
+            let verdict = judge(row.as_ref(), email, mac, now, max_attempts);
+            if let CodeCheck::Wrong { .. } = verdict {
+                use_attempt(&mut tx, session, purpose).await?;
+            }
+            tx.commit().await?;
+            Ok(verdict)
+        })
+        .await
     }
+
     async fn redeem_code(
         &self,
-        _s: &SessionKey,
-        _p: CodePurpose,
-        _e: &Email,
-        _m: &str,
-        _n: Millis,
-        _max: u32,
-        _a: Redeem,
+        session: &SessionKey,
+        purpose: CodePurpose,
+        email: &Email,
+        mac: &str,
+        now: Millis,
+        max_attempts: u32,
+        action: Redeem,
     ) -> StoreResult<Redeemed> {
-        unimplemented!()
+        let action = &action;
+        self.run(|| {
+            redeem_once(
+                &self.pool,
+                session,
+                purpose,
+                email,
+                mac,
+                now,
+                max_attempts,
+                action,
+            )
+        })
+        .await
     }
-    async fn current_code(&self, _s: &SessionKey, _now: Millis) -> StoreResult<Option<CodeRecord>> {
-        unimplemented!()
+
+    async fn current_code(
+        &self,
+        session: &SessionKey,
+        now: Millis,
+    ) -> StoreResult<Option<CodeRecord>> {
+        let row = self
+            .run(|| {
+                sqlx::query(
+                    "SELECT purpose, email, mac, created_at, expires_at, resend_available_at, \
+                     attempts, mail_ref FROM codes WHERE session_key = ? AND expires_at > ? \
+                     ORDER BY created_at DESC, purpose LIMIT 1",
+                )
+                .bind(session.as_str())
+                .bind(now)
+                .fetch_optional(&self.pool)
+            })
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let decode = || -> Result<CodeRecord, sqlx::Error> {
+            let purpose = text(&r, "purpose")?;
+            let purpose =
+                CodePurpose::parse(&purpose).ok_or_else(|| sqlx::Error::ColumnDecode {
+                    index: "purpose".into(),
+                    source: format!("unknown code purpose {purpose:?}").into(),
+                })?;
+            Ok(CodeRecord {
+                session: session.clone(),
+                purpose,
+                email: text(&r, "email")?,
+                mac: text(&r, "mac")?,
+                created_at: r.try_get("created_at")?,
+                expires_at: r.try_get("expires_at")?,
+                resend_available_at: r.try_get("resend_available_at")?,
+                attempts: count(&r, "attempts")?,
+                mail_ref: text(&r, "mail_ref")?,
+            })
+        };
+        decode().map(Some).map_err(err)
     }
+
     async fn hit_limit(
         &self,
-        _key: &str,
-        _limit: u32,
-        _window: Duration,
-        _now: Millis,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        now: Millis,
     ) -> StoreResult<Limit> {
-        unimplemented!()
+        let reset = now.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let (count, reset_at) = self
+            .run(|| async move {
+                let mut tx = self.pool.begin().await?;
+                // MySQL applies the assignments left to right: `count` must be decided before
+                // `reset_at` changes. The row stays locked until commit, so the SELECT below
+                // reads exactly what this hit made of it.
+                sqlx::query(
+                    "INSERT INTO limits (`key`, `count`, reset_at) VALUES (?, 1, ?) \
+                     ON DUPLICATE KEY UPDATE \
+                     `count` = CASE WHEN reset_at <= ? THEN 1 ELSE `count` + 1 END, \
+                     reset_at = CASE WHEN reset_at <= ? THEN ? ELSE reset_at END",
+                )
+                .bind(key)
+                .bind(reset)
+                .bind(now)
+                .bind(now)
+                .bind(reset)
+                .execute(&mut *tx)
+                .await?;
+                let row: (i64, i64) =
+                    sqlx::query_as("SELECT `count`, reset_at FROM limits WHERE `key` = ?")
+                        .bind(key)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                tx.commit().await?;
+                Ok(row)
+            })
+            .await?;
+        Ok(limit_from(count, reset_at, limit, now))
     }
-    async fn peek_limit(&self, _key: &str, _limit: u32, _now: Millis) -> StoreResult<Limit> {
-        unimplemented!()
+
+    async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
+        let row: Option<(i64, i64)> = self
+            .run(|| {
+                sqlx::query_as(
+                    "SELECT `count`, reset_at FROM limits WHERE `key` = ? AND reset_at > ?",
+                )
+                .bind(key)
+                .bind(now)
+                .fetch_optional(&self.pool)
+            })
+            .await?;
+        Ok(match row {
+            // At the limit already: one more would be refused.
+            Some((count, reset_at)) => limit_from(count + 1, reset_at, limit, now),
+            None => Limit::Allowed,
+        })
     }
+
     async fn ping(&self) -> StoreResult<()> {
-        unimplemented!()
+        self.run(|| sqlx::query("SELECT 1").execute(&self.pool))
+            .await?;
+        Ok(())
     }
 }
 
+fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {
+    if count > i64::from(limit) {
+        Limit::Limited {
+            retry_after_ms: (reset_at - now).max(1),
+        }
+    } else {
+        Limit::Allowed
+    }
+}
+
+const USER_COLS: &str = "id, username, email, password_hash, disabled, created_at";
+
+fn user_from_row(r: &MySqlRow) -> Result<User, sqlx::Error> {
+    Ok(User {
+        id: r.try_get("id")?,
+        username: text(r, "username")?,
+        email: text(r, "email")?,
+        password_hash: text(r, "password_hash")?,
+        disabled: r.try_get("disabled")?,
+        created_at: r.try_get("created_at")?,
+    })
+}
+
+/// Which unique index a duplicate-key error names: MariaDB says `for key 'users_email'`, MySQL 8
+/// `for key 'users.users_email'`; the offending value comes earlier in the message, so only the
+/// end is looked at.
+fn violated_index(message: &str) -> Option<&'static str> {
+    let tail = message.trim_end().trim_end_matches(['\'', '`', '"']);
+    ["users_email", "users_username_key"]
+        .into_iter()
+        .find(|name| tail.ends_with(name))
+}
+
 impl MySqlStore {
-    /// Deletes what has expired (sessions, codes, limits, old mails).
-    pub async fn sweep(&self, _now: Millis) -> StoreResult<()> {
-        unimplemented!()
+    async fn find_user(&self, column: &'static str, value: &str) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE {column} = ?");
+        let row = self
+            .run(|| sqlx::query(&sql).bind(value).fetch_optional(&self.pool))
+            .await?;
+        row.map(|r| user_from_row(&r).map_err(err)).transpose()
     }
 }
 
 #[async_trait]
 impl UserStore for MySqlStore {
-    async fn create_user(&self, _u: &NewUser) -> Result<i64, CreateUserError> {
-        unimplemented!()
+    async fn create_user(&self, u: &NewUser) -> Result<i64, CreateUserError> {
+        let res = self
+            .run(|| async move {
+                let res = sqlx::query(
+                    "INSERT INTO users (username, username_key, email, password_hash, created_at) \
+                     VALUES (?,?,?,?,?)",
+                )
+                .bind(&u.username)
+                .bind(&u.username_key)
+                .bind(&u.email)
+                .bind(&u.password_hash)
+                .bind(u.created_at)
+                .execute(&self.pool)
+                .await;
+                match res {
+                    Ok(r) => Ok(Ok(r.last_insert_id())),
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                        Ok(Err(violated_index(db.message())))
+                    }
+                    Err(e) => Err(e),
+                }
+            })
+            .await?;
+        match res {
+            Ok(id) => i64::try_from(id)
+                .map_err(|_| StoreError::Internal(format!("user id {id} out of range")).into()),
+            Err(Some("users_email")) => Err(CreateUserError::EmailTaken),
+            Err(Some(_)) => Err(CreateUserError::UsernameTaken),
+            // An error message in another language: find out which one is taken.
+            Err(None) => match self.find_user("email", &u.email).await? {
+                Some(_) => Err(CreateUserError::EmailTaken),
+                None => Err(CreateUserError::UsernameTaken),
+            },
+        }
     }
-    async fn delete_user(&self, _id: i64) -> StoreResult<()> {
-        unimplemented!()
+
+    async fn delete_user(&self, id: i64) -> StoreResult<()> {
+        self.run(|| {
+            sqlx::query("DELETE FROM users WHERE id = ?")
+                .bind(id)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
-    async fn find_by_username(&self, _k: &str) -> StoreResult<Option<User>> {
-        unimplemented!()
+
+    async fn find_by_username(&self, username_key: &str) -> StoreResult<Option<User>> {
+        self.find_user("username_key", username_key).await
     }
-    async fn find_by_email(&self, _e: &Email) -> StoreResult<Option<User>> {
-        unimplemented!()
+
+    async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
+        self.find_user("email", email.as_str()).await
     }
-    async fn set_password(&self, _id: i64, _h: &str) -> StoreResult<()> {
-        unimplemented!()
+
+    async fn set_password(&self, id: i64, hash: &str) -> StoreResult<()> {
+        self.run(|| {
+            sqlx::query("UPDATE users SET password_hash = ? WHERE id = ?")
+                .bind(hash)
+                .bind(id)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
-    async fn set_disabled(&self, _id: i64, _d: bool) -> StoreResult<()> {
-        unimplemented!()
+
+    async fn set_disabled(&self, id: i64, disabled: bool) -> StoreResult<()> {
+        self.run(|| {
+            sqlx::query("UPDATE users SET disabled = ? WHERE id = ?")
+                .bind(disabled)
+                .bind(id)
+                .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
+
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        unimplemented!()
+        let sql = format!("SELECT {USER_COLS} FROM users ORDER BY id");
+        let rows = self.run(|| sqlx::query(&sql).fetch_all(&self.pool)).await?;
+        rows.iter().map(|r| user_from_row(r).map_err(err)).collect()
     }
+
     async fn ping(&self) -> StoreResult<()> {
-        unimplemented!()
+        SessionStore::ping(self).await
     }
+}
+
+/// An SMTP error is kept for the operator, not in full: a TEXT column holds 64 KiB.
+fn clip(error: &str) -> &str {
+    const MAX: usize = 2000;
+    match error.char_indices().nth(MAX) {
+        Some((cut, _)) => &error[..cut],
+        None => error,
+    }
+}
+
+const MAIL_COLS: &str = "id, attempts, mail_ref, to_addr, subject, text_body, html_body, \
+                         expires_at, created_at";
+
+fn mail_from_row(r: &MySqlRow) -> Result<QueuedMail, sqlx::Error> {
+    Ok(QueuedMail {
+        id: r.try_get("id")?,
+        attempts: count(r, "attempts")?,
+        mail: OutgoingMail {
+            mail_ref: text(r, "mail_ref")?,
+            to: text(r, "to_addr")?,
+            subject: text(r, "subject")?,
+            text: text(r, "text_body")?,
+            html: text(r, "html_body")?,
+            expires_at: r.try_get("expires_at")?,
+            created_at: r.try_get("created_at")?,
+        },
+    })
+}
+
+/// Leases due mails: the rows are locked as they are chosen, rows another worker (of this or
+/// another instance) is leasing right now are skipped, and the new lease is written before the
+/// locks go, so no two workers ever get the same mail while its lease runs.
+async fn claim_once(
+    pool: &MySqlPool,
+    now: Millis,
+    lease_until: Millis,
+    max: u32,
+) -> Result<Vec<QueuedMail>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let rows = sqlx::query(&format!(
+        "SELECT {MAIL_COLS} FROM mail_queue WHERE status = 'queued' AND next_attempt_at <= ? \
+         AND lease_until <= ? ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
+    ))
+    .bind(now)
+    .bind(now)
+    .bind(i64::from(max))
+    .fetch_all(&mut *tx)
+    .await?;
+    let mails = rows
+        .iter()
+        .map(mail_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    if !mails.is_empty() {
+        let mut update = QueryBuilder::new("UPDATE mail_queue SET lease_until = ");
+        update.push_bind(lease_until).push(" WHERE id IN (");
+        let mut ids = update.separated(", ");
+        for m in &mails {
+            ids.push_bind(m.id);
+        }
+        update.push(")");
+        update.build().execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
+    Ok(mails)
 }
 
 #[async_trait]
 impl MailQueue for MySqlStore {
-    async fn enqueue(&self, _m: &OutgoingMail) -> StoreResult<()> {
-        unimplemented!()
+    async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
+        self.run(|| {
+            sqlx::query(
+                "INSERT INTO mail_queue (mail_ref, to_addr, subject, text_body, html_body, status, \
+                 next_attempt_at, expires_at, created_at) VALUES (?,?,?,?,?,'queued',?,?,?)",
+            )
+            .bind(&m.mail_ref)
+            .bind(&m.to)
+            .bind(&m.subject)
+            .bind(&m.text)
+            .bind(&m.html)
+            .bind(m.created_at)
+            .bind(m.expires_at)
+            .bind(m.created_at)
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
+
     async fn claim_due(
         &self,
-        _now: Millis,
-        _lease: Millis,
-        _max: u32,
+        now: Millis,
+        lease_until: Millis,
+        max: u32,
     ) -> StoreResult<Vec<QueuedMail>> {
-        unimplemented!()
+        self.run(|| claim_once(&self.pool, now, lease_until, max))
+            .await
     }
-    async fn mark_sent(&self, _id: i64, _now: Millis) -> StoreResult<()> {
-        unimplemented!()
+
+    async fn mark_sent(&self, id: i64, _now: Millis) -> StoreResult<()> {
+        self.run(|| {
+            sqlx::query(
+                "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
+                 subject = '', text_body = '', html_body = '' WHERE id = ?",
+            )
+            .bind(id)
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
-    async fn mark_retry(&self, _id: i64, _next: Millis, _e: &str) -> StoreResult<()> {
-        unimplemented!()
+
+    async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()> {
+        self.run(|| {
+            sqlx::query(
+                "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = ?, \
+                 lease_until = 0, last_error = ? WHERE id = ?",
+            )
+            .bind(next_attempt_at)
+            .bind(clip(error))
+            .bind(id)
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
-    async fn mark_failed(&self, _id: i64, _e: &str) -> StoreResult<()> {
-        unimplemented!()
+
+    async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()> {
+        self.run(|| {
+            sqlx::query(
+                "UPDATE mail_queue SET status = 'failed', last_error = ?, subject = '', \
+                 text_body = '', html_body = '' WHERE id = ?",
+            )
+            .bind(clip(error))
+            .bind(id)
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(())
     }
-    async fn delivery(&self, _r: &str) -> StoreResult<Option<Delivery>> {
-        unimplemented!()
+
+    async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
+        let row = self
+            .run(|| {
+                sqlx::query("SELECT status, last_error FROM mail_queue WHERE mail_ref = ?")
+                    .bind(mail_ref)
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
+        let Some(r) = row else { return Ok(None) };
+        let status = text(&r, "status").map_err(err)?;
+        let last_error = opt_text(&r, "last_error").map_err(err)?;
+        Ok(Some(delivery_of(&status, last_error.is_some())))
     }
+
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
-        unimplemented!()
+        let row: (Option<i64>,) = self
+            .run(|| {
+                sqlx::query_as(
+                    "SELECT MIN(GREATEST(next_attempt_at, lease_until)) FROM mail_queue \
+                     WHERE status = 'queued'",
+                )
+                .fetch_one(&self.pool)
+            })
+            .await?;
+        Ok(row.0)
     }
 }

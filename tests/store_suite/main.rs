@@ -2,5 +2,6 @@
 //! against SQLite, Redis and MariaDB, each a real server started by the harness.
 mod suite;
 
+mod mysql;
 mod redis;
 mod sqlite;
