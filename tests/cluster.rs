@@ -40,7 +40,10 @@ impl Instance {
             .expect("start mailcode");
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mailcode did not start with {args:?}");
+            assert!(
+                Instant::now() < deadline,
+                "mailcode did not start with {args:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         Instance {
@@ -79,7 +82,11 @@ struct Deployment {
 
 impl Deployment {
     async fn new() -> Deployment {
-        Self::with(RedisServer::start(), MariaDb::shared().fresh_database("cluster").await).await
+        Self::with(
+            RedisServer::start(),
+            MariaDb::shared().fresh_database("cluster").await,
+        )
+        .await
     }
 
     async fn with(redis: RedisServer, db_url: String) -> Deployment {
@@ -127,7 +134,11 @@ impl Deployment {
 
     fn add_user(&self, name: &str, email: &str) {
         let out = self.cli(&["user", "add", name, email], &format!("{PASSWORD}\n"));
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     async fn code(&self, email: &str) -> String {
@@ -140,7 +151,11 @@ impl Deployment {
             .flatten()
             .flatten()
             .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("eml"))
-            .filter(|e| std::fs::read_to_string(e.path()).map(|t| t.contains(email)).unwrap_or(false))
+            .filter(|e| {
+                std::fs::read_to_string(e.path())
+                    .map(|t| t.contains(email))
+                    .unwrap_or(false)
+            })
             .count()
     }
 }
@@ -154,7 +169,15 @@ async fn post(url: String, sid: Option<&str>, body: serde_json::Value) -> Answer
 }
 
 async fn get(url: String, sid: &str) -> Answer {
-    answer(bare().get(url).header("cookie", format!("mailcode_sid={sid}")).send().await.expect("request")).await
+    answer(
+        bare()
+            .get(url)
+            .header("cookie", format!("mailcode_sid={sid}"))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await
 }
 
 fn login(user: &str, email: &str, code: &str) -> serde_json::Value {
@@ -163,11 +186,15 @@ fn login(user: &str, email: &str, code: &str) -> serde_json::Value {
 
 /// Asks `a` for a login code; returns the pre-login session id.
 async fn ask_code(a: &Instance, email: &str) -> String {
-    post(a.url("/api/login/email-code"), None, json!({ "email": email }))
-        .await
-        .expect(200, "CODE_SENT")
-        .session_cookie()
-        .expect("a session cookie")
+    post(
+        a.url("/api/login/email-code"),
+        None,
+        json!({ "email": email }),
+    )
+    .await
+    .expect(200, "CODE_SENT")
+    .session_cookie()
+    .expect("a session cookie")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,15 +205,23 @@ async fn a_code_sent_by_one_instance_verifies_on_another_and_logout_is_everywher
     let b = d.instance();
     let pre = ask_code(&a, "ann@example.com").await;
     let code = d.code("ann@example.com").await;
-    let sid = post(b.url("/api/login/get-token"), Some(&pre), login("ann", "ann@example.com", &code))
-        .await
-        .expect(200, "LOGIN_SUCCESS")
-        .session_cookie()
-        .expect("session");
+    let sid = post(
+        b.url("/api/login/get-token"),
+        Some(&pre),
+        login("ann", "ann@example.com", &code),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS")
+    .session_cookie()
+    .expect("session");
     get(a.url("/api/me"), &sid).await.expect(200, "OK");
     get(b.url("/api/me"), &sid).await.expect(200, "OK");
-    post(a.url("/api/logout"), Some(&sid), json!({})).await.expect(200, "LOGGED_OUT");
-    get(b.url("/api/me"), &sid).await.expect(401, "NOT_LOGGED_IN");
+    post(a.url("/api/logout"), Some(&sid), json!({}))
+        .await
+        .expect(200, "LOGGED_OUT");
+    get(b.url("/api/me"), &sid)
+        .await
+        .expect(401, "NOT_LOGGED_IN");
     // Both workers ran; the mail went out once.
     assert_eq!(d.mails_to("ann@example.com"), 1);
 }
@@ -202,14 +237,22 @@ async fn wrong_guesses_alternating_between_instances_are_capped_at_five() {
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for i in 0..5 {
         let at = if i % 2 == 0 { &a } else { &b };
-        let r = post(at.url("/api/login/get-token"), Some(&pre), login("bea", "bea@example.com", wrong))
-            .await
-            .expect(401, "CODE_INVALID");
+        let r = post(
+            at.url("/api/login/get-token"),
+            Some(&pre),
+            login("bea", "bea@example.com", wrong),
+        )
+        .await
+        .expect(401, "CODE_INVALID");
         assert_eq!(r.body["data"]["attempts_left"], 4 - i);
     }
-    post(b.url("/api/login/get-token"), Some(&pre), login("bea", "bea@example.com", &code))
-        .await
-        .expect(401, "CODE_ATTEMPTS_EXCEEDED");
+    post(
+        b.url("/api/login/get-token"),
+        Some(&pre),
+        login("bea", "bea@example.com", &code),
+    )
+    .await
+    .expect(401, "CODE_ATTEMPTS_EXCEEDED");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,7 +265,11 @@ async fn right_codes_racing_on_two_instances_give_exactly_one_success() {
     let code = d.code("cy@example.com").await;
     let tasks: Vec<_> = (0..20)
         .map(|i| {
-            let url = if i % 2 == 0 { a.url("/api/login/get-token") } else { b.url("/api/login/get-token") };
+            let url = if i % 2 == 0 {
+                a.url("/api/login/get-token")
+            } else {
+                b.url("/api/login/get-token")
+            };
             let pre = pre.clone();
             let body = login("cy", "cy@example.com", &code);
             tokio::spawn(async move { post(url, Some(&pre), body).await })
@@ -241,7 +288,12 @@ async fn right_codes_racing_on_two_instances_give_exactly_one_success() {
 }
 
 /// Polls `f` until it returns the wanted status, for at most `within`.
-async fn answered_within(within: Duration, what: &str, mut f: impl AsyncFnMut() -> Answer, want: (u16, &str)) {
+async fn answered_within(
+    within: Duration,
+    what: &str,
+    mut f: impl AsyncFnMut() -> Answer,
+    want: (u16, &str),
+) {
     let t = Instant::now();
     let a = f().await;
     assert!(t.elapsed() < within, "{what}: took {:?}", t.elapsed());
@@ -255,7 +307,11 @@ async fn recovers(what: &str, mut f: impl AsyncFnMut() -> Answer, want: (u16, &s
         if (a.status.as_u16(), a.code()) == want {
             return;
         }
-        assert!(Instant::now() < deadline, "{what} did not recover: {:?}", a.body);
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not recover: {:?}",
+            a.body
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -267,25 +323,49 @@ async fn redis_down_gives_503_within_two_seconds_and_the_service_recovers() {
     let a = d.instance();
     let pre = ask_code(&a, "dot@example.com").await;
     let code = d.code("dot@example.com").await;
-    let sid = post(a.url("/api/login/get-token"), Some(&pre), login("dot", "dot@example.com", &code))
-        .await
-        .expect(200, "LOGIN_SUCCESS")
-        .session_cookie()
-        .unwrap();
+    let sid = post(
+        a.url("/api/login/get-token"),
+        Some(&pre),
+        login("dot", "dot@example.com", &code),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS")
+    .session_cookie()
+    .unwrap();
     d.redis.stop();
     let two = Duration::from_secs(2);
-    answered_within(two, "GET /api/me", async || get(a.url("/api/me"), &sid).await, (503, "STORE_UNAVAILABLE")).await;
+    answered_within(
+        two,
+        "GET /api/me",
+        async || get(a.url("/api/me"), &sid).await,
+        (503, "STORE_UNAVAILABLE"),
+    )
+    .await;
     answered_within(
         two,
         "POST /api/login/email-code",
-        async || post(a.url("/api/login/email-code"), None, json!({"email": "x@example.com"})).await,
+        async || {
+            post(
+                a.url("/api/login/email-code"),
+                None,
+                json!({"email": "x@example.com"}),
+            )
+            .await
+        },
         (503, "STORE_UNAVAILABLE"),
     )
     .await;
     answered_within(
         two,
         "POST /api/login/get-token",
-        async || post(a.url("/api/login/get-token"), Some(&pre), login("dot", "dot@example.com", &code)).await,
+        async || {
+            post(
+                a.url("/api/login/get-token"),
+                Some(&pre),
+                login("dot", "dot@example.com", &code),
+            )
+            .await
+        },
         (503, "STORE_UNAVAILABLE"),
     )
     .await;
@@ -293,8 +373,25 @@ async fn redis_down_gives_503_within_two_seconds_and_the_service_recovers() {
     assert_eq!(ready.status, 503);
     // Redis comes back (empty: it ran without persistence): the service recovers by itself.
     d.redis.restart();
-    recovers("POST /api/login/email-code", async || post(a.url("/api/login/email-code"), None, json!({"email": "y@example.com"})).await, (200, "CODE_SENT")).await;
-    recovers("GET /readyz", async || answer(bare().get(a.url("/readyz")).send().await.unwrap()).await, (200, "OK")).await;
+    recovers(
+        "POST /api/login/email-code",
+        async || {
+            post(
+                a.url("/api/login/email-code"),
+                None,
+                json!({"email": "y@example.com"}),
+            )
+            .await
+        },
+        (200, "CODE_SENT"),
+    )
+    .await;
+    recovers(
+        "GET /readyz",
+        async || answer(bare().get(a.url("/readyz")).send().await.unwrap()).await,
+        (200, "OK"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -309,7 +406,14 @@ async fn mariadb_down_gives_503_within_two_seconds_and_the_service_recovers() {
     answered_within(
         two,
         "POST /api/login/email-code",
-        async || post(a.url("/api/login/email-code"), None, json!({"email": "eli@example.com"})).await,
+        async || {
+            post(
+                a.url("/api/login/email-code"),
+                None,
+                json!({"email": "eli@example.com"}),
+            )
+            .await
+        },
         (503, "STORE_UNAVAILABLE"),
     )
     .await;
@@ -317,7 +421,19 @@ async fn mariadb_down_gives_503_within_two_seconds_and_the_service_recovers() {
     assert_eq!(ready.status, 503);
     db.restart();
     // A request refused while the database was down spent no quota: the same address works.
-    recovers("POST /api/login/email-code", async || post(a.url("/api/login/email-code"), None, json!({"email": "eli@example.com"})).await, (200, "CODE_SENT")).await;
+    recovers(
+        "POST /api/login/email-code",
+        async || {
+            post(
+                a.url("/api/login/email-code"),
+                None,
+                json!({"email": "eli@example.com"}),
+            )
+            .await
+        },
+        (200, "CODE_SENT"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -328,11 +444,15 @@ async fn kill_9_loses_no_session_and_redis_holds_no_raw_secret() {
     let mut a = d.instance();
     let pre = ask_code(&a, "fox@example.com").await;
     let code = d.code("fox@example.com").await;
-    let sid = post(a.url("/api/login/get-token"), Some(&pre), login("fox", "fox@example.com", &code))
-        .await
-        .expect(200, "LOGIN_SUCCESS")
-        .session_cookie()
-        .unwrap();
+    let sid = post(
+        a.url("/api/login/get-token"),
+        Some(&pre),
+        login("fox", "fox@example.com", &code),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS")
+    .session_cookie()
+    .unwrap();
     a.kill9();
     let a = Instance::start_on(a.port, &a.args.clone());
     get(a.url("/api/me"), &sid).await.expect(200, "OK");
@@ -341,13 +461,24 @@ async fn kill_9_loses_no_session_and_redis_holds_no_raw_secret() {
     let code2 = d.code("fay@example.com").await;
     let client = redis::Client::open(d.redis.url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut conn).await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(!keys.is_empty());
     for k in keys {
-        let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query_async(&mut conn).await.unwrap_or_default();
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
         let text = format!("{k} {}", String::from_utf8_lossy(&dump));
         for secret in [&sid, &pre, &pre2, &code, &code2] {
-            assert!(!text.contains(secret.as_str()), "key {k} holds a raw secret");
+            assert!(
+                !text.contains(secret.as_str()),
+                "key {k} holds a raw secret"
+            );
         }
     }
 }
@@ -377,13 +508,20 @@ async fn smtp_down_never_slows_a_code_request_and_the_mail_goes_out_once_it_is_b
     let sink = SmtpSink::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(20);
     let count = |p: &Path| {
-        std::fs::read_dir(p).into_iter().flatten().flatten().filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("eml")).count()
+        std::fs::read_dir(p)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("eml"))
+            .count()
     };
     while count(sink.dir.path()) == 0 {
         assert!(Instant::now() < deadline, "the mail never arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    get(b.url("/api/login/email-code/status"), &pre).await.expect(200, "OK");
+    get(b.url("/api/login/email-code/status"), &pre)
+        .await
+        .expect(200, "OK");
     // Two workers were retrying: still one mail.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count(sink.dir.path()), 1);
@@ -398,14 +536,26 @@ async fn disabling_a_user_ends_their_live_sessions_on_every_instance() {
     let b = d.instance();
     let pre = ask_code(&a, "hal@example.com").await;
     let code = d.code("hal@example.com").await;
-    let sid = post(a.url("/api/login/get-token"), Some(&pre), login("hal", "hal@example.com", &code))
-        .await
-        .expect(200, "LOGIN_SUCCESS")
-        .session_cookie()
-        .unwrap();
+    let sid = post(
+        a.url("/api/login/get-token"),
+        Some(&pre),
+        login("hal", "hal@example.com", &code),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS")
+    .session_cookie()
+    .unwrap();
     get(b.url("/api/me"), &sid).await.expect(200, "OK");
     let out = d.cli(&["user", "disable", "hal"], "");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    get(a.url("/api/me"), &sid).await.expect(401, "NOT_LOGGED_IN");
-    get(b.url("/api/me"), &sid).await.expect(401, "NOT_LOGGED_IN");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    get(a.url("/api/me"), &sid)
+        .await
+        .expect(401, "NOT_LOGGED_IN");
+    get(b.url("/api/me"), &sid)
+        .await
+        .expect(401, "NOT_LOGGED_IN");
 }

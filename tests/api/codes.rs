@@ -294,7 +294,10 @@ async fn the_status_route_reports_delivery() {
 async fn the_store_holds_no_raw_session_id() {
     let app = spawn_app().await;
     app.register("jo", "jo@example.com").await;
-    let signed = app.sign_in(&bare(), "jo", "jo@example.com").await.expect(200, "LOGIN_SUCCESS");
+    let signed = app
+        .sign_in(&bare(), "jo", "jo@example.com")
+        .await
+        .expect(200, "LOGIN_SUCCESS");
     let sid = signed.session_cookie().expect("sid");
     app.get_with_cookie("/api/me", &sid).await.expect(200, "OK");
     // Everything the session store holds, as bytes.
@@ -308,7 +311,10 @@ async fn the_store_holds_no_raw_session_id() {
         }
         Some(url) => {
             let client = redis::Client::open(url.as_str()).expect("redis url");
-            let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+            let mut conn = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("redis");
             let keys: Vec<String> = redis::cmd("KEYS")
                 .arg(format!("{}*", app.settings.redis_prefix))
                 .query_async(&mut conn)
@@ -317,14 +323,22 @@ async fn the_store_holds_no_raw_session_id() {
             let mut hay = Vec::new();
             for k in keys {
                 hay.extend(k.as_bytes());
-                let dump: Vec<u8> = redis::cmd("DUMP").arg(&k).query_async(&mut conn).await.unwrap_or_default();
+                let dump: Vec<u8> = redis::cmd("DUMP")
+                    .arg(&k)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
                 hay.extend(dump);
             }
             hay
         }
     };
     let hay = String::from_utf8_lossy(&hay);
-    let signed_in_key = mailcode::crypto::session_key(&mailcode::domain::SessionId::parse(&sid).expect("an id"));
-    assert!(hay.contains(signed_in_key.as_str()), "the test reads the real session store");
+    let signed_in_key =
+        mailcode::crypto::session_key(&mailcode::domain::SessionId::parse(&sid).expect("an id"));
+    assert!(
+        hay.contains(signed_in_key.as_str()),
+        "the test reads the real session store"
+    );
     assert!(!hay.contains(&sid), "a raw session id is in the store");
 }

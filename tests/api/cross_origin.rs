@@ -64,7 +64,11 @@ async fn state_changing_requests_from_other_origins_are_rejected() {
     .await
     .expect(403, "ORIGIN_REJECTED");
     assert!(a.msg().contains("--cors-origin"), "{}", a.msg());
-    assert_eq!(a.body["data"]["own_origin"], app.base.as_str(), "says what it took for its own origin");
+    assert_eq!(
+        a.body["data"]["own_origin"],
+        app.base.as_str(),
+        "says what it took for its own origin"
+    );
     assert!(a.set_cookie().is_none());
     post_from(&app, "http://evil.example", "/api/logout", json!({}))
         .await

@@ -47,7 +47,9 @@ pub fn backend() -> Backend {
         Ok("redis") => Backend::Redis,
         Ok("redis-mariadb") => Backend::RedisMariaDb,
         Ok("embedded") | Err(_) => Backend::Embedded,
-        Ok(other) => panic!("MAILCODE_TEST_BACKEND={other:?}: use embedded, redis or redis-mariadb"),
+        Ok(other) => {
+            panic!("MAILCODE_TEST_BACKEND={other:?}: use embedded, redis or redis-mariadb")
+        }
     }
 }
 
@@ -59,7 +61,9 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
         settings.redis_prefix = format!("{}:", unique("t"));
     }
     if backend() == Backend::RedisMariaDb {
-        settings.database_url = crate::mariadb_server::MariaDb::shared().fresh_database("api").await;
+        settings.database_url = crate::mariadb_server::MariaDb::shared()
+            .fresh_database("api")
+            .await;
     }
     configure(&mut settings);
     let clock = ManualClock::new();

@@ -26,7 +26,10 @@ async fn metrics_count_codes() {
         .unwrap();
     assert!(text.contains("mailcode_codes_issued_total"), "{text}");
     assert!(text.contains("mailcode_http_requests_total"));
-    assert!(text.contains("mailcode_store_duration_seconds"), "store latency is measured");
+    assert!(
+        text.contains("mailcode_store_duration_seconds"),
+        "store latency is measured"
+    );
 }
 
 #[tokio::test]
