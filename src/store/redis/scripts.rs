@@ -1,0 +1,135 @@
+//! The Lua scripts of the Redis backend, each one atomic step of a named operation (STYLE §4).
+//! Every script touches keys of one hash tag only, so each runs on Redis Cluster (see the
+//! commit protocol in the module doc of `redis`).
+use ::redis::Script;
+use std::sync::LazyLock;
+
+// The Lua scripts. Numbers arrive as decimal strings; Lua's doubles hold every millisecond
+// instant exactly, and `%.0f` writes them back without an exponent.
+
+/// KEYS: session. ARGV: now, idle expiry. 0 = no such session (nothing written), 1 = touched,
+/// 2 = pending (left to its sign-in).
+pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if string.sub(v, 1, 1) == '~' then return 2 end
+local c, ab, rest = string.match(v, '^(%-?%d+)\031%-?%d+\031%-?%d+\031(%-?%d+)(\031.*)$')
+if not c then return redis.error_reply('corrupt session record') end
+local now, idle, created = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(c)
+local nv = c .. '\031' .. string.format('%.0f', now - created) .. '\031'
+  .. string.format('%.0f', idle - created) .. '\031' .. ab .. rest
+local ttl = math.min(idle, created + tonumber(ab)) - now
+if ttl < 1000 then ttl = 1000 end
+redis.call('SET', KEYS[1], nv, 'PX', string.format('%.0f', ttl), 'XX')
+return 1
+"#,
+    )
+});
+
+/// The judgement shared by CHECK and REDEEM, as `sqlite.rs`'s `judge`. KEYS: the code, the
+/// session, its three codes, its marker. ARGV: email, mac, now, max attempts, action, new
+/// session key, marker TTL. Verdict: 0 missing, 1 expired, 2 dead, 3 right, 4 wrong.
+macro_rules! judge_lua {
+    () => {
+        r#"
+local v = redis.call('GET', KEYS[1])
+local verdict, a = 0, 0
+if v then
+  local n, x, e, m = string.match(v, '^(%d+)\031(%-?%d+)\031%-?%d+\031%-?%d+\031([^\031]*)\031([^\031]*)\031')
+  if not n then return redis.error_reply('corrupt code record') end
+  a = tonumber(n)
+  if e ~= ARGV[1] then verdict = 0
+  elseif tonumber(x) <= tonumber(ARGV[3]) then verdict = 1
+  elseif a >= tonumber(ARGV[4]) then verdict = 2
+  elseif m == ARGV[2] then verdict = 3
+  else verdict = 4 end
+end
+local function spend()
+  redis.call('SET', KEYS[1], string.format('%d', a + 1) .. string.sub(v, #string.match(v, '^%d+') + 1), 'KEEPTTL')
+  a = a + 1
+end
+"#
+    };
+}
+
+/// A wrong code spends an attempt. Returns {verdict, attempts}.
+pub(super) static CHECK: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        judge_lua!(),
+        r#"
+if verdict == 4 then spend() end
+return {verdict, a}
+"#
+    ))
+});
+
+/// Only a right code does anything: 'attempt' spends one ({1, attempts}); 'signin' consumes
+/// the code, ends the old session and its codes and marks the sign-in ({2, attempts}); {0, _}
+/// otherwise.
+pub(super) static REDEEM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        judge_lua!(),
+        r#"
+if verdict ~= 3 then return {0, a} end
+if ARGV[5] == 'attempt' then
+  spend()
+  return {1, a}
+end
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('SET', KEYS[6], ARGV[6], 'PX', ARGV[7])
+return {2, a}
+"#
+    ))
+});
+
+/// KEYS: a session and its three codes. Returns the record that was there.
+pub(super) static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+return v
+"#,
+    )
+});
+
+/// KEYS: a user's index. ARGV: absolute expiry, session key, now. Drops what expired and
+/// keeps the index until its latest session's absolute expiry.
+pub(super) static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+if #top < 2 then return 0 end
+local ttl = tonumber(top[2]) - tonumber(ARGV[3])
+if ttl < 1000 then ttl = 1000 end
+redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
+return 1
+"#,
+    )
+});
+
+/// KEYS: a limit. ARGV: now, the end of a window starting now. A fixed window: the first hit
+/// sets its end. Returns {hits, window end}.
+pub(super) static HIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now = tonumber(ARGV[1])
+local v = redis.call('GET', KEYS[1])
+local n, reset = 0, ARGV[2]
+if v then
+  local c, r = string.match(v, '^(%d+):(%-?%d+)$')
+  if not c then return redis.error_reply('corrupt limit record') end
+  if tonumber(r) > now then n, reset = tonumber(c), r end
+end
+n = n + 1
+local ttl = tonumber(reset) - now
+if ttl < 1000 then ttl = 1000 end
+redis.call('SET', KEYS[1], string.format('%d', n) .. ':' .. reset, 'PX', string.format('%.0f', ttl))
+return {n, tonumber(reset)}
+"#,
+    )
+});
