@@ -16,7 +16,7 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:3000]
     #[arg(long, env = "MAILCODE_LISTEN")]
     pub listen: Option<String>,
-    /// sqlite://… (default sqlite://<data-dir>/mailcode.db)
+    /// `sqlite://…` or `mysql://…` (default `sqlite://DATA_DIR/mailcode.db`)
     #[arg(long, env = "MAILCODE_DATABASE_URL")]
     pub database_url: Option<String>,
     /// redis://… for sessions, codes and rate limits (default: in the database)
@@ -28,10 +28,10 @@ pub struct ServeArgs {
     /// smtp://user:pass@host:port, smtps://…, smtp://…?tls=required (default: the development outbox)
     #[arg(long, env = "MAILCODE_SMTP_URL")]
     pub smtp_url: Option<String>,
-    /// The From of code mails [default: mailcode <no-reply@localhost>]
+    /// The From of code mails (default: `mailcode <no-reply@localhost>`)
     #[arg(long, env = "MAILCODE_MAIL_FROM")]
     pub mail_from: Option<String>,
-    /// An origin allowed to call the API with credentials (repeatable), e.g. http://localhost:5173
+    /// An origin allowed to call the API with credentials (repeatable), e.g. `http://127.0.0.1:5173`
     #[arg(
         long = "cors-origin",
         env = "MAILCODE_CORS_ORIGINS",
@@ -43,7 +43,7 @@ pub struct ServeArgs {
     #[arg(long, env = "MAILCODE_TRUST_PROXY", value_delimiter = ',')]
     #[serde(default)]
     pub trust_proxy: Vec<String>,
-    /// The server secret [default: <data-dir>/secret, generated on first run, mode 0600]
+    /// The server secret (default `DATA_DIR/secret`, generated on first run, mode 0600)
     #[arg(long, env = "MAILCODE_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
     /// Allow sign-in with the code alone (POST /api/login/code)

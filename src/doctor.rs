@@ -39,7 +39,7 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, clap::Args)]
 pub struct DoctorArgs {
-    /// Base URL of the deployment, e.g. https://login.example.com
+    /// Base URL of the deployment, e.g. `https://login.example.com`
     pub url: String,
     /// The origin of the page that will call the API (checks CORS with credentials for it)
     #[arg(long)]

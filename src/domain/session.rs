@@ -21,7 +21,7 @@ impl SessionId {
         SessionId(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
     }
 
-    /// Accepts only what [`SessionId::from_random`] can produce, so junk in a cookie or header is
+    /// Accepts only what `SessionId::from_random` can produce, so junk in a cookie or header is
     /// dropped before it costs a store round trip.
     pub fn parse(raw: &str) -> Option<Self> {
         let ok = raw.len() == 43

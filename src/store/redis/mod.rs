@@ -16,7 +16,7 @@
 //! A session record is `created␟last_seen−created␟idle_expiry−created␟absolute_expiry−created␟
 //! kind(c|t)␟user id␟ip␟username␟email␟user agent` (␟ = U+001F, which no header, email or
 //! username holds; the user agent comes last and may hold anything). Well-known user-agent
-//! fragments are stored as one control character each ([`UA_TOKENS`]): a signed-in browser
+//! fragments are stored as one control character each (`codec::UA_TOKENS`): a signed-in browser
 //! session key then costs 216 to 232 bytes (`MEMORY USAGE`, Redis 7; 280 with long names and an
 //! IPv6 address) instead of 310 to 380, under the 300-byte target. Its index entry adds about
 //! 90 bytes. A record that starts with `~<old key>␟` is *pending* (see below). TTLs count from
@@ -40,8 +40,7 @@
 //! `now`, TTLs only collect garbage, never shorter than 1 s); take more than `op_timeout` per
 //! operation (then `Unavailable`: 503, and the connection manager reconnects by itself);
 //! `unwrap` anything read from Redis (corrupt data is `Internal`).
-//!
-//! [`UA_TOKENS`]: codec::UA_TOKENS
+
 mod codec;
 mod scripts;
 
