@@ -14,6 +14,34 @@ pub const HTTP_DURATION: &str = "mailcode_http_request_duration_seconds";
 pub const STORE_DURATION: &str = "mailcode_store_duration_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HTTP: OnceLock<HttpMetrics> = OnceLock::new();
+
+/// The per-request metrics, registered once: looking a metric up by name and labels on every
+/// request costs more than recording it.
+pub struct HttpMetrics {
+    by_class: [metrics::Counter; 5],
+    duration: metrics::Histogram,
+}
+
+impl HttpMetrics {
+    pub fn record(&self, status: u16, secs: f64) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.by_class[class].increment(1);
+        self.duration.record(secs);
+    }
+}
+
+/// The HTTP metrics (the recorder is installed first, so the handles are live).
+pub fn http() -> &'static HttpMetrics {
+    HTTP.get_or_init(|| {
+        handle();
+        HttpMetrics {
+            by_class: ["1xx", "2xx", "3xx", "4xx", "5xx"]
+                .map(|c| metrics::counter!(HTTP_REQUESTS, "status" => c)),
+            duration: metrics::histogram!(HTTP_DURATION),
+        }
+    })
+}
 
 /// Installs the recorder once per process and returns its handle.
 pub fn handle() -> PrometheusHandle {

@@ -181,8 +181,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, status, arg, data) = self.parts();
         match status {
-            StatusCode::INTERNAL_SERVER_ERROR => tracing::error!(error = %self, "internal error"),
-            StatusCode::SERVICE_UNAVAILABLE => tracing::warn!(error = %self, "unavailable"),
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                tracing::error!(request_id = %context::request_id(), error = %self, "internal error")
+            }
+            StatusCode::SERVICE_UNAVAILABLE => {
+                tracing::warn!(request_id = %context::request_id(), error = %self, "unavailable")
+            }
             _ => tracing::debug!(code, "request refused"),
         }
         let mut resp = envelope(status, code, &arg, data);
@@ -196,13 +200,17 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON envelope in the current request's language.
+/// The envelope of every answer, serialized straight from the handler's data.
+#[derive(Serialize)]
+struct Envelope<'a, T: Serialize> {
+    code: &'a str,
+    msg: String,
+    data: T,
+}
+
 pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize) -> Response {
     let msg = i18n::message(code, context::lang(), arg);
-    (
-        status,
-        axum::Json(json!({ "code": code, "msg": msg, "data": data })),
-    )
-        .into_response()
+    (status, axum::Json(Envelope { code, msg, data })).into_response()
 }
 
 /// A success envelope.

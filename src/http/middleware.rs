@@ -39,7 +39,9 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
     };
 
     // Every log line of this request, the handler's included, carries the request id.
-    let span = tracing::info_span!("request", id = %id, %method, path = %path);
+    // At debug level, as the access line: creating an enabled span on every request is a real
+    // cost on the hot path. Errors name the request id themselves (see `error.rs`).
+    let span = tracing::debug_span!("request", id = %id, %method, path = %path);
     let origin_problem = check_origin(&state, &meta, &method, req.headers());
     let mut req = req;
     req.extensions_mut().insert(meta);
@@ -69,8 +71,7 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
     }
     let status = resp.status().as_u16();
     let secs = started.elapsed().as_secs_f64();
-    metrics::counter!(crate::metrics::HTTP_REQUESTS, "status" => status.to_string()).increment(1);
-    metrics::histogram!(crate::metrics::HTTP_DURATION).record(secs);
+    crate::metrics::http().record(status, secs);
     // Debug, like tower-http's TraceLayer: a line per request costs more than the request itself
     // on the hot path; `RUST_LOG=mailcode=debug` shows them. Errors and hints are logged anyway.
     tracing::debug!(parent: &span, status, ms = secs * 1000.0, "answered");

@@ -10,56 +10,61 @@ use super::*;
 /// Wraps a store and times each call.
 pub struct Timed<T: ?Sized>(pub Arc<T>);
 
-async fn time<R>(op: &'static str, fut: impl std::future::Future<Output = R>) -> R {
-    let started = Instant::now();
-    let out = fut.await;
-    metrics::histogram!(crate::metrics::STORE_DURATION, "op" => op)
-        .record(started.elapsed().as_secs_f64());
-    out
+/// Times `$fut` into the histogram of `$op`, whose handle is registered once per call site.
+macro_rules! time {
+    ($op:literal, $fut:expr $(,)?) => {{
+        static H: std::sync::OnceLock<metrics::Histogram> = std::sync::OnceLock::new();
+        let h = H.get_or_init(|| {
+            crate::metrics::handle();
+            metrics::histogram!(crate::metrics::STORE_DURATION, "op" => $op)
+        });
+        let started = Instant::now();
+        let out = $fut.await;
+        h.record(started.elapsed().as_secs_f64());
+        out
+    }};
 }
 
 #[async_trait]
 impl SessionStore for Timed<dyn SessionStore> {
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
-        time("create_session", self.0.create_session(s)).await
+        time!("create_session", self.0.create_session(s))
     }
     async fn load_session(
         &self,
         key: &SessionKey,
         now: Millis,
     ) -> StoreResult<Option<SessionRecord>> {
-        time("load_session", self.0.load_session(key, now)).await
+        time!("load_session", self.0.load_session(key, now))
     }
     async fn touch_session(&self, key: &SessionKey, now: Millis, idle: Millis) -> StoreResult<()> {
-        time("touch_session", self.0.touch_session(key, now, idle)).await
+        time!("touch_session", self.0.touch_session(key, now, idle))
     }
     async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
-        time("delete_session", self.0.delete_session(key)).await
+        time!("delete_session", self.0.delete_session(key))
     }
     async fn list_user_sessions(
         &self,
         user_id: i64,
         now: Millis,
     ) -> StoreResult<Vec<SessionRecord>> {
-        time(
+        time!(
             "list_user_sessions",
             self.0.list_user_sessions(user_id, now),
         )
-        .await
     }
     async fn revoke_user_sessions(
         &self,
         user_id: i64,
         except: Option<&SessionKey>,
     ) -> StoreResult<u64> {
-        time(
+        time!(
             "revoke_user_sessions",
             self.0.revoke_user_sessions(user_id, except),
         )
-        .await
     }
     async fn issue_code(&self, code: &CodeRecord) -> StoreResult<()> {
-        time("issue_code", self.0.issue_code(code)).await
+        time!("issue_code", self.0.issue_code(code))
     }
     async fn check_code(
         &self,
@@ -70,12 +75,11 @@ impl SessionStore for Timed<dyn SessionStore> {
         now: Millis,
         max_attempts: u32,
     ) -> StoreResult<CodeCheck> {
-        time(
+        time!(
             "check_code",
             self.0
                 .check_code(session, purpose, email, mac, now, max_attempts),
         )
-        .await
     }
     async fn redeem_code(
         &self,
@@ -87,19 +91,18 @@ impl SessionStore for Timed<dyn SessionStore> {
         max_attempts: u32,
         action: Redeem,
     ) -> StoreResult<Redeemed> {
-        time(
+        time!(
             "redeem_code",
             self.0
                 .redeem_code(session, purpose, email, mac, now, max_attempts, action),
         )
-        .await
     }
     async fn current_code(
         &self,
         session: &SessionKey,
         now: Millis,
     ) -> StoreResult<Option<CodeRecord>> {
-        time("current_code", self.0.current_code(session, now)).await
+        time!("current_code", self.0.current_code(session, now))
     }
     async fn hit_limit(
         &self,
@@ -108,40 +111,40 @@ impl SessionStore for Timed<dyn SessionStore> {
         window: Duration,
         now: Millis,
     ) -> StoreResult<Limit> {
-        time("hit_limit", self.0.hit_limit(key, limit, window, now)).await
+        time!("hit_limit", self.0.hit_limit(key, limit, window, now))
     }
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
-        time("peek_limit", self.0.peek_limit(key, limit, now)).await
+        time!("peek_limit", self.0.peek_limit(key, limit, now))
     }
     async fn ping(&self) -> StoreResult<()> {
-        time("ping_sessions", self.0.ping()).await
+        time!("ping_sessions", self.0.ping())
     }
 }
 
 #[async_trait]
 impl UserStore for Timed<dyn UserStore> {
     async fn create_user(&self, u: &NewUser) -> Result<i64, CreateUserError> {
-        time("create_user", self.0.create_user(u)).await
+        time!("create_user", self.0.create_user(u))
     }
     async fn delete_user(&self, id: i64) -> StoreResult<()> {
-        time("delete_user", self.0.delete_user(id)).await
+        time!("delete_user", self.0.delete_user(id))
     }
     async fn find_by_username(&self, username_key: &str) -> StoreResult<Option<User>> {
-        time("find_by_username", self.0.find_by_username(username_key)).await
+        time!("find_by_username", self.0.find_by_username(username_key))
     }
     async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
-        time("find_by_email", self.0.find_by_email(email)).await
+        time!("find_by_email", self.0.find_by_email(email))
     }
     async fn set_password(&self, id: i64, hash: &str) -> StoreResult<()> {
-        time("set_password", self.0.set_password(id, hash)).await
+        time!("set_password", self.0.set_password(id, hash))
     }
     async fn set_disabled(&self, id: i64, disabled: bool) -> StoreResult<()> {
-        time("set_disabled", self.0.set_disabled(id, disabled)).await
+        time!("set_disabled", self.0.set_disabled(id, disabled))
     }
     async fn list_users(&self) -> StoreResult<Vec<User>> {
-        time("list_users", self.0.list_users()).await
+        time!("list_users", self.0.list_users())
     }
     async fn ping(&self) -> StoreResult<()> {
-        time("ping_users", self.0.ping()).await
+        time!("ping_users", self.0.ping())
     }
 }
