@@ -11,7 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::Secret;
 use crate::flows::Core;
-use crate::http::{cookies::CookieSettings, AppState, HttpSettings};
+use crate::http::{cookies::CookieSettings, AppInner, AppState, HttpSettings};
 use crate::mail::{outbox::Outbox, queue::Worker, Transport};
 use crate::passwords::Hasher;
 use crate::policy::Policy;
@@ -153,12 +153,12 @@ pub async fn build(
         },
         dev_outbox,
     };
-    let state = AppState {
+    let state = AppState::new(AppInner {
         core: core.clone(),
-        http: Arc::new(http),
+        http,
         metrics: crate::metrics::handle(),
         transport: transport.clone(),
-    };
+    });
     Ok(Built {
         core,
         state,

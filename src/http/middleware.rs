@@ -19,7 +19,7 @@ use crate::i18n::Lang;
 
 pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = hex::encode(rand::random::<[u8; 8]>());
+    let id = crate::crypto::to_hex(&rand::random::<[u8; 8]>());
     let lang = Lang::from_accept_language(
         req.headers()
             .get(header::ACCEPT_LANGUAGE)

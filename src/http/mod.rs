@@ -29,12 +29,28 @@ pub struct HttpSettings {
     pub dev_outbox: Option<Outbox>,
 }
 
+/// What every handler shares; one `Arc`, since axum clones the state for every request.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppInner>);
+
+pub struct AppInner {
     pub core: Arc<Core>,
-    pub http: Arc<HttpSettings>,
+    pub http: HttpSettings,
     pub metrics: PrometheusHandle,
     pub transport: Transport,
+}
+
+impl AppState {
+    pub fn new(inner: AppInner) -> Self {
+        AppState(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
 }
 
 pub fn router(state: AppState) -> Router {
