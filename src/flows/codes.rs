@@ -6,7 +6,7 @@ use super::*;
 use crate::clock::ms;
 use crate::domain::CodePurpose;
 use crate::mail::templates::{self, MailBody};
-use crate::store::{CodeRecord, Delivery, OutgoingMail};
+use crate::store::{CodeRecord, Delivery, LimitCheck, OutgoingMail};
 
 #[derive(Debug)]
 pub struct CodeSent {
@@ -45,25 +45,26 @@ impl Core {
         // Looked up first: a request that fails on a store that is down spends no quota. Done for
         // every address, known or not, so the answer costs the same (SPEC §3).
         let account = self.stores.users.find_by_email(email).await?;
-        // Cheapest and widest first, so a refused request spends no narrower quota.
-        self.limit(
-            &format!("ip:code:{}", client.ip),
-            p.code_requests_per_ip,
-            p.limit_window,
-        )
-        .await?;
-        self.check_guess_budget(email).await?;
-        self.limit(
-            &format!("cool:{}:{}", purpose.as_str(), email.as_str()),
-            1,
-            p.code_cooldown,
-        )
-        .await?;
-        self.limit(
-            &format!("email:{}", email.as_str()),
-            p.codes_per_email,
-            p.limit_window,
-        )
+        // Cheapest and widest first, so a refused request spends no narrower quota. One store
+        // round trip for all of them, stopping at the first refusal as one call each would.
+        self.limits(&[
+            LimitCheck::hit(
+                format!("ip:code:{}", client.ip),
+                p.code_requests_per_ip,
+                p.limit_window,
+            ),
+            self.guess_budget_check(email),
+            LimitCheck::hit(
+                format!("cool:{}:{}", purpose.as_str(), email.as_str()),
+                1,
+                p.code_cooldown,
+            ),
+            LimitCheck::hit(
+                format!("email:{}", email.as_str()),
+                p.codes_per_email,
+                p.limit_window,
+            ),
+        ])
         .await?;
 
         // A session starts here, when there is something to keep (SPEC §3 Sessions).

@@ -18,7 +18,7 @@ use crate::domain::{Email, SessionId, SessionKey, SessionKind, SessionRecord, Se
 use crate::i18n::Lang;
 use crate::passwords::{HashError, Hasher};
 use crate::policy::Policy;
-use crate::store::{Limit, StoreError, Stores};
+use crate::store::{Limit, LimitCheck, StoreError, Stores};
 
 /// What the flows know about the client: already resolved (trusted proxies applied).
 #[derive(Debug, Clone)]
@@ -152,6 +152,16 @@ impl Core {
         }
     }
 
+    /// Several limits in one store round trip, as calling [`limit`](Self::limit) (or, for a
+    /// check that does not count, [`check_guess_budget`](Self::check_guess_budget)) for each in
+    /// order: the first refusal is the answer and the checks after it are not counted.
+    async fn limits(&self, checks: &[LimitCheck]) -> FlowResult<()> {
+        match self.stores.sessions.hit_limits(checks, self.now()).await? {
+            Limit::Allowed => Ok(()),
+            Limit::Limited { retry_after_ms } => Err(rate_limited(retry_after_ms)),
+        }
+    }
+
     /// SPEC §3: after 10 wrong codes for one email within an hour, codes for it are refused.
     async fn check_guess_budget(&self, email: &Email) -> FlowResult<()> {
         match self
@@ -163,6 +173,11 @@ impl Core {
             Limit::Allowed => Ok(()),
             Limit::Limited { retry_after_ms } => Err(rate_limited(retry_after_ms)),
         }
+    }
+
+    /// The guess budget as a check of [`limits`](Self::limits): read, not counted.
+    fn guess_budget_check(&self, email: &Email) -> LimitCheck {
+        LimitCheck::peek(guess_key(email), self.policy.guess_budget)
     }
 
     async fn spend_guess(&self, email: &Email) -> FlowResult<()> {

@@ -82,6 +82,40 @@ pub enum Limit {
     Limited { retry_after_ms: Millis },
 }
 
+/// One limit of a [`SessionStore::hit_limits`] call: counted as [`SessionStore::hit_limit`]
+/// does, or only read as [`SessionStore::peek_limit`] does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitCheck {
+    pub key: String,
+    pub limit: u32,
+    /// The fixed window a counted hit opens when none is running; a peek ignores it.
+    pub window: Duration,
+    /// `true`: counts one hit; `false`: reads the counter without counting.
+    pub count: bool,
+}
+
+impl LimitCheck {
+    /// Counts one hit, as [`SessionStore::hit_limit`].
+    pub fn hit(key: impl Into<String>, limit: u32, window: Duration) -> Self {
+        LimitCheck {
+            key: key.into(),
+            limit,
+            window,
+            count: true,
+        }
+    }
+
+    /// Reads without counting, as [`SessionStore::peek_limit`].
+    pub fn peek(key: impl Into<String>, limit: u32) -> Self {
+        LimitCheck {
+            key: key.into(),
+            limit,
+            window: Duration::ZERO,
+            count: false,
+        }
+    }
+}
+
 // `redeem_code` takes every part of the code's binding; bundling them would only move the count.
 #[allow(clippy::too_many_arguments)]
 #[async_trait]
@@ -155,6 +189,12 @@ pub trait SessionStore: Send + Sync {
     ) -> StoreResult<Limit>;
     /// Reads a counter without counting.
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit>;
+    /// Several limits in one atomic step (one round trip), exactly as calling
+    /// [`hit_limit`](Self::hit_limit) or [`peek_limit`](Self::peek_limit) for each check in order
+    /// and stopping at the first refusal: each counting check counts its hit (the refused one
+    /// too, as `hit_limit` does); the checks after a refusal are neither counted nor read. The
+    /// answer is the refusal, else `Allowed`.
+    async fn hit_limits(&self, checks: &[LimitCheck], now: Millis) -> StoreResult<Limit>;
 
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -640,54 +640,44 @@ impl SessionStore for MySqlStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<Limit> {
-        let reset = now.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
-        let (count, reset_at) = self
-            .run(|| async move {
-                let mut tx = self.pool.begin().await?;
-                // MySQL applies the assignments left to right: `count` must be decided before
-                // `reset_at` changes. The row stays locked until commit, so the SELECT below
-                // reads exactly what this hit made of it.
-                sqlx::query(
-                    "INSERT INTO limits (`key`, `count`, reset_at) VALUES (?, 1, ?) \
-                     ON DUPLICATE KEY UPDATE \
-                     `count` = CASE WHEN reset_at <= ? THEN 1 ELSE `count` + 1 END, \
-                     reset_at = CASE WHEN reset_at <= ? THEN ? ELSE reset_at END",
-                )
-                .bind(key)
-                .bind(reset)
-                .bind(now)
-                .bind(now)
-                .bind(reset)
-                .execute(&mut *tx)
-                .await?;
-                let row: (i64, i64) =
-                    sqlx::query_as("SELECT `count`, reset_at FROM limits WHERE `key` = ?")
-                        .bind(key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                tx.commit().await?;
-                Ok(row)
-            })
-            .await?;
-        Ok(limit_from(count, reset_at, limit, now))
+        self.run(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let verdict = count_hit(&mut tx, key, limit, window, now).await?;
+            tx.commit().await?;
+            Ok(verdict)
+        })
+        .await
     }
 
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
-        let row: Option<(i64, i64)> = self
-            .run(|| {
-                sqlx::query_as(
-                    "SELECT `count`, reset_at FROM limits WHERE `key` = ? AND reset_at > ?",
-                )
-                .bind(key)
-                .bind(now)
-                .fetch_optional(&self.pool)
-            })
-            .await?;
-        Ok(match row {
-            // At the limit already: one more would be refused.
-            Some((count, reset_at)) => limit_from(count + 1, reset_at, limit, now),
-            None => Limit::Allowed,
+        self.run(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            read_limit(&mut conn, key, limit, now).await
         })
+        .await
+    }
+
+    async fn hit_limits(&self, checks: &[LimitCheck], now: Millis) -> StoreResult<Limit> {
+        // One transaction: each counted row stays locked until the commit, and a lost lock race
+        // runs the whole transaction again (nothing of a rolled-back try was counted).
+        self.run(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let mut verdict = Limit::Allowed;
+            for c in checks {
+                verdict = if c.count {
+                    count_hit(&mut tx, &c.key, c.limit, c.window, now).await?
+                } else {
+                    read_limit(&mut tx, &c.key, c.limit, now).await?
+                };
+                if verdict != Limit::Allowed {
+                    break;
+                }
+            }
+            // Committed refused or not: the hits counted up to the refusal stay counted.
+            tx.commit().await?;
+            Ok(verdict)
+        })
+        .await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -695,6 +685,60 @@ impl SessionStore for MySqlStore {
             .await?;
         Ok(())
     }
+}
+
+/// Counts one hit in a fixed window (see [`SessionStore::hit_limit`]), inside the caller's
+/// transaction: the row stays locked until it ends.
+async fn count_hit(
+    conn: &mut MySqlConnection,
+    key: &str,
+    limit: u32,
+    window: Duration,
+    now: Millis,
+) -> Result<Limit, sqlx::Error> {
+    let reset = now.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+    // MySQL applies the assignments left to right: `count` must be decided before `reset_at`
+    // changes. The row stays locked until commit, so the SELECT below reads exactly what this
+    // hit made of it.
+    sqlx::query(
+        "INSERT INTO limits (`key`, `count`, reset_at) VALUES (?, 1, ?) \
+         ON DUPLICATE KEY UPDATE \
+         `count` = CASE WHEN reset_at <= ? THEN 1 ELSE `count` + 1 END, \
+         reset_at = CASE WHEN reset_at <= ? THEN ? ELSE reset_at END",
+    )
+    .bind(key)
+    .bind(reset)
+    .bind(now)
+    .bind(now)
+    .bind(reset)
+    .execute(&mut *conn)
+    .await?;
+    let (count, reset_at): (i64, i64) =
+        sqlx::query_as("SELECT `count`, reset_at FROM limits WHERE `key` = ?")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(limit_from(count, reset_at, limit, now))
+}
+
+/// Reads a counter without counting (see [`SessionStore::peek_limit`]).
+async fn read_limit(
+    conn: &mut MySqlConnection,
+    key: &str,
+    limit: u32,
+    now: Millis,
+) -> Result<Limit, sqlx::Error> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT `count`, reset_at FROM limits WHERE `key` = ? AND reset_at > ?")
+            .bind(key)
+            .bind(now)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(match row {
+        // At the limit already: one more would be refused.
+        Some((count, reset_at)) => limit_from(count + 1, reset_at, limit, now),
+        None => Limit::Allowed,
+    })
 }
 
 fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {

@@ -51,9 +51,15 @@ impl SqliteStore {
                 })?;
             }
         }
+        // No ping before handing out a connection (`test_before_acquire`, sqlx's default): it
+        // cost ~6 % of the CPU of a code request (docs/benchmarks.md, finding 3) and catches
+        // nothing here. A connection to a local SQLite file does not go stale the way a socket
+        // to a server does; a file that became unreadable fails the statement itself, with the
+        // same error the ping would have given.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(opts.clone())
             .await
             .map_err(err)?;
@@ -64,6 +70,7 @@ impl SqliteStore {
         let read = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(opts.read_only(true))
             .await
             .map_err(err)?;
@@ -420,35 +427,35 @@ impl SessionStore for SqliteStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<Limit> {
-        let reset = now + window.as_millis() as i64;
-        let (count, reset_at): (i64, i64) = sqlx::query_as(
-            "INSERT INTO limits (key, count, reset_at) VALUES (?1, 1, ?2) ON CONFLICT (key) DO UPDATE SET \
-             count = CASE WHEN reset_at <= ?3 THEN 1 ELSE count + 1 END, \
-             reset_at = CASE WHEN reset_at <= ?3 THEN ?2 ELSE reset_at END \
-             RETURNING count, reset_at",
-        )
-        .bind(key)
-        .bind(reset)
-        .bind(now)
-        .fetch_one(&self.write)
-        .await
-        .map_err(err)?;
-        Ok(limit_from(count, reset_at, limit, now))
+        let mut conn = self.write.acquire().await.map_err(err)?;
+        count_hit(&mut conn, key, limit, window, now)
+            .await
+            .map_err(err)
     }
 
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
-        let row: Option<(i64, i64)> =
-            sqlx::query_as("SELECT count, reset_at FROM limits WHERE key = ? AND reset_at > ?")
-                .bind(key)
-                .bind(now)
-                .fetch_optional(&self.read)
-                .await
-                .map_err(err)?;
-        Ok(match row {
-            // At the limit already: one more would be refused.
-            Some((count, reset_at)) => limit_from(count + 1, reset_at, limit, now),
-            None => Limit::Allowed,
-        })
+        let mut conn = self.read.acquire().await.map_err(err)?;
+        read_limit(&mut conn, key, limit, now).await.map_err(err)
+    }
+
+    async fn hit_limits(&self, checks: &[LimitCheck], now: Millis) -> StoreResult<Limit> {
+        // One transaction on the one write connection: no other write comes in between.
+        let mut tx = self.write.begin().await.map_err(err)?;
+        let mut verdict = Limit::Allowed;
+        for c in checks {
+            verdict = if c.count {
+                count_hit(&mut tx, &c.key, c.limit, c.window, now).await
+            } else {
+                read_limit(&mut tx, &c.key, c.limit, now).await
+            }
+            .map_err(err)?;
+            if verdict != Limit::Allowed {
+                break;
+            }
+        }
+        // Committed refused or not: the hits counted up to the refusal stay counted.
+        tx.commit().await.map_err(err)?;
+        Ok(verdict)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -458,6 +465,49 @@ impl SessionStore for SqliteStore {
             .map_err(err)?;
         Ok(())
     }
+}
+
+/// Counts one hit in a fixed window (see [`SessionStore::hit_limit`]).
+async fn count_hit(
+    conn: &mut sqlx::SqliteConnection,
+    key: &str,
+    limit: u32,
+    window: Duration,
+    now: Millis,
+) -> Result<Limit, sqlx::Error> {
+    let reset = now + window.as_millis() as i64;
+    let (count, reset_at): (i64, i64) = sqlx::query_as(
+        "INSERT INTO limits (key, count, reset_at) VALUES (?1, 1, ?2) ON CONFLICT (key) DO UPDATE SET \
+         count = CASE WHEN reset_at <= ?3 THEN 1 ELSE count + 1 END, \
+         reset_at = CASE WHEN reset_at <= ?3 THEN ?2 ELSE reset_at END \
+         RETURNING count, reset_at",
+    )
+    .bind(key)
+    .bind(reset)
+    .bind(now)
+    .fetch_one(conn)
+    .await?;
+    Ok(limit_from(count, reset_at, limit, now))
+}
+
+/// Reads a counter without counting (see [`SessionStore::peek_limit`]).
+async fn read_limit(
+    conn: &mut sqlx::SqliteConnection,
+    key: &str,
+    limit: u32,
+    now: Millis,
+) -> Result<Limit, sqlx::Error> {
+    let row: Option<(i64, i64)> =
+        sqlx::query_as("SELECT count, reset_at FROM limits WHERE key = ? AND reset_at > ?")
+            .bind(key)
+            .bind(now)
+            .fetch_optional(conn)
+            .await?;
+    Ok(match row {
+        // At the limit already: one more would be refused.
+        Some((count, reset_at)) => limit_from(count + 1, reset_at, limit, now),
+        None => Limit::Allowed,
+    })
 }
 
 fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {

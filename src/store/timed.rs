@@ -116,6 +116,9 @@ impl SessionStore for Timed<dyn SessionStore> {
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
         time!("peek_limit", self.0.peek_limit(key, limit, now))
     }
+    async fn hit_limits(&self, checks: &[LimitCheck], now: Millis) -> StoreResult<Limit> {
+        time!("hit_limits", self.0.hit_limits(checks, now))
+    }
     async fn ping(&self) -> StoreResult<()> {
         time!("ping_sessions", self.0.ping())
     }

@@ -8,7 +8,7 @@ use crate::suite::{code, email, key, session, NOW};
 use mailcode::crypto::{new_session_id, session_key, Secret};
 use mailcode::domain::{CodePurpose, OneTimeCode, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::RedisStore;
-use mailcode::store::{CodeRecord, Limit, Redeem, Redeemed, SessionStore, StoreError};
+use mailcode::store::{CodeRecord, Limit, LimitCheck, Redeem, Redeemed, SessionStore, StoreError};
 use redis::aio::MultiplexedConnection;
 use redis_server::RedisServer;
 use std::collections::HashMap;
@@ -315,6 +315,36 @@ async fn loading_a_session_is_one_command() {
     );
 }
 
+#[tokio::test]
+async fn the_limits_of_a_code_request_are_one_command() {
+    let server = RedisServer::start();
+    let s = open_on(&server, "mailcode:", Duration::from_secs(2)).await;
+    let mut con = raw(&server).await;
+    let hour = Duration::from_secs(3600);
+    let checks = [
+        LimitCheck::hit("ip:code:203.0.113.7", 30, hour),
+        LimitCheck::peek("guess:a@example.com", 10),
+        LimitCheck::hit("cool:login:a@example.com", 1, Duration::from_secs(60)),
+        LimitCheck::hit("email:a@example.com", 5, hour),
+    ];
+    s.hit_limits(&checks, NOW).await.unwrap(); // loads the script once
+    let before = command_calls(&mut con).await;
+    assert_eq!(
+        s.hit_limits(&checks, NOW + 61_000).await.unwrap(),
+        Limit::Allowed
+    );
+    let after = command_calls(&mut con).await;
+    assert_eq!(
+        calls_since(&before, &after),
+        vec![
+            ("evalsha".to_owned(), 1),
+            ("get".to_owned(), 4),
+            ("set".to_owned(), 3)
+        ],
+        "one EVALSHA for all four limits (its GETs and SETs run inside Redis)"
+    );
+}
+
 /// A signed-in browser session: a typical user, or one with long names and an IPv6 address.
 fn browser_session(n: u32, ua: &str, long: bool) -> SessionRecord {
     let (id, name, ip) = if long {
@@ -494,6 +524,11 @@ async fn corrupt_data_is_an_internal_error() {
     ));
     assert!(internal(s.current_code(&key(1), NOW).await.map(drop)));
     assert!(internal(s.peek_limit("k", 1, NOW).await.map(drop)));
+    let check = [
+        LimitCheck::hit("ok", 5, Duration::from_secs(60)),
+        LimitCheck::peek("k", 1),
+    ];
+    assert!(internal(s.hit_limits(&check, NOW).await.map(drop)));
     assert!(internal(
         s.hit_limit("k", 1, Duration::from_secs(1), NOW)
             .await

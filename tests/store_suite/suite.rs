@@ -326,6 +326,96 @@ pub async fn limits_count_in_fixed_windows(s: Arc<dyn SessionStore>) {
     );
 }
 
+/// `hit_limits` is `hit_limit` / `peek_limit` for each check in order, stopping at the first
+/// refusal: the refused hit counts, the checks after it are neither counted nor read.
+pub async fn limits_in_one_call_stop_at_the_first_refusal(s: Arc<dyn SessionStore>) {
+    let w = Duration::from_secs(3600);
+    let hour: Millis = 3_600_000;
+    let checks = [
+        LimitCheck::hit("a", 3, w),
+        LimitCheck::peek("p", 1),
+        LimitCheck::hit("b", 1, Duration::from_secs(60)),
+        LimitCheck::hit("c", 5, w),
+    ];
+    // A counter holds exactly `hits` hits: a peek at ceiling `hits` refuses, one at `hits + 1`
+    // allows (peeks count nothing).
+    let holds = |key: &'static str, hits: u32, at: Millis| {
+        let s = s.clone();
+        async move {
+            if hits > 0 {
+                assert!(
+                    matches!(
+                        s.peek_limit(key, hits, at).await.unwrap(),
+                        Limit::Limited { .. }
+                    ),
+                    "{key} holds at least {hits} hits at +{}",
+                    at - NOW
+                );
+            }
+            assert_eq!(
+                s.peek_limit(key, hits + 1, at).await.unwrap(),
+                Limit::Allowed,
+                "{key} holds at most {hits} hits at +{}",
+                at - NOW
+            );
+        }
+    };
+
+    // Nothing refuses: every counting check counts, the peek writes nothing.
+    assert_eq!(s.hit_limits(&checks, NOW).await.unwrap(), Limit::Allowed);
+    holds("a", 1, NOW).await;
+    holds("p", 0, NOW).await;
+    holds("b", 1, NOW).await;
+    holds("c", 1, NOW).await;
+    assert_eq!(s.peek_limit("p", 0, NOW).await.unwrap(), Limit::Allowed);
+
+    // The third refuses (its 60 s window): its hit counts, the fourth is not counted.
+    let t = NOW + 1000;
+    assert_eq!(
+        s.hit_limits(&checks, t).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 59_000
+        }
+    );
+    holds("a", 2, t).await;
+    holds("b", 2, t).await;
+    holds("c", 1, t).await;
+
+    // A peek refuses: the checks after it are not counted (b's window is over, so a counted hit
+    // would have opened a new one).
+    s.hit_limit("p", 1, w, NOW + 2000).await.unwrap();
+    let t = NOW + 61_000;
+    assert_eq!(
+        s.hit_limits(&checks, t).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: NOW + 2000 + hour - t
+        }
+    );
+    holds("a", 3, t).await;
+    assert_eq!(s.peek_limit("b", 0, t).await.unwrap(), Limit::Allowed);
+    holds("c", 1, t).await;
+
+    // The first refuses: nothing after it happens.
+    let t = NOW + 62_000;
+    assert_eq!(
+        s.hit_limits(&checks, t).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: NOW + hour - t
+        }
+    );
+    holds("a", 4, t).await;
+    assert_eq!(s.peek_limit("b", 0, t).await.unwrap(), Limit::Allowed);
+    holds("c", 1, t).await;
+
+    // A new window for all: allowed again, counted from 1.
+    let t = NOW + hour + 2000;
+    assert_eq!(s.hit_limits(&checks, t).await.unwrap(), Limit::Allowed);
+    holds("a", 1, t).await;
+    holds("b", 1, t).await;
+    holds("c", 1, t).await;
+    assert_eq!(s.hit_limits(&[], t).await.unwrap(), Limit::Allowed);
+}
+
 pub async fn limits_hold_under_concurrency(s: Arc<dyn SessionStore>) {
     let tasks: Vec<_> = (0..40)
         .map(|_| {
@@ -493,6 +583,10 @@ macro_rules! session_store_tests {
         #[tokio::test]
         async fn limits_count_in_fixed_windows() {
             $crate::suite::limits_count_in_fixed_windows($make().await).await
+        }
+        #[tokio::test]
+        async fn limits_in_one_call_stop_at_the_first_refusal() {
+            $crate::suite::limits_in_one_call_stop_at_the_first_refusal($make().await).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn limits_hold_under_concurrency() {

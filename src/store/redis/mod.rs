@@ -35,6 +35,17 @@
 //! price is three round trips per sign-in instead of one, on a rare path; the hot path stays
 //! one GET. The same protocol runs on a single Redis, so the suite tests what a cluster runs.
 //!
+//! Limits are the exception. The limits of one request (a code request counts its client IP,
+//! reads the address's guess budget, counts the address's cooldown and its hourly count) are
+//! decided by one script, `HITS` ([`SessionStore::hit_limits`]), in one round trip. Their keys
+//! `Pl:<name>` carry no hash tag, and no tag fits one request's keys cleanly: the IP counter is
+//! shared by every address and each address counter by every IP, so the only tag they could
+//! all share is one for every limit key, which would put all the limit traffic in one slot, on
+//! one node. We chose none: under Redis Cluster `HITS` needs its keys in one slot (it fails with
+//! `CROSSSLOT` otherwise), so a Cluster deployment would have to tag every limit key alike
+//! (`Pl:{l}<name>`) and accept that hot slot. The store connects to one Redis today, where
+//! this does not arise; the single-key `HIT` and the limit `GET` stay Cluster-clean.
+//!
 //! Must not: store a raw session id or a code (only [`SessionKey`]s and HMACs reach here);
 //! decide expiry by Redis' clock (every decision compares stored instants with the caller's
 //! `now`, TTLs only collect garbage, never shorter than 1 s); take more than `op_timeout` per
@@ -55,7 +66,7 @@ use super::*;
 use codec::{
     decode_code, decode_session, encode_code, encode_session, stored_user, Keys, PENDING, SEP,
 };
-use scripts::{CHECK, DELETE, HIT, INDEX_ADD, REDEEM, TOUCH};
+use scripts::{CHECK, DELETE, HIT, HITS, INDEX_ADD, REDEEM, TOUCH};
 
 /// The shortest TTL ever set, so that a key logically dead already still vanishes soon.
 const MIN_TTL_MS: i64 = 1_000;
@@ -541,11 +552,10 @@ impl SessionStore for RedisStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<Limit> {
-        let window = i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2);
         let mut call = HIT.prepare_invoke();
         call.key(self.keys.limit(key))
             .arg(now)
-            .arg(now.saturating_add(window));
+            .arg(now.saturating_add(window_ms(window)));
         let (count, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
         Ok(limit_from(count, reset_at, limit, now))
     }
@@ -568,11 +578,39 @@ impl SessionStore for RedisStore {
         })
     }
 
+    async fn hit_limits(&self, checks: &[LimitCheck], now: Millis) -> StoreResult<Limit> {
+        if checks.is_empty() {
+            return Ok(Limit::Allowed);
+        }
+        let mut call = HITS.prepare_invoke();
+        call.arg(now);
+        for c in checks {
+            call.key(self.keys.limit(&c.key)).arg(c.limit);
+            if c.count {
+                call.arg(now.saturating_add(window_ms(c.window)));
+            } else {
+                call.arg("");
+            }
+        }
+        let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
+        Ok(if refused > 0 {
+            Limit::Limited {
+                retry_after_ms: (reset_at - now).max(1),
+            }
+        } else {
+            Limit::Allowed
+        })
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         bounded(self.op_timeout, self.query::<String>(&::redis::cmd("PING")))
             .await
             .map(drop)
     }
+}
+
+fn window_ms(window: Duration) -> i64 {
+    i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
 fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {

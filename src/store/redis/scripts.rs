@@ -1,6 +1,7 @@
 //! The Lua scripts of the Redis backend, each one atomic step of a named operation (STYLE §4).
-//! Every script touches keys of one hash tag only, so each runs on Redis Cluster (see the
-//! commit protocol in the module doc of `redis`).
+//! Every script but [`HITS`] touches keys of one hash tag only, so each runs on Redis Cluster
+//! (see the commit protocol in the module doc of `redis`); `HITS` takes the limit keys of a
+//! request, which share no tag (see "Limits" there).
 use ::redis::Script;
 use std::sync::LazyLock;
 
@@ -130,6 +131,39 @@ local ttl = tonumber(reset) - now
 if ttl < 1000 then ttl = 1000 end
 redis.call('SET', KEYS[1], string.format('%d', n) .. ':' .. reset, 'PX', string.format('%.0f', ttl))
 return {n, tonumber(reset)}
+"#,
+    )
+});
+
+/// Several limits in one step, as HIT (or a read without counting) for each in order, stopping
+/// at the first refusal. KEYS: the limits, in order. ARGV: now, then per limit its ceiling and
+/// the end of a window starting now, or '' to read only. Returns {0, 0} when every limit
+/// allows, else {position of the refusing limit (from 1), its window end}.
+pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local now = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local limit, fresh = tonumber(ARGV[2 * i]), ARGV[2 * i + 1]
+  local v = redis.call('GET', key)
+  local n, reset = 0, nil
+  if v then
+    local c, r = string.match(v, '^(%d+):(%-?%d+)$')
+    if not c then return redis.error_reply('corrupt limit record') end
+    if tonumber(r) > now then n, reset = tonumber(c), r end
+  end
+  if fresh ~= '' then
+    reset = reset or fresh
+    n = n + 1
+    local ttl = tonumber(reset) - now
+    if ttl < 1000 then ttl = 1000 end
+    redis.call('SET', key, string.format('%d', n) .. ':' .. reset, 'PX', string.format('%.0f', ttl))
+    if n > limit then return {i, tonumber(reset)} end
+  elseif reset and n + 1 > limit then
+    return {i, tonumber(reset)}
+  end
+end
+return {0, 0}
 "#,
     )
 });
