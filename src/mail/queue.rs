@@ -43,7 +43,16 @@ impl Worker {
                 }
             };
             let busy = !batch.is_empty();
-            futures::future::join_all(batch.into_iter().map(|q| self.deliver(q))).await;
+            let sent: Vec<i64> =
+                futures::future::join_all(batch.into_iter().map(|q| self.deliver(q)))
+                    .await
+                    .into_iter()
+                    .flatten()
+                    .collect();
+            if let Err(e) = self.queue.mark_sent(&sent, self.clock.now_ms()).await {
+                // Their leases end and they are sent again: at least once, never lost.
+                tracing::error!(error = %e, mails = sent.len(), "mails sent but not marked sent");
+            }
             if busy {
                 continue;
             }
@@ -61,19 +70,18 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, q: QueuedMail) {
+    /// Sends one mail; its id when it was delivered (marked sent with the batch).
+    async fn deliver(&self, q: QueuedMail) -> Option<i64> {
         let now = self.clock.now_ms();
         if q.mail.expires_at <= now {
             self.drop_expired(&q, "the code expired before the mail could be delivered")
                 .await;
-            return;
+            return None;
         }
         match self.transport.send(&self.from, &q.mail).await {
             Ok(()) => {
                 metrics::counter!(m::MAIL_DELIVERED).increment(1);
-                if let Err(e) = self.queue.mark_sent(q.id, self.clock.now_ms()).await {
-                    tracing::error!(error = %e, mail = q.id, "mail sent but not marked sent");
-                }
+                Some(q.id)
             }
             Err(e) => {
                 let next = self.clock.now_ms() + backoff(q.attempts).as_millis() as Millis;
@@ -86,6 +94,7 @@ impl Worker {
                         tracing::error!(error = %e, mail = q.id, "cannot reschedule mail");
                     }
                 }
+                None
             }
         }
     }

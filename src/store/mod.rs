@@ -290,7 +290,8 @@ pub trait MailQueue: Send + Sync {
         lease_until: Millis,
         max: u32,
     ) -> StoreResult<Vec<QueuedMail>>;
-    async fn mark_sent(&self, id: i64, now: Millis) -> StoreResult<()>;
+    /// Marks delivered mails sent, in one write (the worker delivers in batches).
+    async fn mark_sent(&self, ids: &[i64], now: Millis) -> StoreResult<()>;
     async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()>;
     async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()>;
     /// See [`delivery_of`]: `failed` also while a failed mail waits for its retry.

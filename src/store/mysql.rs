@@ -970,14 +970,22 @@ impl MailQueue for MySqlStore {
             .await
     }
 
-    async fn mark_sent(&self, id: i64, _now: Millis) -> StoreResult<()> {
+    async fn mark_sent(&self, ids: &[i64], _now: Millis) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // A code lives in the queue only until its mail has left: the bodies are blanked.
+        let sql = format!(
+            "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
+             subject = '', text_body = '', html_body = '' WHERE id IN ({})",
+            super::sqlite::placeholders(ids.len())
+        );
         self.run(|| {
-            sqlx::query(
-                "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
-                 subject = '', text_body = '', html_body = '' WHERE id = ?",
-            )
-            .bind(id)
-            .execute(&self.pool)
+            let mut q = sqlx::query(&sql);
+            for id in ids {
+                q = q.bind(id);
+            }
+            q.execute(&self.pool)
         })
         .await?;
         Ok(())

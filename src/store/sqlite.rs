@@ -510,6 +510,11 @@ async fn read_limit(
     })
 }
 
+/// `?, ?, …` for an `IN (…)` list of `n` values.
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
 fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {
     if count > limit as i64 {
         Limit::Limited {
@@ -674,15 +679,21 @@ impl MailQueue for SqliteStore {
             .map_err(err)
     }
 
-    async fn mark_sent(&self, id: i64, _now: Millis) -> StoreResult<()> {
-        sqlx::query(
+    async fn mark_sent(&self, ids: &[i64], _now: Millis) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // A code lives in the queue only until its mail has left: the bodies are blanked.
+        let sql = format!(
             "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
-             subject = '', text_body = '', html_body = '' WHERE id = ?",
-        )
-        .bind(id)
-        .execute(&self.write)
-        .await
-        .map_err(err)?;
+             subject = '', text_body = '', html_body = '' WHERE id IN ({})",
+            placeholders(ids.len())
+        );
+        let mut q = sqlx::query(&sql);
+        for id in ids {
+            q = q.bind(id);
+        }
+        q.execute(&self.write).await.map_err(err)?;
         Ok(())
     }
 

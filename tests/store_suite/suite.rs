@@ -525,7 +525,7 @@ pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
     );
     let again = q.claim_due(NOW + 2000, NOW + MIN, 10).await.unwrap();
     assert_eq!((again.len(), again[0].attempts), (1, 1));
-    q.mark_sent(again[0].id, NOW + 2001).await.unwrap();
+    q.mark_sent(&[again[0].id], NOW + 2001).await.unwrap();
     assert_eq!(q.delivery("m1").await.unwrap(), Some(Delivery::Sent));
     assert!(q
         .claim_due(NOW + 10 * MIN, NOW + 11 * MIN, 10)
