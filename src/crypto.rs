@@ -109,15 +109,6 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn hex_matches_the_hex_crate() {
-        let bytes: Vec<u8> = (0..=255).collect();
-        assert_eq!(super::to_hex(&bytes), hex::encode(&bytes));
-    }
-}
-
 #[cfg(not(unix))]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
@@ -157,4 +148,13 @@ pub fn to_hex(bytes: &[u8]) -> String {
 /// A short, non-reversible tag for logs, to correlate without logging a credential.
 pub fn log_tag(s: &str) -> String {
     hex::encode(&Sha256::digest(s.as_bytes())[..4])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hex_matches_the_hex_crate() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(super::to_hex(&bytes), hex::encode(&bytes));
+    }
 }
