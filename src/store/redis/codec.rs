@@ -1,37 +1,92 @@
-//! The stored formats of the Redis backend: key names, session and code records, and the
-//! packing of user agents. They are what Redis holds between releases, so they change only
-//! compatibly (the layout is described in the module doc of `redis`). Must not: talk to Redis.
+//! The stored formats of the Redis backend: key names, session and code records, index
+//! members, and the packing of numbers, IP addresses and user agents. They are what Redis holds
+//! between releases, so once deployed they change only compatibly (the layout is described in
+//! the module doc of `redis`). Must not: talk to Redis.
 use super::corrupt;
 use crate::domain::{CodePurpose, SessionKey, SessionKind, SessionRecord, SessionUser};
 use crate::store::{CodeRecord, StoreError, StoreResult};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Field separator of every stored record.
 pub(super) const SEP: char = '\u{1f}';
-/// Starts a pending session record: `~<old key>␟<record>`.
+/// Starts a pending session record: `~<old session's tag>␟<record>`.
 pub(super) const PENDING: char = '~';
+/// How many bytes of a hash of a session key name its Redis keys (see [`tag`]).
+const TAG_BYTES: usize = 24;
 
-pub(super) struct Keys(pub(super) String);
+/// The names of the Redis keys the store writes under a prefix (layout in the module doc of
+/// `redis`). Public so that tests and tools can find what the store wrote.
+pub struct Keys(String);
 
 impl Keys {
-    pub(super) fn session(&self, k: &SessionKey) -> String {
-        format!("{}{{{}}}s", self.0, k.as_str())
+    pub fn new(prefix: &str) -> Keys {
+        Keys(prefix.to_owned())
     }
-    pub(super) fn code(&self, k: &SessionKey, purpose: CodePurpose) -> String {
-        format!("{}{{{}}}c:{}", self.0, k.as_str(), purpose.as_str())
+    /// A session's record: `P{tag}s`.
+    pub fn session(&self, k: &SessionKey) -> String {
+        format!("{}{{{}}}s", self.0, tag(k))
+    }
+    /// A session's code for one purpose: `P{tag}c:<purpose>`.
+    pub fn code(&self, k: &SessionKey, purpose: CodePurpose) -> String {
+        format!("{}{{{}}}c:{}", self.0, tag(k), purpose.as_str())
     }
     /// The three code keys, in the order of [`CodePurpose::ALL`].
     pub(super) fn codes(&self, k: &SessionKey) -> Vec<String> {
         CodePurpose::ALL.map(|p| self.code(k, p)).to_vec()
     }
-    pub(super) fn marker(&self, k: &SessionKey) -> String {
-        format!("{}{{{}}}w", self.0, k.as_str())
+    /// The marker of a sign-in out of the session with this tag: `P{tag}w`.
+    pub fn marker(&self, k: &SessionKey) -> String {
+        self.marker_of_tag(&tag(k))
     }
-    pub(super) fn index(&self, user_id: i64) -> String {
+    pub(super) fn marker_of_tag(&self, tag: &str) -> String {
+        format!("{}{{{tag}}}w", self.0)
+    }
+    /// A user's session index: `Pu:{<user id>}`.
+    pub fn index(&self, user_id: i64) -> String {
         format!("{}u:{{{user_id}}}", self.0)
     }
-    pub(super) fn limit(&self, name: &str) -> String {
+    /// A rate limit counter: `Pl:<name>`.
+    pub fn limit(&self, name: &str) -> String {
         format!("{}l:{name}", self.0)
     }
+}
+
+/// The 32 bytes of a session key (64 hex digits by construction).
+pub(super) fn key_bytes(k: &SessionKey) -> [u8; 32] {
+    let hex = k.as_str().as_bytes();
+    debug_assert_eq!(hex.len(), 64, "a session key is 64 hex digits");
+    let nibble = |i: usize| {
+        hex.get(i)
+            .and_then(|&c| (c as char).to_digit(16))
+            .unwrap_or(0) as u8
+    };
+    std::array::from_fn(|i| nibble(2 * i) << 4 | nibble(2 * i + 1))
+}
+
+/// A session's member in its user's index: the 32 bytes of its key, raw.
+pub(super) fn index_member(k: &SessionKey) -> Vec<u8> {
+    key_bytes(k).to_vec()
+}
+
+/// The session key an index member stands for.
+pub(super) fn from_index_member(member: &[u8]) -> StoreResult<SessionKey> {
+    if member.len() != 32 {
+        return Err(corrupt("session index"));
+    }
+    Ok(SessionKey::from_hex(crate::crypto::to_hex(member)))
+}
+
+/// The hash tag of a session's keys: base64url of the first 192 bits of SHA-256 over its key,
+/// 32 characters. Hashed, not cut: two keys differing only in their last bytes (nothing stops
+/// a caller from making such) get tags as different as any two (a pair with one tag takes
+/// about 2^96 tries to find). The 64 hex digits of the key would cost 16 bytes more per key in
+/// Redis' allocator; the whole key is kept in the index member.
+pub fn tag(k: &SessionKey) -> String {
+    let digest = Sha256::digest(key_bytes(k));
+    URL_SAFE_NO_PAD.encode(&digest[..TAG_BYTES])
 }
 
 fn no_sep(fields: &[&str]) -> StoreResult<()> {
@@ -43,64 +98,198 @@ fn no_sep(fields: &[&str]) -> StoreResult<()> {
     Ok(())
 }
 
+/// The digits of stored numbers (base 62, most significant first, `-` before a negative one),
+/// as the Lua of `scripts.rs` reads and writes them.
+const B62: &[u8; 62] = b"0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+fn b62_u128(mut n: u128) -> String {
+    let mut digits = Vec::new();
+    loop {
+        digits.push(B62[(n % 62) as usize]);
+        n /= 62;
+        if n == 0 {
+            break;
+        }
+    }
+    digits.iter().rev().map(|&d| char::from(d)).collect()
+}
+
+fn b62(n: i64) -> String {
+    let digits = b62_u128(u128::from(n.unsigned_abs()));
+    if n < 0 {
+        format!("-{digits}")
+    } else {
+        digits
+    }
+}
+
+fn from_b62_u128(s: &str) -> Option<u128> {
+    if s.is_empty() {
+        return None;
+    }
+    s.bytes().try_fold(0u128, |n, c| {
+        let d = match c {
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'z' => c - b'a' + 10,
+            b'A'..=b'Z' => c - b'A' + 36,
+            _ => return None,
+        };
+        n.checked_mul(62)?.checked_add(u128::from(d))
+    })
+}
+
+fn from_b62(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(digits) => {
+            let n = i128::try_from(from_b62_u128(digits)?).ok()?;
+            i64::try_from(-n).ok()
+        }
+        None => i64::try_from(from_b62_u128(s)?).ok(),
+    }
+}
+
+/// An IP address as stored: an IPv4 address in its usual form as the base-62 number of its 32
+/// bits; an IPv6 address in its usual form as `!` and the base-62 number of its 128 bits when
+/// that is shorter; anything else as it is, behind `=` when it holds neither `.` nor `:` (so
+/// that it cannot read as a number).
+fn ip_pack(ip: &str) -> String {
+    if let Ok(v4) = ip.parse::<Ipv4Addr>() {
+        if v4.to_string() == ip {
+            return b62_u128(u128::from(u32::from(v4)));
+        }
+    }
+    if let Ok(v6) = ip.parse::<Ipv6Addr>() {
+        let packed = format!("!{}", b62_u128(u128::from(v6)));
+        if v6.to_string() == ip && packed.len() < ip.len() {
+            return packed;
+        }
+    }
+    if ip.contains(['.', ':']) {
+        ip.to_owned()
+    } else {
+        format!("={ip}")
+    }
+}
+
+fn ip_unpack(packed: &str) -> Option<String> {
+    if packed.contains(['.', ':']) {
+        return Some(packed.to_owned());
+    }
+    if let Some(raw) = packed.strip_prefix('=') {
+        return Some(raw.to_owned());
+    }
+    if let Some(v6) = packed.strip_prefix('!') {
+        return Some(Ipv6Addr::from(from_b62_u128(v6)?).to_string());
+    }
+    let v4 = u32::try_from(from_b62_u128(packed)?).ok()?;
+    Some(Ipv4Addr::from(v4).to_string())
+}
+
+/// The email of a user whose username is its local part, which is then not stored again.
+fn name_is_local_part(u: &SessionUser) -> bool {
+    !u.username.is_empty()
+        && !u.username.contains('@')
+        && u.email
+            .strip_prefix(u.username.as_str())
+            .is_some_and(|rest| rest.starts_with('@'))
+}
+
+/// See the module doc of `redis` for the format.
 pub(super) fn encode_session(s: &SessionRecord) -> StoreResult<String> {
-    let (id, name, email) = match &s.user {
-        Some(u) => (u.id.to_string(), u.username.as_str(), u.email.as_str()),
-        None => (String::new(), "", ""),
-    };
-    no_sep(&[name, email, &s.ip])?;
+    no_sep(&[&s.ip])?;
     let kind = match s.kind {
-        SessionKind::Cookie => "c",
-        SessionKind::Token => "t",
+        SessionKind::Cookie => 'c',
+        SessionKind::Token => 't',
     };
     let c = s.created_at;
-    Ok([
-        c.to_string(),
-        (s.last_seen_at - c).to_string(),
-        (s.idle_expires_at - c).to_string(),
-        (s.absolute_expires_at - c).to_string(),
-        kind.to_owned(),
-        id,
-        s.ip.clone(),
-        name.to_owned(),
-        email.to_owned(),
-        ua_pack(&s.user_agent),
+    let mut out = [
+        b62(c),
+        b62(s.last_seen_at - c),
+        b62(s.idle_expires_at - s.last_seen_at),
+        b62(s.absolute_expires_at - c),
     ]
-    .join("\u{1f}"))
+    .join("\u{1f}");
+    out.push(SEP);
+    // The kind, then the user id and the fields of the user.
+    let mut names = String::new();
+    match &s.user {
+        None => out.push(kind),
+        Some(u) => {
+            no_sep(&[&u.username, &u.email])?;
+            if name_is_local_part(u) {
+                out.push(kind.to_ascii_uppercase());
+            } else {
+                out.push(kind);
+                names.push_str(&u.username);
+                names.push(SEP);
+            }
+            out.push_str(&b62(u.id));
+            names.push_str(&u.email);
+            names.push(SEP);
+        }
+    }
+    out.push(SEP);
+    out.push_str(&ip_pack(&s.ip));
+    out.push(SEP);
+    out.push_str(&names);
+    out.push_str(&ua_pack(&s.user_agent));
+    Ok(out)
 }
 
 pub(super) fn decode_session(key: &SessionKey, raw: &str) -> StoreResult<SessionRecord> {
     let bad = || corrupt("session");
-    let fields: Vec<&str> = raw.splitn(10, SEP).collect();
-    let &[created, seen, idle, absolute, kind, id, ip, name, email, ua] = fields.as_slice() else {
+    let fields: Vec<&str> = raw.splitn(7, SEP).collect();
+    let &[created, seen, idle, absolute, who, ip, rest] = fields.as_slice() else {
         return Err(bad());
     };
-    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    let num = |s: &str| from_b62(s).ok_or_else(bad);
     let created = num(created)?;
-    let after = |d: &str| created.checked_add(num(d)?).ok_or_else(bad);
-    let kind = match kind {
-        "c" => SessionKind::Cookie,
-        "t" => SessionKind::Token,
+    let after = |base: i64, d: &str| base.checked_add(num(d)?).ok_or_else(bad);
+    let last_seen_at = after(created, seen)?;
+    let mut who = who.chars();
+    let (kind, local_part) = match who.next() {
+        Some('c') => (SessionKind::Cookie, false),
+        Some('t') => (SessionKind::Token, false),
+        Some('C') => (SessionKind::Cookie, true),
+        Some('T') => (SessionKind::Token, true),
         _ => return Err(bad()),
     };
-    let user = match id {
-        "" => None,
-        id => Some(SessionUser {
-            id: num(id)?,
-            username: name.to_owned(),
+    let id = who.as_str();
+    let (user, ua) = if id.is_empty() {
+        if local_part {
+            return Err(bad());
+        }
+        (None, rest)
+    } else {
+        let id = num(id)?;
+        let (username, email, ua) = if local_part {
+            let (email, ua) = rest.split_once(SEP).ok_or_else(bad)?;
+            let (name, _) = email.split_once('@').ok_or_else(bad)?;
+            (name, email, ua)
+        } else {
+            let mut parts = rest.splitn(3, SEP);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(name), Some(email), Some(ua)) => (name, email, ua),
+                _ => return Err(bad()),
+            }
+        };
+        let user = SessionUser {
+            id,
+            username: username.to_owned(),
             email: email.to_owned(),
-        }),
+        };
+        (Some(user), ua)
     };
     Ok(SessionRecord {
         key: key.clone(),
         kind,
         user,
         created_at: created,
-        last_seen_at: after(seen)?,
-        idle_expires_at: after(idle)?,
-        absolute_expires_at: after(absolute)?,
+        last_seen_at,
+        idle_expires_at: after(last_seen_at, idle)?,
+        absolute_expires_at: after(created, absolute)?,
         user_agent: ua_unpack(ua),
-        ip: ip.to_owned(),
+        ip: ip_unpack(ip).ok_or_else(bad)?,
     })
 }
 
@@ -256,18 +445,94 @@ mod tests {
         let raw = encode_session(&s).expect("encodes");
         assert_eq!(decode_session(&key, &raw).expect("decodes"), s);
         assert_eq!(stored_user(&key, &raw), Some(-3));
+        // Every shape: anonymous, the username as the email's local part or not, odd IPs.
+        let users = [
+            None,
+            Some(("alice", "alice@example.com")),
+            Some(("Alice", "alice@example.com")),
+            Some(("al", "alice@example.com")),
+            Some(("a@b", "a@b@example.com")),
+            Some(("", "@example.com")),
+            Some(("x", "x@")),
+        ];
+        let ips = [
+            "203.0.113.7",
+            "0.0.0.0",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "1::",
+            "2001:db8:85a3::8a2e:370:7334",
+            "::ffff:192.0.2.1",
+            "010.0.0.1",
+            "unknown",
+            "=x",
+            "!1",
+            "",
+        ];
+        for (i, (user, ip)) in users.iter().flat_map(|u| ips.map(|ip| (u, ip))).enumerate() {
+            let rec = SessionRecord {
+                kind: [SessionKind::Cookie, SessionKind::Token][i % 2],
+                user: user.map(|(name, email)| SessionUser {
+                    id: [0, 1, 1_234_567, i64::MAX, i64::MIN][i % 5],
+                    username: name.into(),
+                    email: email.into(),
+                }),
+                ip: ip.into(),
+                user_agent: ["", "\u{1f}x\u{1f}", "curl/8"][i % 3].into(),
+                last_seen_at: s.created_at + i as i64,
+                ..s.clone()
+            };
+            let raw = encode_session(&rec).expect("encodes");
+            assert_eq!(decode_session(&key, &raw).expect("decodes"), rec, "{raw:?}");
+        }
         for junk in [
             "",
             "1\u{1f}2",
             "x\u{1f}0\u{1f}0\u{1f}0\u{1f}c\u{1f}\u{1f}\u{1f}\u{1f}\u{1f}",
+            "!\u{1f}0\u{1f}0\u{1f}0\u{1f}c\u{1f}1\u{1f}",
+            "0\u{1f}0\u{1f}0\u{1f}0\u{1f}x\u{1f}1\u{1f}",
+            "0\u{1f}0\u{1f}0\u{1f}0\u{1f}C\u{1f}1\u{1f}",
+            "0\u{1f}0\u{1f}0\u{1f}0\u{1f}C1\u{1f}1\u{1f}no-at\u{1f}",
+            "0\u{1f}0\u{1f}0\u{1f}0\u{1f}c1\u{1f}1\u{1f}name-only",
+            "0\u{1f}0\u{1f}0\u{1f}0\u{1f}c\u{1f}zzzzzz\u{1f}",
+            "0\u{1f}0\u{1f}0\u{1f}ZZZZZZZZZZZZ\u{1f}c\u{1f}1\u{1f}",
         ] {
-            assert!(matches!(
-                decode_session(&key, junk),
-                Err(StoreError::Internal(_))
-            ));
+            assert!(
+                matches!(decode_session(&key, junk), Err(StoreError::Internal(_))),
+                "{junk:?}"
+            );
         }
         let mut bad = s.clone();
         bad.ip = "a\u{1f}b".into();
         assert!(encode_session(&bad).is_err());
+    }
+
+    #[test]
+    fn numbers_keys_and_index_members() {
+        for n in [0, 1, 61, 62, -1, -62, 1_800_000_000_000, i64::MAX, i64::MIN] {
+            assert_eq!(from_b62(&b62(n)), Some(n), "{n}");
+        }
+        assert_eq!(b62(1_800_000_000_000).len(), 7);
+        for junk in ["", "-", "--1", "+1", "1 ", "ZZZZZZZZZZZZ"] {
+            assert_eq!(from_b62(junk), None, "{junk:?}");
+        }
+        let key = SessionKey::parse(&format!("{}7d7b", "0f".repeat(30))).expect("key");
+        assert_eq!(from_index_member(&index_member(&key)).expect("member"), key);
+        assert_eq!(index_member(&key).len(), 32);
+        assert!(from_index_member(b"short").is_err());
+        let keys = Keys::new("mailcode:");
+        let name = keys.session(&key);
+        assert_eq!(
+            name.len(),
+            44,
+            "44 bytes: a 48-byte allocation with the sds header"
+        );
+        let tag = tag(&key);
+        assert_eq!(name, format!("mailcode:{{{tag}}}s"));
+        assert!(!tag.contains(['{', '}']));
+        let next = SessionKey::parse(&format!("{}7d7c", "0f".repeat(30))).expect("key");
+        assert_ne!(super::tag(&next), tag, "the last bytes count too");
+        assert_eq!(keys.marker(&key), keys.marker_of_tag(&tag));
     }
 }

@@ -2,32 +2,58 @@
 //! request lives in memory, with a TTL on every key; users and the mail queue stay in SQL.
 //! Same semantics as `sqlite.rs`, checked by the same suite (`tests/store_suite`).
 //!
-//! Key layout (`P` is the prefix, default `mailcode:`; `K` a session key, the 64-hex SHA-256
-//! of the session id; the braces are Redis Cluster hash tags):
+//! Key layout (`P` is the prefix, default `mailcode:`; `K` a session key, the SHA-256 of the
+//! session id, 64 hex digits in the API; `T` its tag, base64url of the first 24 bytes of
+//! SHA-256 over `K`'s 32 bytes, 32 characters, see [`session_tag`]; the braces are Redis
+//! Cluster hash tags):
 //!
-//! | key               | type   | holds                                            | TTL                |
-//! |-------------------|--------|--------------------------------------------------|--------------------|
-//! | `P{K}s`           | string | the session record, compact (below)              | until it expires   |
-//! | `P{K}c:<purpose>` | string | `attempts␟expires␟created␟resend␟email␟mac␟ref`  | expiry + 1 h       |
-//! | `P{K}w`           | string | the key a code of `K` was redeemed into (marker) | the new session's  |
-//! | `Pu:{<user id>}`  | zset   | the user's session keys, scored by absolute expiry | the latest score |
-//! | `Pl:<name>`       | string | `<hits>:<window end, ms>`                        | until the window ends |
+//! | key               | type   | holds                                             | TTL             |
+//! |-------------------|--------|---------------------------------------------------|-----------------|
+//! | `P{T}s`           | string | the session record, compact (below)               | until it expires |
+//! | `P{T}c:<purpose>` | string | `attempts␟expires␟created␟resend␟email␟mac␟ref`   | expiry + 1 h    |
+//! | `P{T}w`           | string | the tag of the session a code of `T` was redeemed into (marker) | the new session's |
+//! | `Pu:{<user id>}`  | zset   | the user's session keys `K`, 32 raw bytes each, scored by absolute expiry in whole seconds (rounded up) | the latest score |
+//! | `Pl:<name>`       | string | `<hits>:<window end, ms>`                         | until the window ends |
 //!
-//! A session record is `created␟last_seen−created␟idle_expiry−created␟absolute_expiry−created␟
-//! kind(c|t)␟user id␟ip␟username␟email␟user agent` (␟ = U+001F, which no header, email or
-//! username holds; the user agent comes last and may hold anything). Well-known user-agent
-//! fragments are stored as one control character each (`codec::UA_TOKENS`): a signed-in browser
-//! session key then costs 216 to 232 bytes (`MEMORY USAGE`, Redis 7; 280 with long names and an
-//! IPv6 address) instead of 310 to 380, under the 300-byte target. Its index entry adds about
-//! 90 bytes. A record that starts with `~<old key>␟` is *pending* (see below). TTLs count from
-//! the caller's `now` (`create_session` has none: from the record's `last_seen_at`).
+//! A session record is `created␟seen␟idle␟absolute␟<kind><user id>␟ip␟username␟email␟user
+//! agent` (␟ = U+001F, which no header, email or username holds; the user agent comes last and
+//! may hold anything). Numbers are base 62 (`0-9a-zA-Z`, a `-` before a negative one): the
+//! creation instant in ms, then last seen after creation, idle expiry after last seen and
+//! absolute expiry after creation (the last two are the same for every session the app
+//! writes). The kind is `c` (cookie) or `t` (token), and `C` or `T` when the username is the
+//! local part of the email: the username field is then left out and read back from the email.
+//! A session without a user has neither id nor username nor email field. An IPv4 address in its
+//! usual form is stored as the base-62 number of its 32 bits, an IPv6 one as `!` and the
+//! base-62 number of its 128 bits when that is shorter, anything else as it is (behind `=` if it
+//! holds neither `.` nor `:`). Well-known user-agent fragments are stored as one control
+//! character each (`codec::UA_TOKENS`). A record that starts with `~<old session's tag>␟` is
+//! *pending* (see below). TTLs count from the caller's `now` (`create_session` has none: from
+//! the record's `last_seen_at`).
+//!
+//! Size (issue 5: at most 300 bytes per signed-in session, `MEMORY USAGE`, Redis 7.0): a
+//! signed-in browser session of a typical user costs 152 to 168 bytes, and the user's index
+//! holding it as its only entry 120 more, 272 to 288 in all; with long names and an IPv6
+//! address 184 to 200, 304 to 320 with the index (`tests/store_suite/redis.rs`). It was 216 to
+//! 232 plus 168 with 64-hex key names and index members, decimal records and millisecond
+//! scores. Redis' allocator rounds every allocation up to a size class (16-byte steps at these
+//! sizes), so the layout aims at class boundaries: the name `P{T}s` is 44 bytes, which fits the
+//! 48-byte class with its header (the 64-hex name took 80; base64url of all 32 bytes would
+//! still take 64: hence a hash of the key, whose 192 bits cannot collide by accident and take
+//! about 2^96 tries to collide on purpose); a typical record (59 to 71 bytes in the test) fits
+//! 64 or 80 bytes with its header, plus 16 for its object; the index listpack with a raw
+//! 32-byte member and a score in seconds fits 48 (96 with a 64-hex member and a millisecond
+//! score). A second session of the same user adds its own key and about 40 bytes to the index.
+//!
+//! No migration: keys and records of earlier builds (64-hex names and members, decimal
+//! records) are not read by this one, and no deployment holds any. One that did would lose its
+//! sessions and codes on upgrade (everyone signs in again); limit counters are unchanged.
 //!
 //! Redis Cluster: every script touches one hash tag only, a session and its codes share the tag
-//! `{K}`. Redeeming a code into a new session cannot: the new session lives under its own tag.
+//! `{T}`. Redeeming a code into a new session cannot: the new session lives under its own tag.
 //! So sign-in is a small commit protocol whose commit point is one script in the old session's
 //! slot: (1) the new record is written *pending*, which nobody accepts as a session, and entered
 //! in the user's index; (2) the script checks and consumes the code, deletes the old session and
-//! its codes and writes the marker `P{old}w` = new key — code consumed and sign-in committed in
+//! its codes and writes the marker `P{old}w` = new tag — code consumed and sign-in committed in
 //! one step; (3) the winner rewrites its record as active, a loser deletes its pending one. If
 //! (3) never happens (crash, Redis gone), the first read of a pending record finds the marker
 //! and activates it, and without a marker it stays dead until its TTL: so either the code was
@@ -64,8 +90,10 @@ use tokio::time::Instant;
 
 use super::*;
 use codec::{
-    decode_code, decode_session, encode_code, encode_session, stored_user, Keys, PENDING, SEP,
+    decode_code, decode_session, encode_code, encode_session, from_index_member, index_member,
+    stored_user, tag, PENDING, SEP,
 };
+pub use codec::{tag as session_tag, Keys};
 use scripts::{CHECK, DELETE, HIT, HITS, INDEX_ADD, REDEEM, TOUCH};
 
 /// The shortest TTL ever set, so that a key logically dead already still vanishes soon.
@@ -102,7 +130,7 @@ impl RedisStore {
         .await?;
         let store = RedisStore {
             conn,
-            keys: Arc::new(Keys(prefix.to_owned())),
+            keys: Arc::new(Keys::new(prefix)),
             op_timeout,
         };
         SessionStore::ping(&store).await?;
@@ -125,16 +153,17 @@ impl RedisStore {
     async fn index_add(&self, user_id: i64, s: &SessionRecord, now: Millis) -> StoreResult<()> {
         let mut call = INDEX_ADD.prepare_invoke();
         call.key(self.keys.index(user_id))
-            .arg(s.absolute_expires_at)
-            .arg(s.key.as_str())
+            .arg(index_score(s.absolute_expires_at))
+            .arg(index_member(&s.key))
             .arg(now);
         self.invoke::<i64>(&call).await.map(drop)
     }
 
-    async fn index_remove(&self, user_id: i64, members: &[&str]) -> StoreResult<()> {
-        if members.is_empty() {
+    async fn index_remove(&self, user_id: i64, keys: &[&SessionKey]) -> StoreResult<()> {
+        if keys.is_empty() {
             return Ok(());
         }
+        let members: Vec<Vec<u8>> = keys.iter().map(|k| index_member(k)).collect();
         self.query::<i64>(
             ::redis::cmd("ZREM")
                 .arg(self.keys.index(user_id))
@@ -158,12 +187,11 @@ impl RedisStore {
             return decode_session(key, raw).map(Some);
         };
         let (old, active) = rest.split_once(SEP).ok_or_else(|| corrupt("session"))?;
-        let old = SessionKey::parse(old).ok_or_else(|| corrupt("session"))?;
         let record = decode_session(key, active)?;
         let marker: Option<String> = self
-            .query(::redis::cmd("GET").arg(self.keys.marker(&old)))
+            .query(::redis::cmd("GET").arg(self.keys.marker_of_tag(old)))
             .await?;
-        if marker.as_deref() != Some(key.as_str()) {
+        if marker != Some(tag(key)) {
             return Ok(None);
         }
         self.activate(key, active).await?;
@@ -219,7 +247,7 @@ impl RedisStore {
         };
         // The index entry would be pruned when listing anyway; a failure here changes nothing.
         if let Some(u) = stored_user(key, &raw) {
-            if let Err(e) = self.index_remove(u, &[key.as_str()]).await {
+            if let Err(e) = self.index_remove(u, &[key]).await {
                 tracing::debug!("session index not pruned: {e}");
             }
         }
@@ -228,15 +256,18 @@ impl RedisStore {
 
     async fn list(&self, user_id: i64, now: Millis) -> StoreResult<Vec<SessionRecord>> {
         let index = self.keys.index(user_id);
-        let (members,): (Vec<String>,) = ::redis::pipe()
+        // Scores are whole seconds rounded up: an entry at or below `now` in seconds rounded
+        // down has ended (one in the current second may have too: `is_live` decides below).
+        let now_s = now.div_euclid(1000);
+        let (members,): (Vec<Vec<u8>>,) = ::redis::pipe()
             .cmd("ZREMRANGEBYSCORE")
             .arg(&index)
             .arg("-inf")
-            .arg(now)
+            .arg(now_s)
             .ignore()
             .cmd("ZRANGEBYSCORE")
             .arg(&index)
-            .arg(format!("({now}"))
+            .arg(format!("({now_s}"))
             .arg("+inf")
             .query_async(&mut self.conn.clone())
             .await
@@ -246,7 +277,7 @@ impl RedisStore {
         }
         let keys = members
             .iter()
-            .map(|m| SessionKey::parse(m).ok_or_else(|| corrupt("session index")))
+            .map(|m| from_index_member(m))
             .collect::<StoreResult<Vec<_>>>()?;
         let names: Vec<String> = keys.iter().map(|k| self.keys.session(k)).collect();
         let raws: Vec<Option<String>> = self.query(::redis::cmd("MGET").arg(names)).await?;
@@ -254,7 +285,7 @@ impl RedisStore {
         let mut gone = Vec::new();
         for (key, raw) in keys.iter().zip(raws) {
             match raw {
-                None => gone.push(key.as_str()),
+                None => gone.push(key),
                 Some(raw) => {
                     if let Some(s) = self.accept(key, &raw).await? {
                         let mine = s.user.as_ref().is_some_and(|u| u.id == user_id);
@@ -271,7 +302,7 @@ impl RedisStore {
     }
 
     async fn revoke(&self, user_id: i64, except: Option<&SessionKey>) -> StoreResult<u64> {
-        let members: Vec<String> = self
+        let members: Vec<Vec<u8>> = self
             .query(
                 ::redis::cmd("ZRANGE")
                     .arg(self.keys.index(user_id))
@@ -279,10 +310,11 @@ impl RedisStore {
                     .arg(-1),
             )
             .await?;
+        let except = except.map(index_member);
         let targets = members
             .iter()
-            .filter(|m| Some(m.as_str()) != except.map(SessionKey::as_str))
-            .map(|m| SessionKey::parse(m).ok_or_else(|| corrupt("session index")))
+            .filter(|m| Some(m.as_slice()) != except.as_deref())
+            .map(|m| from_index_member(m))
             .collect::<StoreResult<Vec<_>>>()?;
         // One script per session (each in its own slot), sent together on the one connection.
         let deleted = futures::future::join_all(targets.iter().map(|k| self.delete_one(k))).await;
@@ -290,8 +322,8 @@ impl RedisStore {
         for d in deleted {
             ended += u64::from(d?.is_some());
         }
-        let names: Vec<&str> = targets.iter().map(SessionKey::as_str).collect();
-        self.index_remove(user_id, &names).await?;
+        let targets: Vec<&SessionKey> = targets.iter().collect();
+        self.index_remove(user_id, &targets).await?;
         Ok(ended)
     }
 
@@ -315,7 +347,7 @@ impl RedisStore {
             .arg(now)
             .arg(max)
             .arg(what)
-            .arg(new.map(SessionKey::as_str).unwrap_or(""))
+            .arg(new.map(tag).unwrap_or_default())
             .arg(marker_ttl);
         let (verdict, attempts): (i64, i64) = self.invoke(&call).await?;
         let attempts = u32::try_from(attempts).map_err(|_| corrupt("code"))?;
@@ -353,7 +385,7 @@ impl RedisStore {
         // (1) The new session, pending: no one accepts it until the script below commits it.
         let active = encode_session(&new)?;
         let new_ttl = ttl(new.expires_at() - now);
-        let pending = format!("{PENDING}{}{SEP}{active}", session.as_str());
+        let pending = format!("{PENDING}{}{SEP}{active}", tag(session));
         let name = self.keys.session(&new.key);
         self.query::<Value>(
             ::redis::cmd("SET")
@@ -380,7 +412,7 @@ impl RedisStore {
             // Lost (or the code was wrong, used, expired): take back what (1) wrote.
             let _ = self.query::<i64>(::redis::cmd("DEL").arg(&name)).await;
             if let Some(u) = &new.user {
-                let _ = self.index_remove(u.id, &[new.key.as_str()]).await;
+                let _ = self.index_remove(u.id, &[&new.key]).await;
             }
             return Ok(Redeemed::Gone);
         }
@@ -607,6 +639,12 @@ impl SessionStore for RedisStore {
             .await
             .map(drop)
     }
+}
+
+/// A session's score in its user's index: its absolute expiry in whole seconds, rounded up (a
+/// number of seconds takes 4 bytes less than one of milliseconds in the index's listpack).
+fn index_score(absolute_expires_at: Millis) -> i64 {
+    absolute_expires_at.div_euclid(1000) + i64::from(absolute_expires_at.rem_euclid(1000) != 0)
 }
 
 fn window_ms(window: Duration) -> i64 {

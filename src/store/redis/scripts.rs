@@ -9,19 +9,43 @@ use std::sync::LazyLock;
 // instant exactly, and `%.0f` writes them back without an exponent.
 
 /// KEYS: session. ARGV: now, idle expiry. 0 = no such session (nothing written), 1 = touched,
-/// 2 = pending (left to its sign-in).
+/// 2 = pending (left to its sign-in). Rewrites the record's second and third numbers (last seen
+/// after creation, idle expiry after last seen), base 62 as `codec` writes them.
 pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
+local A = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'
+local function dec(s)
+  local sign = 1
+  if string.sub(s, 1, 1) == '-' then sign, s = -1, string.sub(s, 2) end
+  local n = 0
+  for i = 1, #s do
+    local d = string.find(A, string.sub(s, i, i), 1, true)
+    if not d then return nil end
+    n = n * 62 + d - 1
+  end
+  return sign * n
+end
+local function enc(n)
+  if n < 0 then return '-' .. enc(-n) end
+  local s = ''
+  repeat
+    local d = n % 62
+    s = string.sub(A, d + 1, d + 1) .. s
+    n = (n - d) / 62
+  until n == 0
+  return s
+end
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 if string.sub(v, 1, 1) == '~' then return 2 end
-local c, ab, rest = string.match(v, '^(%-?%d+)\031%-?%d+\031%-?%d+\031(%-?%d+)(\031.*)$')
-if not c then return redis.error_reply('corrupt session record') end
-local now, idle, created = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(c)
-local nv = c .. '\031' .. string.format('%.0f', now - created) .. '\031'
-  .. string.format('%.0f', idle - created) .. '\031' .. ab .. rest
-local ttl = math.min(idle, created + tonumber(ab)) - now
+local c, ab, rest = string.match(v, '^(%-?%w+)\031%-?%w+\031%-?%w+\031(%-?%w+)(\031.*)$')
+local created, absolute = nil, nil
+if c then created, absolute = dec(c), dec(ab) end
+if not created or not absolute then return redis.error_reply('corrupt session record') end
+local now, idle = tonumber(ARGV[1]), tonumber(ARGV[2])
+local nv = c .. '\031' .. enc(now - created) .. '\031' .. enc(idle - now) .. '\031' .. ab .. rest
+local ttl = math.min(idle, created + absolute) - now
 if ttl < 1000 then ttl = 1000 end
 redis.call('SET', KEYS[1], nv, 'PX', string.format('%.0f', ttl), 'XX')
 return 1
@@ -30,8 +54,9 @@ return 1
 });
 
 /// The judgement shared by CHECK and REDEEM, as `sqlite.rs`'s `judge`. KEYS: the code, the
-/// session, its three codes, its marker. ARGV: email, mac, now, max attempts, action, new
-/// session key, marker TTL. Verdict: 0 missing, 1 expired, 2 dead, 3 right, 4 wrong.
+/// session, its three codes, its marker. ARGV: email, mac, now, max attempts, action, the new
+/// session's tag (the marker's value), marker TTL. Verdict: 0 missing, 1 expired, 2 dead,
+/// 3 right, 4 wrong.
 macro_rules! judge_lua {
     () => {
         r#"
@@ -96,16 +121,18 @@ return v
     )
 });
 
-/// KEYS: a user's index. ARGV: absolute expiry, session key, now. Drops what expired and
-/// keeps the index until its latest session's absolute expiry.
+/// KEYS: a user's index. ARGV: the session's score (absolute expiry in seconds, rounded up),
+/// its member, now (ms). Drops what expired and keeps the index until its latest session's
+/// absolute expiry.
 pub(super) static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+local now = tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', string.format('%.0f', math.floor(now / 1000)))
 local top = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
 if #top < 2 then return 0 end
-local ttl = tonumber(top[2]) - tonumber(ARGV[3])
+local ttl = tonumber(top[2]) * 1000 - now
 if ttl < 1000 then ttl = 1000 end
 redis.call('PEXPIRE', KEYS[1], string.format('%.0f', ttl))
 return 1
