@@ -172,7 +172,8 @@ impl Settings {
             ));
         }
         if let Some(r) = &a.redis_url {
-            if ![
+            // One URL, or several separated by commas: the nodes of a Redis Cluster (TCP only).
+            let single = [
                 "redis://",
                 "rediss://",
                 "redis+unix://",
@@ -181,11 +182,23 @@ impl Settings {
                 "valkeys://",
             ]
             .iter()
-            .any(|p| r.starts_with(p))
-            {
+            .any(|p| r.starts_with(p));
+            let cluster = || {
+                r.split(',').map(str::trim).all(|u| {
+                    ["redis://", "rediss://", "valkey://", "valkeys://"]
+                        .iter()
+                        .any(|p| u.starts_with(p) && u.len() > p.len())
+                })
+            };
+            let valid = if r.contains(',') { cluster() } else { single };
+            if !valid {
                 return Err(bad(
                     "--redis-url / MAILCODE_REDIS_URL",
-                    format!("{r:?}: use redis://[:PASS@]HOST:PORT[/DB] or rediss://… for TLS"),
+                    format!(
+                        "{r:?}: use redis://[:PASS@]HOST:PORT[/DB], rediss://… for TLS, or for \
+                         Redis Cluster several node URLs separated by commas \
+                         (redis://HOST1:PORT1,redis://HOST2:PORT2)"
+                    ),
                 ));
             }
         }

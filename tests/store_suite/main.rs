@@ -4,4 +4,5 @@ mod suite;
 
 mod mysql;
 mod redis;
+mod redis_cluster;
 mod sqlite;

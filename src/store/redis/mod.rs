@@ -67,10 +67,25 @@
 //! `Pl:<name>` carry no hash tag, and no tag fits one request's keys cleanly: the IP counter is
 //! shared by every address and each address counter by every IP, so the only tag they could
 //! all share is one for every limit key, which would put all the limit traffic in one slot, on
-//! one node. We chose none: under Redis Cluster `HITS` needs its keys in one slot (it fails with
-//! `CROSSSLOT` otherwise), so a Cluster deployment would have to tag every limit key alike
-//! (`Pl:{l}<name>`) and accept that hot slot. The store connects to one Redis today, where
-//! this does not arise; the single-key `HIT` and the limit `GET` stay Cluster-clean.
+//! one node. We chose none: `HITS` runs as it is on one Redis; on a Cluster, where it would
+//! fail with `CROSSSLOT`, the store runs the same checks one by one instead (the single-key
+//! `HIT` or the limit `GET` each, in order, stopping at the first refusal). The price there:
+//! one round trip per check (up to four per code request) and no atomicity across checks. Each
+//! counter is still counted and compared atomically by its own `HIT`, so no counting limit lets
+//! more through than on one Redis; but a concurrent request may count between two checks, a
+//! read-only check (the guess budget) may be read just before another request spends it, and a
+//! failure midway leaves the earlier hits counted (a request answered `Unavailable` may still
+//! have counted against its IP, which errs on the safe side).
+//!
+//! Cluster mode: a `--redis-url` listing several node URLs separated by commas connects with
+//! the cluster client (slots discovered and refreshed by it, `MOVED`/`ASK` followed, nodes
+//! reconnected; every operation still bounded by `op_timeout`). What spans slots there:
+//! listing a user's sessions reads each record with its own `GET` (sent together) instead of
+//! one `MGET`; revoking already deletes one session per script; `HITS` as above. Every other
+//! command and script touches one tag (a session's `{T}`, an index's `{<user id>}`, one limit).
+//! A session's codes are read with one `MGET`, all under its tag. Sentinel URLs
+//! (`redis+sentinel://`) are not supported yet: the `redis` crate does not parse them itself,
+//! and that mode was left out of this change.
 //!
 //! Must not: store a raw session id or a code (only [`SessionKey`]s and HMACs reach here);
 //! decide expiry by Redis' clock (every decision compares stored instants with the caller's
@@ -81,8 +96,10 @@
 mod codec;
 mod scripts;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use ::redis::cluster::ClusterClient;
+use ::redis::cluster_async::ClusterConnection;
+use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,17 +119,95 @@ const MIN_TTL_MS: i64 = 1_000;
 /// `Missing` (as SQLite's sweep keeps them).
 const CODE_GRACE_MS: i64 = 3_600_000;
 
+/// One Redis (the connection manager reconnects by itself) or a Redis Cluster (the cluster
+/// connection follows `MOVED`/`ASK`, refreshes its slot map and reconnects by itself). Scripts
+/// and commands run on either; only what spans hash slots asks which one it is.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Single(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Arc<Keys>,
     op_timeout: Duration,
 }
 
 impl RedisStore {
-    /// Connects to `url` (redis://, rediss://, redis+unix://…); every key starts with `prefix`.
-    /// Fails with `Unavailable` when Redis does not answer a PING within `op_timeout`.
+    /// Connects to `url` (redis://, rediss://, redis+unix://…), or to a Redis Cluster when `url`
+    /// lists several nodes separated by commas (`redis://h1:7000,redis://h2:7001`, any of its
+    /// nodes: the others are discovered); every key starts with `prefix`. Fails with
+    /// `Unavailable` when Redis does not answer a PING within `op_timeout`.
     pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> StoreResult<Self> {
+        let conn = if url.contains(',') {
+            Self::connect_cluster(url, op_timeout).await?
+        } else {
+            Self::connect_single(url, op_timeout).await?
+        };
+        let store = RedisStore {
+            conn,
+            keys: Arc::new(Keys::new(prefix)),
+            op_timeout,
+        };
+        SessionStore::ping(&store).await?;
+        Ok(store)
+    }
+
+    async fn connect_cluster(urls: &str, op_timeout: Duration) -> StoreResult<Conn> {
+        let nodes: Vec<&str> = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .collect();
+        // The URLs may hold a password: they are not repeated in the error.
+        let client = ClusterClient::builder(nodes)
+            .connection_timeout(op_timeout)
+            .response_timeout(op_timeout)
+            .retries(8)
+            .min_retry_wait(50)
+            .max_retry_wait(1_000)
+            .build()
+            .map_err(|e| {
+                StoreError::Internal(format!("invalid Redis Cluster URL: {}", e.category()))
+            })?;
+        bounded(op_timeout, async {
+            client.get_async_connection().await.map_err(err)
+        })
+        .await
+        .map(Conn::Cluster)
+    }
+
+    async fn connect_single(url: &str, op_timeout: Duration) -> StoreResult<Conn> {
         // The URL may hold a password: it is not repeated in the error.
         let client = ::redis::Client::open(url)
             .map_err(|e| StoreError::Internal(format!("invalid Redis URL: {}", e.category())))?;
@@ -122,19 +217,17 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1))
             .set_number_of_retries(8);
-        let conn = bounded(op_timeout, async {
+        bounded(op_timeout, async {
             ConnectionManager::new_with_config(client, config)
                 .await
                 .map_err(err)
         })
-        .await?;
-        let store = RedisStore {
-            conn,
-            keys: Arc::new(Keys::new(prefix)),
-            op_timeout,
-        };
-        SessionStore::ping(&store).await?;
-        Ok(store)
+        .await
+        .map(Conn::Single)
+    }
+
+    fn is_cluster(&self) -> bool {
+        matches!(self.conn, Conn::Cluster(_))
     }
 
     async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> StoreResult<T> {
@@ -280,7 +373,19 @@ impl RedisStore {
             .map(|m| from_index_member(m))
             .collect::<StoreResult<Vec<_>>>()?;
         let names: Vec<String> = keys.iter().map(|k| self.keys.session(k)).collect();
-        let raws: Vec<Option<String>> = self.query(::redis::cmd("MGET").arg(names)).await?;
+        let raws: Vec<Option<String>> = if self.is_cluster() {
+            // Each session has its own tag, so its own slot: one GET each, sent together.
+            let gets = names.iter().map(|n| async move {
+                self.query::<Option<String>>(::redis::cmd("GET").arg(n))
+                    .await
+            });
+            futures::future::join_all(gets)
+                .await
+                .into_iter()
+                .collect::<StoreResult<_>>()?
+        } else {
+            self.query(::redis::cmd("MGET").arg(names)).await?
+        };
         let mut live = Vec::new();
         let mut gone = Vec::new();
         for (key, raw) in keys.iter().zip(raws) {
@@ -436,6 +541,40 @@ impl RedisStore {
         Ok(Redeemed::SignedIn)
     }
 
+    async fn hit_one(
+        &self,
+        key: &str,
+        limit: u32,
+        window: Duration,
+        now: Millis,
+    ) -> StoreResult<Limit> {
+        let mut call = HIT.prepare_invoke();
+        call.key(self.keys.limit(key))
+            .arg(now)
+            .arg(now.saturating_add(window_ms(window)));
+        let (count, reset_at): (i64, i64) = self.invoke(&call).await?;
+        Ok(limit_from(count, reset_at, limit, now))
+    }
+
+    async fn peek_one(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
+        let raw: Option<String> = self
+            .query(::redis::cmd("GET").arg(self.keys.limit(key)))
+            .await?;
+        let Some(raw) = raw else {
+            return Ok(Limit::Allowed);
+        };
+        let (count, reset_at) = raw
+            .split_once(':')
+            .and_then(|(c, r)| Some((c.parse::<i64>().ok()?, r.parse::<i64>().ok()?)))
+            .ok_or_else(|| corrupt("limit"))?;
+        Ok(if reset_at > now {
+            // At the limit already: one more would be refused.
+            limit_from(count + 1, reset_at, limit, now)
+        } else {
+            Limit::Allowed
+        })
+    }
+
     async fn current(&self, session: &SessionKey, now: Millis) -> StoreResult<Option<CodeRecord>> {
         let raws: Vec<Option<String>> = self
             .query(::redis::cmd("MGET").arg(self.keys.codes(session)))
@@ -584,35 +723,37 @@ impl SessionStore for RedisStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<Limit> {
-        let mut call = HIT.prepare_invoke();
-        call.key(self.keys.limit(key))
-            .arg(now)
-            .arg(now.saturating_add(window_ms(window)));
-        let (count, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
-        Ok(limit_from(count, reset_at, limit, now))
+        bounded(self.op_timeout, self.hit_one(key, limit, window, now)).await
     }
 
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
-        let cmd = ::redis::cmd("GET").arg(self.keys.limit(key)).to_owned();
-        let raw: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
-        let Some(raw) = raw else {
-            return Ok(Limit::Allowed);
-        };
-        let (count, reset_at) = raw
-            .split_once(':')
-            .and_then(|(c, r)| Some((c.parse::<i64>().ok()?, r.parse::<i64>().ok()?)))
-            .ok_or_else(|| corrupt("limit"))?;
-        Ok(if reset_at > now {
-            // At the limit already: one more would be refused.
-            limit_from(count + 1, reset_at, limit, now)
-        } else {
-            Limit::Allowed
-        })
+        bounded(self.op_timeout, self.peek_one(key, limit, now)).await
     }
 
     async fn hit_limits(&self, checks: &[LimitCheck], now: Millis) -> StoreResult<Limit> {
         if checks.is_empty() {
             return Ok(Limit::Allowed);
+        }
+        if self.is_cluster() {
+            // The limit keys of one request lie in different slots, where one script cannot
+            // reach (module doc, "Limits"): the same checks one by one, in order, stopping at
+            // the first refusal. Same answers and counts as `HITS`, but not atomic: a concurrent
+            // request may count between two checks (the counters stay exact, a limit may let
+            // one more in at its edge), and a failure midway leaves the earlier hits counted.
+            return bounded(self.op_timeout, async {
+                for c in checks {
+                    let verdict = if c.count {
+                        self.hit_one(&c.key, c.limit, c.window, now).await?
+                    } else {
+                        self.peek_one(&c.key, c.limit, now).await?
+                    };
+                    if verdict != Limit::Allowed {
+                        return Ok(verdict);
+                    }
+                }
+                Ok(Limit::Allowed)
+            })
+            .await;
         }
         let mut call = HITS.prepare_invoke();
         call.arg(now);

@@ -1,7 +1,8 @@
 //! The Lua scripts of the Redis backend, each one atomic step of a named operation (STYLE §4).
 //! Every script but [`HITS`] touches keys of one hash tag only, so each runs on Redis Cluster
 //! (see the commit protocol in the module doc of `redis`); `HITS` takes the limit keys of a
-//! request, which share no tag (see "Limits" there).
+//! request, which share no tag, so on a Cluster the store runs `HIT` per key instead (see
+//! "Limits" there).
 use ::redis::Script;
 use std::sync::LazyLock;
 
