@@ -47,6 +47,7 @@ impl Core {
 
     // ---- operator actions (command line) ----
 
+    /// Creates an account (registration and `mailcode user add`); the password is hashed here.
     pub async fn add_user(
         &self,
         username: &Username,

@@ -4,7 +4,7 @@
 //! racing requests exactly one wins and a failure leaves either everything or nothing.
 use super::*;
 use crate::domain::{CodePurpose, OneTimeCode, Password, Username};
-use crate::store::{CreateUserError, NewUser, Redeem, Redeemed, User};
+use crate::store::{Redeem, Redeemed, User};
 
 #[derive(Debug)]
 pub struct SignedIn {
@@ -128,23 +128,7 @@ impl Core {
         if self.stores.users.find_by_email(email).await?.is_some() {
             return Err(FlowError::EmailTaken);
         }
-        let hash = self.hasher.hash(password).await?;
-        let id = self
-            .stores
-            .users
-            .create_user(&NewUser {
-                username: username.as_str().to_owned(),
-                username_key: username.key(),
-                email: email.as_str().to_owned(),
-                password_hash: hash,
-                created_at: self.now(),
-            })
-            .await
-            .map_err(|e| match e {
-                CreateUserError::UsernameTaken => FlowError::UsernameTaken,
-                CreateUserError::EmailTaken => FlowError::EmailTaken,
-                CreateUserError::Store(s) => FlowError::Store(s),
-            })?;
+        let id = self.add_user(username, email, password).await?;
         let user = SessionUser {
             id,
             username: username.as_str().to_owned(),

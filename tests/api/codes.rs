@@ -272,22 +272,7 @@ async fn the_status_route_reports_delivery() {
     app.request_code(&c, "/api/login/email-code", "ida@example.com")
         .await
         .expect(200, "CODE_SENT");
-    let mut delivery = String::new();
-    for _ in 0..100 {
-        let st = app
-            .get(&c, "/api/login/email-code/status")
-            .await
-            .expect(200, "OK");
-        delivery = st.body["data"]["delivery"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        if delivery == "sent" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(delivery, "sent");
+    assert_eq!(app.wait_for_delivery(&c, "sent").await, "sent");
 }
 
 #[tokio::test]

@@ -268,6 +268,27 @@ impl TestApp {
         answer(req.send().await.expect("request")).await
     }
 
+    /// Polls the code's delivery status until it reads `want` (at most ~10 s); returns the last
+    /// state seen.
+    pub async fn wait_for_delivery(&self, c: &Client, want: &str) -> String {
+        let mut delivery = String::new();
+        for _ in 0..200 {
+            let st = self
+                .get(c, "/api/login/email-code/status")
+                .await
+                .expect(200, "OK");
+            delivery = st.body["data"]["delivery"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            if delivery == want {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        delivery
+    }
+
     /// Stops the app (graceful) and starts it again on the same data directory.
     pub async fn restart(&mut self) {
         if let Some(r) = self.running.take() {

@@ -47,41 +47,11 @@ async fn smtp_down_does_not_slow_a_code_request_and_mail_goes_out_when_it_return
         "a code request waited for SMTP"
     );
     // The first attempt fails at once (connection refused): the page can say so right away.
-    let mut delivery = String::new();
-    for _ in 0..100 {
-        let st = app
-            .get(&c, "/api/login/email-code/status")
-            .await
-            .expect(200, "OK");
-        delivery = st.body["data"]["delivery"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        if delivery == "failed" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(delivery, "failed");
+    assert_eq!(app.wait_for_delivery(&c, "failed").await, "failed");
     let sink = SmtpSink::start_on(port);
     let text = read_mail_text(sink.dir.path(), "later@example.com").await;
     assert!(text.contains("no account uses this address"), "{text}");
-    let mut delivery = String::new();
-    for _ in 0..100 {
-        let st = app
-            .get(&c, "/api/login/email-code/status")
-            .await
-            .expect(200, "OK");
-        delivery = st.body["data"]["delivery"]
-            .as_str()
-            .unwrap_or("")
-            .to_owned();
-        if delivery == "sent" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(delivery, "sent");
+    assert_eq!(app.wait_for_delivery(&c, "sent").await, "sent");
 }
 
 async fn read_mail_text(dir: &std::path::Path, to: &str) -> String {
