@@ -197,23 +197,42 @@ async fn ask_code(a: &Instance, email: &str) -> String {
     .expect("a session cookie")
 }
 
+/// What a sign-in through the real flow leaves: the pre-login session, the code, the session.
+struct SignIn {
+    pre: String,
+    code: String,
+    sid: String,
+}
+
+/// Asks `asked` for a login code, reads it from the mail, submits it to `submitted`.
+async fn sign_in(
+    d: &Deployment,
+    asked: &Instance,
+    submitted: &Instance,
+    user: &str,
+    email: &str,
+) -> SignIn {
+    let pre = ask_code(asked, email).await;
+    let code = d.code(email).await;
+    let sid = post(
+        submitted.url("/api/login/get-token"),
+        Some(&pre),
+        login(user, email, &code),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS")
+    .session_cookie()
+    .expect("a session cookie");
+    SignIn { pre, code, sid }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_code_sent_by_one_instance_verifies_on_another_and_logout_is_everywhere() {
     let d = Deployment::new().await;
     d.add_user("ann", "ann@example.com");
     let a = d.instance();
     let b = d.instance();
-    let pre = ask_code(&a, "ann@example.com").await;
-    let code = d.code("ann@example.com").await;
-    let sid = post(
-        b.url("/api/login/get-token"),
-        Some(&pre),
-        login("ann", "ann@example.com", &code),
-    )
-    .await
-    .expect(200, "LOGIN_SUCCESS")
-    .session_cookie()
-    .expect("session");
+    let SignIn { sid, .. } = sign_in(&d, &a, &b, "ann", "ann@example.com").await;
     get(a.url("/api/me"), &sid).await.expect(200, "OK");
     get(b.url("/api/me"), &sid).await.expect(200, "OK");
     post(a.url("/api/logout"), Some(&sid), json!({}))
@@ -321,17 +340,7 @@ async fn redis_down_gives_503_within_two_seconds_and_the_service_recovers() {
     let d = Deployment::new().await;
     d.add_user("dot", "dot@example.com");
     let a = d.instance();
-    let pre = ask_code(&a, "dot@example.com").await;
-    let code = d.code("dot@example.com").await;
-    let sid = post(
-        a.url("/api/login/get-token"),
-        Some(&pre),
-        login("dot", "dot@example.com", &code),
-    )
-    .await
-    .expect(200, "LOGIN_SUCCESS")
-    .session_cookie()
-    .unwrap();
+    let SignIn { pre, code, sid } = sign_in(&d, &a, &a, "dot", "dot@example.com").await;
     d.redis.stop();
     let two = Duration::from_secs(2);
     answered_within(
@@ -442,17 +451,7 @@ async fn kill_9_loses_no_session_and_redis_holds_no_raw_secret() {
     d.add_user("fox", "fox@example.com");
     d.add_user("fay", "fay@example.com");
     let mut a = d.instance();
-    let pre = ask_code(&a, "fox@example.com").await;
-    let code = d.code("fox@example.com").await;
-    let sid = post(
-        a.url("/api/login/get-token"),
-        Some(&pre),
-        login("fox", "fox@example.com", &code),
-    )
-    .await
-    .expect(200, "LOGIN_SUCCESS")
-    .session_cookie()
-    .unwrap();
+    let SignIn { pre, code, sid } = sign_in(&d, &a, &a, "fox", "fox@example.com").await;
     a.kill9();
     let a = Instance::start_on(a.port, &a.args.clone());
     get(a.url("/api/me"), &sid).await.expect(200, "OK");
@@ -534,17 +533,7 @@ async fn disabling_a_user_ends_their_live_sessions_on_every_instance() {
     d.add_user("hal", "hal@example.com");
     let a = d.instance();
     let b = d.instance();
-    let pre = ask_code(&a, "hal@example.com").await;
-    let code = d.code("hal@example.com").await;
-    let sid = post(
-        a.url("/api/login/get-token"),
-        Some(&pre),
-        login("hal", "hal@example.com", &code),
-    )
-    .await
-    .expect(200, "LOGIN_SUCCESS")
-    .session_cookie()
-    .unwrap();
+    let SignIn { sid, .. } = sign_in(&d, &a, &a, "hal", "hal@example.com").await;
     get(b.url("/api/me"), &sid).await.expect(200, "OK");
     let out = d.cli(&["user", "disable", "hal"], "");
     assert!(
