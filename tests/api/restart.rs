@@ -250,3 +250,76 @@ fn a_bad_setting_stops_start_up_naming_the_setting() {
         assert!(err.contains(setting), "{args:?}: {err}");
     }
 }
+
+/// Flags win over `MAILCODE_*`, which win over `mailcode.toml`, which wins over the defaults.
+#[tokio::test]
+async fn settings_come_from_flags_then_env_then_mailcode_toml() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mailcode.toml"),
+        "cookie-same-site = \"sometimes\"\ndata-dir = \"from-toml\"\n",
+    )
+    .unwrap();
+    let run = |env: Option<&str>, flag: Option<&str>, port: u16| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mailcode"));
+        cmd.current_dir(dir.path())
+            .env_remove("MAILCODE_COOKIE_SAME_SITE")
+            .env_remove("MAILCODE_DATA_DIR")
+            .env_remove("MAILCODE_CONFIG")
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(v) = env {
+            cmd.env("MAILCODE_COOKIE_SAME_SITE", v);
+        }
+        if let Some(v) = flag {
+            cmd.args(["--cookie-same-site", v]);
+        }
+        cmd
+    };
+    // The file's bad value is used, and refused, when nothing overrides it.
+    let out = run(None, None, free_port()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--cookie-same-site") && err.contains("sometimes"),
+        "{err}"
+    );
+
+    async fn same_site_of(mut cmd: Command, port: u16) -> String {
+        let child = cmd.stderr(Stdio::null()).spawn().unwrap();
+        let _p = Proc {
+            child,
+            base: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mailcode did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let a = answer(
+            bare()
+                .post(format!("http://127.0.0.1:{port}/api/login/email-code"))
+                // Both runs share the file's data directory: one address each.
+                .json(&serde_json::json!({"email": format!("cfg{port}@example.com")}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .expect(200, "CODE_SENT");
+        a.set_cookie().unwrap_or_default()
+    }
+    let port = free_port();
+    let cookie = same_site_of(run(Some("strict"), None, port), port).await;
+    assert!(
+        cookie.contains("SameSite=Strict"),
+        "env over the file: {cookie}"
+    );
+    let port = free_port();
+    let cookie = same_site_of(run(Some("strict"), Some("lax"), port), port).await;
+    assert!(cookie.contains("SameSite=Lax"), "flag over env: {cookie}");
+    // The file's other setting still applies: the data directory it names.
+    assert!(dir.path().join("from-toml").join("secret").exists());
+}
