@@ -172,7 +172,8 @@ impl Settings {
             ));
         }
         if let Some(r) = &a.redis_url {
-            // One URL, or several separated by commas: the nodes of a Redis Cluster (TCP only).
+            // One URL, or several separated by commas: the nodes of a Redis Cluster (TCP only),
+            // or a redis+sentinel:// URL (its sentinels separated by commas).
             let single = [
                 "redis://",
                 "rediss://",
@@ -190,14 +191,21 @@ impl Settings {
                         .any(|p| u.starts_with(p) && u.len() > p.len())
                 })
             };
-            let valid = if r.contains(',') { cluster() } else { single };
+            let valid = if r.starts_with("redis+sentinel://") {
+                crate::store::redis::parse_sentinel_url(r).is_ok()
+            } else if r.contains(',') {
+                cluster()
+            } else {
+                single
+            };
             if !valid {
                 return Err(bad(
                     "--redis-url / MAILCODE_REDIS_URL",
                     format!(
-                        "{r:?}: use redis://[:PASS@]HOST:PORT[/DB], rediss://… for TLS, or for \
+                        "{r:?}: use redis://[:PASS@]HOST:PORT[/DB], rediss://… for TLS, for \
                          Redis Cluster several node URLs separated by commas \
-                         (redis://HOST1:PORT1,redis://HOST2:PORT2)"
+                         (redis://HOST1:PORT1,redis://HOST2:PORT2), or for Redis Sentinel \
+                         redis+sentinel://[:PASS@]HOST1:PORT1[,HOST2:PORT2]/MASTER[/DB]"
                     ),
                 ));
             }

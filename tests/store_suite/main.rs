@@ -5,4 +5,5 @@ mod suite;
 mod mysql;
 mod redis;
 mod redis_cluster;
+mod redis_sentinel;
 mod sqlite;

@@ -83,23 +83,38 @@
 //! listing a user's sessions reads each record with its own `GET` (sent together) instead of
 //! one `MGET`; revoking already deletes one session per script; `HITS` as above. Every other
 //! command and script touches one tag (a session's `{T}`, an index's `{<user id>}`, one limit).
-//! A session's codes are read with one `MGET`, all under its tag. Sentinel URLs
-//! (`redis+sentinel://`) are not supported yet: the `redis` crate does not parse them itself,
-//! and that mode was left out of this change.
+//! A session's codes are read with one `MGET`, all under its tag.
+//!
+//! Sentinel mode: `redis+sentinel://[:PASS@]HOST:PORT[,HOST2:PORT2…]/<master name>[/<db>]`
+//! (port 26379 when left out; the password is the master's, taken literally, the sentinels
+//! are asked without one; no TLS) asks the sentinels for the current master, checks with
+//! `ROLE` that it is one, and keeps one multiplexed connection to it, as on one Redis. On a
+//! connection error, a timeout, or `READONLY` (the old master came back as a replica after a
+//! failover), that operation fails with `Unavailable` and the connection is dropped; the next
+//! operation asks the sentinels again (bounded by `op_timeout` like any other). A failover
+//! thus answers 503 for a moment, then recovers by itself. Replication is asynchronous: a
+//! write acknowledged by the old master just before it died may be lost (a session or code
+//! gone: sign in again; a limit counted lower).
 //!
 //! Must not: store a raw session id or a code (only [`SessionKey`]s and HMACs reach here);
 //! decide expiry by Redis' clock (every decision compares stored instants with the caller's
 //! `now`, TTLs only collect garbage, never shorter than 1 s); take more than `op_timeout` per
-//! operation (then `Unavailable`: 503, and the connection manager reconnects by itself);
+//! operation (then `Unavailable`: 503, and the connection manager reconnects by itself, or the
+//! next operation asks the sentinels again);
 //! `unwrap` anything read from Redis (corrupt data is `Internal`).
 
 mod codec;
 mod scripts;
 
+use ::redis::aio::MultiplexedConnection;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
-use ::redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, Script, ServerErrorKind, Value};
+use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use ::redis::{
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture,
+    RedisResult, Script, ServerErrorKind, Value,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -119,13 +134,154 @@ const MIN_TTL_MS: i64 = 1_000;
 /// `Missing` (as SQLite's sweep keeps them).
 const CODE_GRACE_MS: i64 = 3_600_000;
 
-/// One Redis (the connection manager reconnects by itself) or a Redis Cluster (the cluster
-/// connection follows `MOVED`/`ASK`, refreshes its slot map and reconnects by itself). Scripts
-/// and commands run on either; only what spans hash slots asks which one it is.
+/// One Redis (the connection manager reconnects by itself), a Redis Cluster (the cluster
+/// connection follows `MOVED`/`ASK`, refreshes its slot map and reconnects by itself) or the
+/// master the sentinels name (asked again after a failure). Scripts and commands run on any;
+/// only what spans hash slots asks which one it is.
 #[derive(Clone)]
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(Arc<SentinelMaster>),
+}
+
+/// A parsed `redis+sentinel://` URL.
+#[derive(Debug, PartialEq)]
+pub struct SentinelUrl {
+    pub sentinels: Vec<(String, u16)>,
+    pub master: String,
+    pub db: i64,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+/// Parses `redis+sentinel://[[USER]:PASS@]HOST[:PORT][,HOST2[:PORT2]…]/<master name>[/<db>]`
+/// (port 26379 when left out, IPv6 hosts in brackets). The error says what is wrong, never
+/// repeating the URL (it may hold a password).
+pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, &'static str> {
+    let rest = url
+        .strip_prefix("redis+sentinel://")
+        .ok_or("not a redis+sentinel:// URL")?;
+    let (authority, path) = rest.split_once('/').ok_or("no master name")?;
+    let (userinfo, hosts) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let (username, password) = match userinfo {
+        None => (None, None),
+        Some(u) => {
+            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
+            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
+            (some(user), some(pass))
+        }
+    };
+    let mut sentinels = Vec::new();
+    for h in hosts.split(',').map(str::trim) {
+        let (host, port) = if let Some(v6) = h.strip_prefix('[') {
+            let (host, after) = v6.split_once(']').ok_or("bad IPv6 sentinel host")?;
+            match after.strip_prefix(':') {
+                Some(p) => (host, Some(p)),
+                None if after.is_empty() => (host, None),
+                None => return Err("bad sentinel host"),
+            }
+        } else {
+            match h.rsplit_once(':') {
+                Some((host, p)) => (host, Some(p)),
+                None => (h, None),
+            }
+        };
+        if host.is_empty() {
+            return Err("empty sentinel host");
+        }
+        let port = match port {
+            None => 26379,
+            Some(p) => p.parse().map_err(|_| "bad sentinel port")?,
+        };
+        sentinels.push((host.to_string(), port));
+    }
+    let (master, db) = match path.split_once('/') {
+        None => (path, 0),
+        Some((m, "")) => (m, 0),
+        Some((m, db)) => (m, db.parse().map_err(|_| "bad database number")?),
+    };
+    if master.is_empty() {
+        return Err("no master name");
+    }
+    Ok(SentinelUrl {
+        sentinels,
+        master: master.to_string(),
+        db,
+        username,
+        password,
+    })
+}
+
+/// The master the sentinels name, with one shared multiplexed connection to it; dropped on a
+/// failure that suggests it is gone or no longer the master, and looked up again on next use.
+struct SentinelMaster {
+    client: tokio::sync::Mutex<SentinelClient>,
+    current: std::sync::Mutex<Option<MultiplexedConnection>>,
+    config: AsyncConnectionConfig,
+    db: i64,
+}
+
+impl SentinelMaster {
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.current
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn forget(&self) {
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The current master's connection, asking the sentinels when there is none.
+    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let mut client = self.client.lock().await;
+        // Another caller may have looked it up while this one waited.
+        if let Some(c) = self.current() {
+            return Ok(c);
+        }
+        let c = client
+            .get_async_connection_with_config(&self.config)
+            .await?;
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Forgets the connection after an answer that says the master is gone or demoted.
+    fn after<T>(&self, r: &RedisResult<T>) {
+        if let Err(e) = r {
+            let demoted = e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
+                || e.code() == Some("READONLY")
+                || e.to_string().contains("READONLY");
+            if demoted
+                || e.is_io_error()
+                || e.is_connection_dropped()
+                || e.is_timeout()
+                || e.is_unrecoverable_error()
+            {
+                self.forget();
+            }
+        }
+    }
+}
+
+/// Forgets the sentinel master's connection if a request is cancelled midway (the operation
+/// timed out: the master may hang).
+struct ForgetUnlessDone<'a>(Option<&'a SentinelMaster>);
+
+impl Drop for ForgetUnlessDone<'_> {
+    fn drop(&mut self) {
+        if let Some(m) = self.0 {
+            m.forget();
+        }
+    }
 }
 
 impl ConnectionLike for Conn {
@@ -133,6 +289,14 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(m) => Box::pin(async move {
+                let mut c = m.connection().await?;
+                let mut guard = ForgetUnlessDone(Some(m));
+                let r = c.req_packed_command(cmd).await;
+                guard.0 = None;
+                m.after(&r);
+                r
+            }),
         }
     }
 
@@ -145,6 +309,14 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(m) => Box::pin(async move {
+                let mut c = m.connection().await?;
+                let mut guard = ForgetUnlessDone(Some(m));
+                let r = c.req_packed_commands(pipeline, offset, count).await;
+                guard.0 = None;
+                m.after(&r);
+                r
+            }),
         }
     }
 
@@ -152,6 +324,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(m) => m.db,
         }
     }
 }
@@ -166,10 +339,13 @@ pub struct RedisStore {
 impl RedisStore {
     /// Connects to `url` (redis://, rediss://, redis+unix://…), or to a Redis Cluster when `url`
     /// lists several nodes separated by commas (`redis://h1:7000,redis://h2:7001`, any of its
-    /// nodes: the others are discovered); every key starts with `prefix`. Fails with
-    /// `Unavailable` when Redis does not answer a PING within `op_timeout`.
+    /// nodes: the others are discovered), or to the master the sentinels of a
+    /// `redis+sentinel://` URL name; every key starts with `prefix`. Fails with `Unavailable`
+    /// when Redis does not answer a PING within `op_timeout`.
     pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> StoreResult<Self> {
-        let conn = if url.contains(',') {
+        let conn = if url.starts_with("redis+sentinel://") {
+            Self::connect_sentinel(url, op_timeout)?
+        } else if url.contains(',') {
             Self::connect_cluster(url, op_timeout).await?
         } else {
             Self::connect_single(url, op_timeout).await?
@@ -205,6 +381,35 @@ impl RedisStore {
         })
         .await
         .map(Conn::Cluster)
+    }
+
+    /// Nothing is connected yet: the first operation (the PING in `connect`) asks the sentinels.
+    fn connect_sentinel(url: &str, op_timeout: Duration) -> StoreResult<Conn> {
+        let invalid = |e: &str| StoreError::Internal(format!("invalid Redis Sentinel URL: {e}"));
+        let u = parse_sentinel_url(url).map_err(invalid)?;
+        let addrs = u
+            .sentinels
+            .into_iter()
+            .map(|(host, port)| ConnectionAddr::Tcp(host, port));
+        let mut builder = SentinelClientBuilder::new(addrs, &u.master, SentinelServerType::Master)
+            .map_err(|e| invalid(e.category()))?
+            .set_client_to_redis_db(u.db);
+        if let Some(user) = &u.username {
+            builder = builder.set_client_to_redis_username(user);
+        }
+        if let Some(pass) = &u.password {
+            builder = builder.set_client_to_redis_password(pass);
+        }
+        let client = builder.build().map_err(|e| invalid(e.category()))?;
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(op_timeout))
+            .set_response_timeout(Some(op_timeout));
+        Ok(Conn::Sentinel(Arc::new(SentinelMaster {
+            client: tokio::sync::Mutex::new(client),
+            current: std::sync::Mutex::new(None),
+            config,
+            db: u.db,
+        })))
     }
 
     async fn connect_single(url: &str, op_timeout: Duration) -> StoreResult<Conn> {
@@ -837,4 +1042,42 @@ fn corrupt(what: &str) -> StoreError {
 /// Never a TTL that is negative or so short that a key dies while still being written.
 fn ttl(ms: i64) -> i64 {
     ms.max(MIN_TTL_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentinel_urls_parse() {
+        let u =
+            parse_sentinel_url("redis+sentinel://:s3cr:et@10.0.0.1:26380,h2,[::1]:7/mymaster/3")
+                .unwrap();
+        assert_eq!(
+            u,
+            SentinelUrl {
+                sentinels: vec![
+                    ("10.0.0.1".into(), 26380),
+                    ("h2".into(), 26379),
+                    ("::1".into(), 7)
+                ],
+                master: "mymaster".into(),
+                db: 3,
+                username: None,
+                password: Some("s3cr:et".into()),
+            }
+        );
+        let u = parse_sentinel_url("redis+sentinel://h:1/m").unwrap();
+        assert_eq!((u.master.as_str(), u.db, u.password), ("m", 0, None));
+        for bad in [
+            "redis://h:1/m",
+            "redis+sentinel://h:1",
+            "redis+sentinel://h:1/",
+            "redis+sentinel://h:x/m",
+            "redis+sentinel://h:1,/m",
+            "redis+sentinel://h:1/m/x",
+        ] {
+            assert!(parse_sentinel_url(bad).is_err(), "{bad}");
+        }
+    }
 }
