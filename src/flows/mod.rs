@@ -215,7 +215,3 @@ pub fn require_user(session: Option<&SessionRecord>) -> FlowResult<(&SessionReco
         None => Err(FlowError::NotLoggedIn),
     }
 }
-
-pub fn session_public_id(key: &SessionKey) -> &str {
-    key.as_str()
-}
