@@ -12,7 +12,7 @@ use sqlx::{Connection, Executor, MySqlConnection};
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -71,9 +71,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn sh_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
-}
+include!("watchdog.rs");
 
 /// An initialised data directory to copy: `mariadb-install-db` takes seconds on a busy machine
 /// (it bootstraps the system tables with fsyncs), a copy a few milliseconds. Made once per
@@ -244,26 +242,7 @@ impl MariaDb {
         if running_as_root() {
             server.push("--user=root".to_owned());
         }
-        // The outer shell reaps the server when it exits; the watcher kills it once the test
-        // process ($PPID, inherited by the subshell) is gone, and then removes the temp dir,
-        // which a `static` server never gets to do itself.
-        let script = format!(
-            "{server} & p=$!; echo $p > {pidfile}; \
-             ( while kill -0 $PPID 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 0.2; done; \
-               if ! kill -0 $PPID 2>/dev/null; then kill -9 $p 2>/dev/null; sleep 0.5; rm -rf {dir}; fi ) & \
-             wait $p",
-            server = server.join(" "),
-            pidfile = sh_quote(&tmp.join("server.pid")),
-            dir = sh_quote(tmp),
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sh starts");
+        let child = spawn_watched(&server.join(" "), &tmp.join("server.pid"), tmp);
         *self.watchdog.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         self.wait_ready();
     }

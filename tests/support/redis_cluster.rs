@@ -9,7 +9,6 @@
 //! Include it with `#[path = "../support/redis_cluster.rs"] mod redis_cluster;`.
 #![allow(dead_code)]
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -23,9 +22,7 @@ pub struct RedisCluster {
     watchdogs: Mutex<Vec<Child>>,
 }
 
-fn sh_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
-}
+include!("watchdog.rs");
 
 /// Free ports, held open together so that no two are the same.
 fn free_ports(n: usize) -> Vec<u16> {
@@ -107,24 +104,7 @@ impl RedisCluster {
             dir = sh_quote(tmp),
             log = sh_quote(&tmp.join(format!("redis-{port}.log"))),
         );
-        // As in `redis_server.rs`: the watcher kills the server once the test process ($PPID)
-        // is gone, then removes the temp dir, which a `static` cluster never gets to do.
-        let script = format!(
-            "{server} & p=$!; echo $p > {pidfile}; \
-             ( while kill -0 $PPID 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 0.2; done; \
-               if ! kill -0 $PPID 2>/dev/null; then kill -9 $p 2>/dev/null; sleep 0.5; rm -rf {dir}; fi ) & \
-             wait $p",
-            pidfile = sh_quote(&tmp.join(format!("server-{port}.pid"))),
-            dir = sh_quote(tmp),
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sh starts");
+        let child = spawn_watched(&server, &tmp.join(format!("server-{port}.pid")), tmp);
         self.watchdogs
             .lock()
             .unwrap_or_else(|e| e.into_inner())

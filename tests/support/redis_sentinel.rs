@@ -12,7 +12,6 @@
 //! Include it with `#[path = "../support/redis_sentinel.rs"] mod redis_sentinel;`.
 #![allow(dead_code)]
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -31,9 +30,7 @@ pub struct RedisSentinel {
     watchdogs: Mutex<Vec<(u16, Child)>>,
 }
 
-fn sh_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
-}
+include!("watchdog.rs");
 
 /// Free ports, held open together so that no two are the same.
 fn free_ports(n: usize) -> Vec<u16> {
@@ -144,24 +141,7 @@ impl RedisSentinel {
 
     fn launch(&self, port: u16, server: String) {
         let tmp = self.dir.path();
-        // As in `redis_server.rs`: the watcher kills the server once the test process ($PPID)
-        // is gone, then removes the temp dir, which a `static` setup never gets to do.
-        let script = format!(
-            "{server} & p=$!; echo $p > {pidfile}; \
-             ( while kill -0 $PPID 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 0.2; done; \
-               if ! kill -0 $PPID 2>/dev/null; then kill -9 $p 2>/dev/null; sleep 0.5; rm -rf {dir}; fi ) & \
-             wait $p",
-            pidfile = sh_quote(&tmp.join(format!("server-{port}.pid"))),
-            dir = sh_quote(tmp),
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sh starts");
+        let child = spawn_watched(&server, &tmp.join(format!("server-{port}.pid")), tmp);
         self.watchdogs
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -10,8 +10,7 @@
 #![allow(dead_code)]
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -31,9 +30,7 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn sh_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
-}
+include!("watchdog.rs");
 
 impl RedisServer {
     /// One server for the whole test binary, started on first use.
@@ -107,25 +104,7 @@ impl RedisServer {
             dir = sh_quote(tmp),
             log = sh_quote(&tmp.join("redis.log")),
         );
-        // The outer shell reaps the server when it exits; the watcher kills it once the test
-        // process ($PPID, inherited by the subshell) is gone, and then removes the temp dir,
-        // which a `static` server never gets to do itself.
-        let script = format!(
-            "{server} & p=$!; echo $p > {pidfile}; \
-             ( while kill -0 $PPID 2>/dev/null && kill -0 $p 2>/dev/null; do sleep 0.2; done; \
-               if ! kill -0 $PPID 2>/dev/null; then kill -9 $p 2>/dev/null; sleep 0.5; rm -rf {dir}; fi ) & \
-             wait $p",
-            pidfile = sh_quote(&tmp.join("server.pid")),
-            dir = sh_quote(tmp),
-        );
-        let child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sh starts");
+        let child = spawn_watched(&server, &tmp.join("server.pid"), tmp);
         *self.watchdog.lock().unwrap_or_else(|e| e.into_inner()) = Some(child);
         self.wait_ready();
     }
