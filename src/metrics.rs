@@ -1,7 +1,8 @@
 //! Prometheus metrics: one recorder per process (the `metrics` facade is global), rendered by
 //! `GET /metrics`. Names are listed here so that dashboards have one place to look.
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 pub const CODES_SENT: &str = "mailcode_codes_issued_total";
 pub const MAIL_DELIVERED: &str = "mailcode_mail_delivered_total";
@@ -43,14 +44,42 @@ pub fn http() -> &'static HttpMetrics {
     })
 }
 
-/// Installs the recorder once per process and returns its handle.
+/// Latency buckets, in seconds, for every `*_seconds` histogram: real Prometheus histograms (not
+/// summaries) add up across instances, and a fixed set of buckets costs the same at any load.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// How often recorded samples are folded into the histograms. The recorder buffers every sample
+/// until then: without this, a process that is never scraped grows by the request (at 50k
+/// requests/s, about 2 MiB/s).
+const UPKEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Installs the recorder once per process, starts its upkeep, and returns its handle.
 pub fn handle() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
-            let recorder = PrometheusBuilder::new().build_recorder();
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &LATENCY_BUCKETS)
+                // Fails only for an empty list, which the constant is not.
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
             let handle = recorder.handle();
             // Fails only when another recorder is installed already; then ours just stays empty.
             let _ = metrics::set_global_recorder(recorder);
+            let upkeep = handle.clone();
+            // A thread rather than a task: the recorder outlives any one runtime (tests start
+            // many apps in one process), and this thread sleeps almost all of the time.
+            let spawned = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .stack_size(64 * 1024)
+                .spawn(move || loop {
+                    std::thread::sleep(UPKEEP_EVERY);
+                    upkeep.run_upkeep();
+                });
+            if let Err(e) = spawned {
+                tracing::error!(error = %e, "cannot start the metrics upkeep thread; metrics are folded only when scraped");
+            }
             handle
         })
         .clone()

@@ -30,6 +30,12 @@ async fn metrics_count_codes() {
         text.contains("mailcode_store_duration_seconds"),
         "store latency is measured"
     );
+    // Histograms with buckets (they add up across instances), not per-process summaries.
+    assert!(
+        text.contains("mailcode_http_request_duration_seconds_bucket{le=\"0.005\"}"),
+        "{text}"
+    );
+    assert!(text.contains("mailcode_store_duration_seconds_bucket{"));
 }
 
 #[tokio::test]
