@@ -36,7 +36,7 @@ pub enum StartError {
     },
 }
 
-/// The SQL database: users and the mail queue always, sessions and limits when there is no Redis.
+/// The SQL database: users always; sessions, limits and the mail queue when there is no Redis.
 #[derive(Clone)]
 pub enum SqlStore {
     Sqlite(SqliteStore),
@@ -90,9 +90,14 @@ pub async fn open_stores(
 ) -> Result<(Stores, SqlStore), StartError> {
     let sql = SqlStore::open(&settings.database_url, timeout).await?;
     let (sql_sessions, users, mail) = sql.parts();
-    let sessions: Arc<dyn SessionStore> = match &settings.redis_url {
-        Some(url) => Arc::new(RedisStore::connect(url, &settings.redis_prefix, timeout).await?),
-        None => sql_sessions,
+    // With Redis, the mail queue is there too, next to the codes its mails carry (see
+    // `store/redis/mail.rs`).
+    let (sessions, mail): (Arc<dyn SessionStore>, Arc<dyn MailQueue>) = match &settings.redis_url {
+        Some(url) => {
+            let redis = RedisStore::connect(url, &settings.redis_prefix, timeout).await?;
+            (Arc::new(redis.clone()), Arc::new(redis))
+        }
+        None => (sql_sessions, mail),
     };
     let stores = Stores {
         sessions: Arc::new(Timed(sessions)),
@@ -128,6 +133,7 @@ pub async fn build(
     let core = Arc::new(Core {
         stores,
         clock,
+        mail_seal: secret.mail_seal(),
         secret,
         hasher,
         passwordless: settings.passwordless,
@@ -210,6 +216,7 @@ pub async fn start(
         from: settings.mail_from.clone(),
         clock: clock.clone(),
         wake: built.core.mail_wake.clone(),
+        seal: built.core.mail_seal.clone(),
     };
     tasks.push(tokio::spawn(worker.run(stop_rx.clone())));
 

@@ -2,9 +2,12 @@
 //! one-time codes and the keyed hash codes are stored as (SPEC §3 Codes and Sessions).
 //!
 //! Nothing here logs or prints a secret value.
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use rand::rngs::OsRng;
 use rand::{Rng, RngCore};
+use ring::aead;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 
@@ -96,6 +99,69 @@ impl Secret {
     }
 }
 
+impl Secret {
+    /// The key that seals queued mail, derived from the secret (see [`MailSeal`]).
+    pub fn mail_seal(&self) -> MailSeal {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        mac.update(b"mailcode mail seal v1");
+        let key = mac.finalize().into_bytes();
+        MailSeal(std::sync::Arc::new(aead::LessSafeKey::new(
+            aead::UnboundKey::new(&aead::CHACHA20_POLY1305, &key)
+                .expect("a 32-byte key fits ChaCha20-Poly1305"),
+        )))
+    }
+}
+
+/// Seals the parts of a queued mail, which carry the code in clear, while they wait in a store
+/// (SPEC §3 Codes: stored only as a keyed hash; a dump of the database or of Redis must not
+/// hand out live codes). ChaCha20-Poly1305 with a key derived from the server secret and a
+/// random 96-bit nonce per part; a sealed part is base64url of nonce, ciphertext and tag.
+#[derive(Clone)]
+pub struct MailSeal(std::sync::Arc<aead::LessSafeKey>);
+
+#[derive(Debug, thiserror::Error)]
+#[error("a queued mail cannot be opened: it was sealed with another secret or altered")]
+pub struct Unsealable;
+
+impl MailSeal {
+    pub fn seal(&self, clear: &str) -> String {
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        OsRng.fill_bytes(&mut nonce);
+        let mut buf = clear.as_bytes().to_vec();
+        // Fails only for a message over 256 GiB.
+        if self
+            .0
+            .seal_in_place_append_tag(
+                aead::Nonce::assume_unique_for_key(nonce),
+                aead::Aad::empty(),
+                &mut buf,
+            )
+            .is_err()
+        {
+            buf.clear();
+        }
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        URL_SAFE_NO_PAD.encode(out)
+    }
+
+    pub fn open(&self, sealed: &str) -> Result<String, Unsealable> {
+        let raw = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| Unsealable)?;
+        if raw.len() < aead::NONCE_LEN + aead::CHACHA20_POLY1305.tag_len() {
+            return Err(Unsealable);
+        }
+        let (nonce, body) = raw.split_at(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).map_err(|_| Unsealable)?;
+        let mut body = body.to_vec();
+        let clear = self
+            .0
+            .open_in_place(nonce, aead::Aad::empty(), &mut body)
+            .map_err(|_| Unsealable)?;
+        String::from_utf8(clear.to_vec()).map_err(|_| Unsealable)
+    }
+}
+
 #[cfg(unix)]
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
@@ -152,6 +218,25 @@ pub fn log_tag(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sealed_mail_opens_only_with_the_same_secret_and_unaltered() {
+        let seal = super::Secret::random().mail_seal();
+        let sealed = seal.seal("123456 is your code");
+        assert!(!sealed.contains("123456"));
+        assert_eq!(seal.open(&sealed).unwrap(), "123456 is your code");
+        assert_ne!(
+            seal.seal("123456 is your code"),
+            sealed,
+            "a fresh nonce each time"
+        );
+        assert!(super::Secret::random().mail_seal().open(&sealed).is_err());
+        let mut altered = sealed.into_bytes();
+        let last = altered.len() - 2;
+        altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+        assert!(seal.open(&String::from_utf8(altered).unwrap()).is_err());
+        assert!(seal.open("not sealed").is_err());
+    }
+
     #[test]
     fn hex_matches_the_hex_crate() {
         let bytes: Vec<u8> = (0..=255).collect();

@@ -482,6 +482,27 @@ async fn kill_9_loses_no_session_and_redis_holds_no_raw_secret() {
     }
 }
 
+/// Every key and value in Redis, as text (`DUMP` of each key).
+async fn redis_dump(url: &str) -> String {
+    let client = redis::Client::open(url).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut text = String::new();
+    for k in keys {
+        let dump: Vec<u8> = redis::cmd("DUMP")
+            .arg(&k)
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        text += &format!("{k} {}\n", String::from_utf8_lossy(&dump));
+    }
+    text
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_down_never_slows_a_code_request_and_the_mail_goes_out_once_it_is_back() {
     let port = free_port();
@@ -501,9 +522,24 @@ async fn smtp_down_never_slows_a_code_request_and_the_mail_goes_out_once_it_is_b
     let a = Instance::start(&args);
     let b = Instance::start(&args);
     let t = Instant::now();
-    let pre = ask_code(&a, "gil@example.com").await;
+    // A registration code: gil has no account yet, so this mail carries a code.
+    let pre = post(
+        a.url("/api/register/email-code"),
+        None,
+        json!({ "email": "gil@example.com" }),
+    )
+    .await
+    .expect(200, "CODE_SENT")
+    .session_cookie()
+    .expect("a session cookie");
     assert!(t.elapsed() < Duration::from_secs(1));
     tokio::time::sleep(Duration::from_secs(1)).await;
+    // The mail waits in Redis, next to its code, sealed: a dump taken now holds no code.
+    let waiting = redis_dump(&redis.url()).await;
+    assert!(
+        waiting.contains("{mail}m:"),
+        "the mail is queued in Redis: {waiting:.2000}"
+    );
     let sink = SmtpSink::start_on(port);
     let deadline = Instant::now() + Duration::from_secs(20);
     let count = |p: &Path| {
@@ -521,6 +557,11 @@ async fn smtp_down_never_slows_a_code_request_and_the_mail_goes_out_once_it_is_b
     get(b.url("/api/login/email-code/status"), &pre)
         .await
         .expect(200, "OK");
+    let code = read_code_from(sink.dir.path(), "gil@example.com", "eml", &Seen::default()).await;
+    assert!(
+        !waiting.contains(code.as_str()),
+        "the queued mail's code was readable in Redis"
+    );
     // Two workers were retrying: still one mail.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(count(sink.dir.path()), 1);

@@ -103,14 +103,16 @@ impl Core {
         let to = account
             .map(|a| a.email)
             .unwrap_or_else(|| email.as_str().to_owned());
+        // Sealed while it waits in the queue: it holds the code in clear (see `MailSeal`).
+        let seal = &self.mail_seal;
         self.stores
             .mail
             .enqueue(&OutgoingMail {
                 mail_ref: record.mail_ref.clone(),
                 to,
-                subject: rendered.subject,
-                text: rendered.text,
-                html: rendered.html,
+                subject: seal.seal(&rendered.subject),
+                text: seal.seal(&rendered.text),
+                html: seal.seal(&rendered.html),
                 expires_at: record.expires_at,
                 created_at: now,
             })

@@ -75,6 +75,8 @@ pub struct Core {
     pub stores: Stores,
     pub clock: Arc<dyn Clock>,
     pub secret: Secret,
+    /// Seals queued mail (it carries the code in clear); derived from `secret` once.
+    pub mail_seal: crypto::MailSeal,
     pub policy: Policy,
     pub hasher: Hasher,
     pub passwordless: bool,

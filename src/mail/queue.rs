@@ -7,9 +7,10 @@ use std::time::Duration;
 use tokio::sync::{watch, Notify};
 
 use crate::clock::{Clock, Millis};
+use crate::crypto::MailSeal;
 use crate::mail::Transport;
 use crate::metrics as m;
-use crate::store::{MailQueue, QueuedMail};
+use crate::store::{MailQueue, OutgoingMail, QueuedMail};
 
 pub struct Worker {
     pub queue: Arc<dyn MailQueue>,
@@ -17,6 +18,8 @@ pub struct Worker {
     pub from: Mailbox,
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,
+    /// Opens what the code request sealed before it was queued.
+    pub seal: MailSeal,
 }
 
 /// Backoff after the n-th failed attempt: 1 s, 2 s, 4 s, … capped at 60 s.
@@ -78,7 +81,20 @@ impl Worker {
                 .await;
             return None;
         }
-        match self.transport.send(&self.from, &q.mail).await {
+        let opened = match self.open(&q.mail) {
+            Ok(m) => m,
+            Err(e) => {
+                // Sealed under another secret (it changed while the mail waited) or altered in
+                // the store: it can never be sent. Retrying would not help.
+                metrics::counter!(m::MAIL_DROPPED).increment(1);
+                tracing::error!(mail = q.id, error = %e, "mail dropped: cannot open it");
+                if let Err(e) = self.queue.mark_failed(q.id, &e.to_string()).await {
+                    tracing::error!(error = %e, mail = q.id, "cannot mark mail failed");
+                }
+                return None;
+            }
+        };
+        match self.transport.send(&self.from, &opened).await {
             Ok(()) => {
                 metrics::counter!(m::MAIL_DELIVERED).increment(1);
                 Some(q.id)
@@ -97,6 +113,15 @@ impl Worker {
                 None
             }
         }
+    }
+
+    fn open(&self, mail: &OutgoingMail) -> Result<OutgoingMail, crate::crypto::Unsealable> {
+        Ok(OutgoingMail {
+            subject: self.seal.open(&mail.subject)?,
+            text: self.seal.open(&mail.text)?,
+            html: self.seal.open(&mail.html)?,
+            ..mail.clone()
+        })
     }
 
     async fn drop_expired(&self, q: &QueuedMail, why: &str) {

@@ -285,7 +285,47 @@ async fn the_store_holds_no_raw_session_id() {
         .expect(200, "LOGIN_SUCCESS");
     let sid = signed.session_cookie().expect("sid");
     app.get_with_cookie("/api/me", &sid).await.expect(200, "OK");
-    // Everything the session store holds, as bytes.
+    let hay = store_bytes(&app).await;
+    let signed_in_key =
+        mailcode::crypto::session_key(&mailcode::domain::SessionId::parse(&sid).expect("an id"));
+    // What the store keeps of it: the key (SQLite), its tag in the key names (Redis).
+    let trace = match &app.settings.redis_url {
+        None => signed_in_key.as_str().to_owned(),
+        Some(_) => mailcode::store::redis::session_tag(&signed_in_key),
+    };
+    assert!(
+        hay.contains(&trace),
+        "the test reads the real session store"
+    );
+    assert!(!hay.contains(&sid), "a raw session id is in the store");
+}
+
+/// SPEC §3 Codes: stored only as a keyed hash. The queued mail carries the code in clear, so it
+/// is sealed while it waits (and while a delivered one waits for the sweep, in SQL).
+#[tokio::test]
+async fn the_store_holds_no_code_not_even_in_the_mail_queue() {
+    let app = spawn_app().await;
+    app.request_code(&browser(), "/api/register/email-code", "kim@example.com")
+        .await
+        .expect(200, "CODE_SENT");
+    let code = app.read_code("kim@example.com").await;
+    let hay = store_bytes(&app).await;
+    assert!(
+        hay.contains("kim@example.com"),
+        "the test reads the real store"
+    );
+    assert!(
+        !hay.contains(&code),
+        "the code {code} is in the store in clear"
+    );
+    assert!(
+        !hay.contains("is your mailcode"),
+        "a mail is in the store in clear"
+    );
+}
+
+/// Everything the session store holds (and, embedded, the whole database), as text.
+async fn store_bytes(app: &TestApp) -> String {
     let hay = match &app.settings.redis_url {
         None => {
             let mut hay = Vec::new();
@@ -321,17 +361,5 @@ async fn the_store_holds_no_raw_session_id() {
             hay
         }
     };
-    let hay = String::from_utf8_lossy(&hay);
-    let signed_in_key =
-        mailcode::crypto::session_key(&mailcode::domain::SessionId::parse(&sid).expect("an id"));
-    // What the store keeps of it: the key (SQLite), its tag in the key names (Redis).
-    let trace = match &app.settings.redis_url {
-        None => signed_in_key.as_str().to_owned(),
-        Some(_) => mailcode::store::redis::session_tag(&signed_in_key),
-    };
-    assert!(
-        hay.contains(&trace),
-        "the test reads the real session store"
-    );
-    assert!(!hay.contains(&sid), "a raw session id is in the store");
+    String::from_utf8_lossy(&hay).into_owned()
 }

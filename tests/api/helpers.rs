@@ -36,11 +36,11 @@ pub async fn spawn_app() -> TestApp {
 pub enum Backend {
     /// SQLite only (the default).
     Embedded,
-    /// Redis for sessions, codes and limits; SQLite for users and mail.
+    /// Redis for sessions, codes, limits and the mail queue; SQLite for users.
     Redis,
-    /// Redis, and MariaDB for users and mail.
+    /// Redis, and MariaDB for users.
     RedisMariaDb,
-    /// A Redis Cluster of three masters for sessions, codes and limits; SQLite for users and mail.
+    /// A Redis Cluster of three masters for sessions, codes, limits and mail; SQLite for users.
     /// Opt-in, not in `scripts/test` yet: `codes::the_store_holds_no_raw_session_id` reads Redis
     /// through a single-node client, which cannot open the cluster's list of node URLs.
     RedisCluster,

@@ -8,7 +8,9 @@ use crate::suite::{code, email, key, session, NOW};
 use mailcode::crypto::{new_session_id, session_key, Secret};
 use mailcode::domain::{CodePurpose, OneTimeCode, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::{session_tag, Keys, RedisStore};
-use mailcode::store::{CodeRecord, Limit, LimitCheck, Redeem, Redeemed, SessionStore, StoreError};
+use mailcode::store::{
+    CodeRecord, Limit, LimitCheck, MailQueue, Redeem, Redeemed, SessionStore, StoreError,
+};
 use redis::aio::MultiplexedConnection;
 use redis_server::RedisServer;
 use std::collections::HashMap;
@@ -39,6 +41,16 @@ async fn sessions() -> Arc<dyn SessionStore> {
 }
 
 crate::session_store_tests!(sessions);
+
+async fn queues() -> (Arc<dyn MailQueue>, Arc<dyn MailQueue>) {
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let a = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let b = open_on(server, &prefix, Duration::from_secs(2)).await;
+    (Arc::new(a), Arc::new(b))
+}
+
+crate::mail_queue_tests!(queues);
 
 async fn raw(server: &RedisServer) -> MultiplexedConnection {
     redis::Client::open(server.url())

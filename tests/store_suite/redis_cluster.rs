@@ -8,7 +8,7 @@ mod cluster_servers;
 use crate::suite::{key, session, NOW};
 use cluster_servers::RedisCluster;
 use mailcode::store::redis::{Keys, RedisStore};
-use mailcode::store::{Limit, LimitCheck, SessionStore};
+use mailcode::store::{Limit, LimitCheck, MailQueue, SessionStore};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -38,6 +38,13 @@ async fn sessions() -> Arc<dyn SessionStore> {
 }
 
 crate::session_store_tests!(sessions);
+
+async fn queues() -> (Arc<dyn MailQueue>, Arc<dyn MailQueue>) {
+    let prefix = unique_prefix();
+    (Arc::new(open(&prefix).await), Arc::new(open(&prefix).await))
+}
+
+crate::mail_queue_tests!(queues);
 
 /// The slot of a key, as the cluster computes it.
 async fn slot(name: &str) -> i64 {

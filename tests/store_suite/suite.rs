@@ -609,3 +609,70 @@ macro_rules! sql_store_tests {
         }
     };
 }
+
+/// Two stores on the same backend (two instances) and eight workers claiming at once: every mail
+/// is claimed exactly once, and again once the lease ends.
+pub async fn workers_never_claim_the_same_mail(a: Arc<dyn MailQueue>, b: Arc<dyn MailQueue>) {
+    const MAILS: usize = 60;
+    for n in 0..MAILS {
+        let mut m = mail(&format!("race{n}"), NOW + 10 * MIN);
+        m.to = format!("u{n}@example.com");
+        a.enqueue(&m).await.unwrap();
+    }
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let q = if w % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                loop {
+                    let batch = q.claim_due(NOW, NOW + MIN, 3).await.unwrap();
+                    if batch.is_empty() {
+                        return got;
+                    }
+                    got.extend(batch.into_iter().map(|m| m.mail.mail_ref));
+                }
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().cloned().collect();
+    assert_eq!(
+        distinct.len(),
+        all.len(),
+        "a mail was claimed twice: {all:?}"
+    );
+    assert_eq!(all.len(), MAILS, "every mail was claimed");
+    assert!(b
+        .claim_due(NOW + 1, NOW + MIN, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        a.claim_due(NOW + MIN, NOW + 2 * MIN, 100)
+            .await
+            .unwrap()
+            .len(),
+        MAILS
+    );
+}
+
+/// `mail_queue_tests!(make_pair)` where `async fn make_pair() -> (Arc<dyn MailQueue>, Arc<dyn
+/// MailQueue>)` gives two fresh stores on one empty queue (as two instances): for the queues
+/// that live outside SQL.
+#[macro_export]
+macro_rules! mail_queue_tests {
+    ($pair:path) => {
+        #[tokio::test]
+        async fn the_mail_queue_leases_retries_and_reports() {
+            $crate::suite::the_mail_queue_leases_retries_and_reports($pair().await.0).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn workers_never_claim_the_same_mail() {
+            let (a, b) = $pair().await;
+            $crate::suite::workers_never_claim_the_same_mail(a, b).await
+        }
+    };
+}

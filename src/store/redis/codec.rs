@@ -52,6 +52,23 @@ impl Keys {
     pub fn limit(&self, name: &str) -> String {
         format!("{}l:{name}", self.0)
     }
+    /// The start of every mail queue key, `P{mail}`: one hash tag, so that each queue script
+    /// touches one slot of a Cluster (it builds the names of the mails it reads from this).
+    pub fn mail_base(&self) -> String {
+        format!("{}{{mail}}", self.0)
+    }
+    /// The queue: a sorted set of mail ids scored by when each is due (or its lease ends).
+    pub fn mail_queue(&self) -> String {
+        format!("{}{{mail}}q", self.0)
+    }
+    /// The counter that numbers queued mails.
+    pub fn mail_seq(&self) -> String {
+        format!("{}{{mail}}n", self.0)
+    }
+    /// A mail's delivery state, by its reference: `P{mail}r:<ref>`.
+    pub fn mail_status(&self, mail_ref: &str) -> String {
+        format!("{}{{mail}}r:{mail_ref}", self.0)
+    }
 }
 
 /// The 32 bytes of a session key (64 hex digits by construction).

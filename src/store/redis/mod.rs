@@ -1,5 +1,6 @@
-//! The Redis backend for sessions, codes and rate limits (issue 3): the data read on every
-//! request lives in memory, with a TTL on every key; users and the mail queue stay in SQL.
+//! The Redis backend for sessions, codes, rate limits and the mail queue (issues 3 and 5): the
+//! data read on every request lives in memory, with a TTL on every key; users stay in SQL. The
+//! mail queue has its own module, [`mail`].
 //! Same semantics as `sqlite.rs`, checked by the same suite (`tests/store_suite`).
 //!
 //! Key layout (`P` is the prefix, default `mailcode:`; `K` a session key, the SHA-256 of the
@@ -104,6 +105,7 @@
 //! `unwrap` anything read from Redis (corrupt data is `Internal`).
 
 mod codec;
+mod mail;
 mod scripts;
 
 use ::redis::aio::MultiplexedConnection;

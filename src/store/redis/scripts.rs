@@ -195,3 +195,85 @@ return {0, 0}
 "#,
     )
 });
+
+// The mail queue (`mail.rs`). Every key is under the hash tag `{mail}`: KEYS name the queue
+// (and the counter), ARGV[1] is the common start `P{mail}` from which a script builds the names
+// of the mails it touches (`P{mail}m:<id>`, a hash) and of their states (`P{mail}r:<ref>`: `q`
+// queued, `qf` queued after a failed attempt, `s` sent, `f` failed), all in the same slot.
+
+/// KEYS: counter, queue. ARGV: base, due, expires, created, ref, to, subject, text, html, TTL.
+/// Returns the new mail's id.
+pub(super) static MAIL_ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local id = redis.call('INCR', KEYS[1])
+local m = ARGV[1] .. 'm:' .. id
+redis.call('HSET', m, 'a', 0, 'x', ARGV[3], 'c', ARGV[4], 'r', ARGV[5], 't', ARGV[6],
+  's', ARGV[7], 'b', ARGV[8], 'h', ARGV[9])
+redis.call('PEXPIRE', m, ARGV[10])
+redis.call('SET', ARGV[1] .. 'r:' .. ARGV[5], 'q', 'PX', ARGV[10])
+redis.call('ZADD', KEYS[2], ARGV[2], id)
+return id
+"#,
+    )
+});
+
+/// KEYS: queue. ARGV: base, now, lease end, how many. Leases the due mails (their score becomes
+/// the lease end) and returns id, attempts, expires, created, ref, to, subject, text, html for
+/// each, flat; drops ids whose mail is gone (its TTL ended).
+pub(super) static MAIL_CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+local out = {}
+for _, id in ipairs(ids) do
+  local f = redis.call('HMGET', ARGV[1] .. 'm:' .. id, 'a', 'x', 'c', 'r', 't', 's', 'b', 'h')
+  if not f[1] then
+    redis.call('ZREM', KEYS[1], id)
+  else
+    redis.call('ZADD', KEYS[1], ARGV[3], id)
+    table.insert(out, id)
+    for i = 1, 8 do table.insert(out, f[i]) end
+  end
+end
+return out
+"#,
+    )
+});
+
+/// KEYS: queue. ARGV: base, state (`s` or `f`), ids… Takes the mails out of the queue, records
+/// their state (until the TTL set when queued) and deletes them.
+pub(super) static MAIL_FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+for i = 3, #ARGV do
+  local m = ARGV[1] .. 'm:' .. ARGV[i]
+  local r = redis.call('HGET', m, 'r')
+  redis.call('ZREM', KEYS[1], ARGV[i])
+  if r then redis.call('SET', ARGV[1] .. 'r:' .. r, ARGV[2], 'XX', 'KEEPTTL') end
+  redis.call('DEL', m)
+end
+return #ARGV - 2
+"#,
+    )
+});
+
+/// KEYS: queue. ARGV: base, id, when it is due again, the error. Counts the failed attempt.
+/// 0 when the mail is gone.
+pub(super) static MAIL_RETRY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local m = ARGV[1] .. 'm:' .. ARGV[2]
+local r = redis.call('HGET', m, 'r')
+if not r then
+  redis.call('ZREM', KEYS[1], ARGV[2])
+  return 0
+end
+redis.call('HINCRBY', m, 'a', 1)
+redis.call('HSET', m, 'e', ARGV[4])
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
+redis.call('SET', ARGV[1] .. 'r:' .. r, 'qf', 'XX', 'KEEPTTL')
+return 1
+"#,
+    )
+});

@@ -1,0 +1,145 @@
+//! The mail queue on Redis (SPEC §3 Robustness), used whenever sessions and codes are there.
+//!
+//! Why here and not in SQL: a code mail is worth nothing without its code, and the code lives in
+//! Redis; a queue in SQL made every code request wait for a durable SQL write (the single
+//! SQLite writer, or a MySQL round trip and commit) on top of Redis (issue 5, workload 2). In
+//! Redis the mail is as durable as the code it carries: both survive a restart of mailcode, and
+//! both survive a restart of Redis exactly when Redis persists (AOF or RDB), as sessions do.
+//!
+//! Layout, all under the hash tag `{mail}` (one Cluster slot, so that every script below runs on
+//! a Cluster as it is; mail is a trickle next to session reads):
+//!
+//! | key                | type   | holds                                                   | TTL |
+//! |--------------------|--------|---------------------------------------------------------|-----|
+//! | `P{mail}q`         | zset   | ids of queued mails, scored by when each is due or its lease ends (ms) | none |
+//! | `P{mail}n`         | string | the last id given                                       | none |
+//! | `P{mail}m:<id>`    | hash   | `a` attempts, `x` expiry, `c` creation, `r` reference, `t` to, `s` subject, `b` text, `h` HTML, `e` last error | code expiry + 1 h |
+//! | `P{mail}r:<ref>`   | string | `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed | code expiry + 1 h |
+//!
+//! A mail leaves the queue when it is sent or failed (its hash is deleted, its state kept until
+//! its TTL), or when its TTL ended while nobody could send it (the next claim drops the id).
+//! Leases work as in SQL: claiming sets the score to the lease's end, so a crashed worker's
+//! mails are claimed again once it passes (at least once, never lost).
+use super::*;
+use scripts::{MAIL_CLAIM, MAIL_ENQUEUE, MAIL_FINISH, MAIL_RETRY};
+
+/// How long a mail and its state outlive the code they carry: as long as the code's own grace.
+fn mail_ttl(expires_at: Millis, now: Millis) -> i64 {
+    ttl(expires_at - now + CODE_GRACE_MS)
+}
+
+impl RedisStore {
+    async fn finish(&self, ids: &[i64], state: &str) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut call = MAIL_FINISH.prepare_invoke();
+        call.key(self.keys.mail_queue())
+            .arg(self.keys.mail_base())
+            .arg(state);
+        for id in ids {
+            call.arg(*id);
+        }
+        self.invoke::<i64>(&call).await.map(drop)
+    }
+}
+
+#[async_trait]
+impl MailQueue for RedisStore {
+    async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()> {
+        let mut call = MAIL_ENQUEUE.prepare_invoke();
+        call.key(self.keys.mail_seq())
+            .key(self.keys.mail_queue())
+            .arg(self.keys.mail_base())
+            .arg(mail.created_at)
+            .arg(mail.expires_at)
+            .arg(mail.created_at)
+            .arg(&mail.mail_ref)
+            .arg(&mail.to)
+            .arg(&mail.subject)
+            .arg(&mail.text)
+            .arg(&mail.html)
+            .arg(mail_ttl(mail.expires_at, mail.created_at));
+        self.invoke::<i64>(&call).await.map(drop)
+    }
+
+    async fn claim_due(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        max: u32,
+    ) -> StoreResult<Vec<QueuedMail>> {
+        let mut call = MAIL_CLAIM.prepare_invoke();
+        call.key(self.keys.mail_queue())
+            .arg(self.keys.mail_base())
+            .arg(now)
+            .arg(lease_until)
+            .arg(max);
+        let flat: Vec<String> = self.invoke(&call).await?;
+        let number = |s: &str| s.parse::<i64>().map_err(|_| corrupt("queued mail"));
+        flat.chunks(9)
+            .map(|f| match f {
+                [id, attempts, expires, created, mail_ref, to, subject, text, html] => {
+                    Ok(QueuedMail {
+                        id: number(id)?,
+                        attempts: u32::try_from(number(attempts)?)
+                            .map_err(|_| corrupt("queued mail"))?,
+                        mail: OutgoingMail {
+                            mail_ref: mail_ref.clone(),
+                            to: to.clone(),
+                            subject: subject.clone(),
+                            text: text.clone(),
+                            html: html.clone(),
+                            expires_at: number(expires)?,
+                            created_at: number(created)?,
+                        },
+                    })
+                }
+                _ => Err(corrupt("queued mail")),
+            })
+            .collect()
+    }
+
+    async fn mark_sent(&self, ids: &[i64], _now: Millis) -> StoreResult<()> {
+        self.finish(ids, "s").await
+    }
+
+    async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()> {
+        let mut call = MAIL_RETRY.prepare_invoke();
+        call.key(self.keys.mail_queue())
+            .arg(self.keys.mail_base())
+            .arg(id)
+            .arg(next_attempt_at)
+            .arg(error);
+        self.invoke::<i64>(&call).await.map(drop)
+    }
+
+    async fn mark_failed(&self, id: i64, _error: &str) -> StoreResult<()> {
+        self.finish(&[id], "f").await
+    }
+
+    async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
+        let state: Option<String> = self
+            .query(::redis::cmd("GET").arg(self.keys.mail_status(mail_ref)))
+            .await?;
+        Ok(state.map(|s| match s.as_str() {
+            "s" => delivery_of("sent", false),
+            "f" => delivery_of("failed", false),
+            "qf" => delivery_of("queued", true),
+            _ => delivery_of("queued", false),
+        }))
+    }
+
+    async fn next_due(&self) -> StoreResult<Option<Millis>> {
+        let first: Vec<(String, f64)> = self
+            .query(
+                ::redis::cmd("ZRANGE")
+                    .arg(self.keys.mail_queue())
+                    .arg(0)
+                    .arg(0)
+                    .arg("WITHSCORES"),
+            )
+            .await?;
+        Ok(first.first().map(|(_, score)| *score as Millis))
+    }
+}
