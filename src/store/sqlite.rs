@@ -4,9 +4,10 @@
 //! of their own.
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
-use sqlx::{Row, SqlitePool};
+use sqlx::{ConnectOptions, Row, SqlitePool};
 use std::str::FromStr;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
@@ -16,7 +17,7 @@ use crate::domain::{SessionKind, SessionUser};
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    read: SqlitePool,
+    read: Arc<ReadPool>,
     write: SqlitePool,
     /// Mails to queue, committed in groups by [`group_commit`].
     enqueue: tokio::sync::mpsc::Sender<Pending>,
@@ -63,6 +64,85 @@ async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<Pen
         for (_, done) in batch.drain(..) {
             // The request may have given up (timeout); its mail is queued all the same.
             let _ = done.send(result.clone());
+        }
+    }
+}
+
+/// The read-only connections. Not an sqlx `Pool`: that one pings every connection it takes back
+/// (`PoolConnection::return_to_pool`, unconditionally in sqlx 0.8), a second round trip to the
+/// connection's worker thread for every read, two more thread wake-ups on the hot path of a code
+/// request (issue 5). A read-only connection to a local file holds no transaction or session state
+/// that a ping would flush, and sqlx runs a connection's statements one after another on its
+/// worker thread, so a statement cancelled midway (a timeout) ends before the next one starts.
+struct ReadPool {
+    idle: std::sync::Mutex<Vec<SqliteConnection>>,
+    permits: tokio::sync::Semaphore,
+    opts: SqliteConnectOptions,
+    acquire_timeout: Duration,
+}
+
+/// A read connection, back in the pool when dropped.
+struct ReadConn<'a> {
+    conn: Option<SqliteConnection>,
+    pool: &'a ReadPool,
+    _permit: tokio::sync::SemaphorePermit<'a>,
+}
+
+const READ_CONNECTIONS: usize = 8;
+
+impl ReadPool {
+    async fn open(opts: SqliteConnectOptions, acquire_timeout: Duration) -> StoreResult<Self> {
+        let pool = ReadPool {
+            idle: std::sync::Mutex::new(Vec::new()),
+            permits: tokio::sync::Semaphore::new(READ_CONNECTIONS),
+            opts,
+            acquire_timeout,
+        };
+        // One connection at once: a database that cannot be read fails the start, not a request.
+        drop(pool.conn().await?);
+        Ok(pool)
+    }
+
+    async fn conn(&self) -> StoreResult<ReadConn<'_>> {
+        let permit = match tokio::time::timeout(self.acquire_timeout, self.permits.acquire()).await
+        {
+            Ok(Ok(p)) => p,
+            _ => return Err(StoreError::Unavailable("no SQLite read connection free".into())),
+        };
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let conn = match idle {
+            Some(c) => c,
+            None => self.opts.connect().await.map_err(err)?,
+        };
+        Ok(ReadConn {
+            conn: Some(conn),
+            pool: self,
+            _permit: permit,
+        })
+    }
+}
+
+impl std::ops::Deref for ReadConn<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        self.conn.as_ref().expect("present until dropped")
+    }
+}
+
+impl std::ops::DerefMut for ReadConn<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        self.conn.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for ReadConn<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.conn.take() {
+            self.pool
+                .idle
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(c);
         }
     }
 }
@@ -114,13 +194,7 @@ impl SqliteStore {
             .run(&write)
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
-        let read = SqlitePoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(acquire_timeout)
-            .test_before_acquire(false)
-            .connect_with(opts.read_only(true))
-            .await
-            .map_err(err)?;
+        let read = Arc::new(ReadPool::open(opts.read_only(true), acquire_timeout).await?);
         let (enqueue, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(group_commit(write.clone(), rx));
         Ok(SqliteStore {
@@ -285,7 +359,7 @@ impl SessionStore for SqliteStore {
     ) -> StoreResult<Option<SessionRecord>> {
         let row = sqlx::query("SELECT * FROM sessions WHERE key = ?")
             .bind(key.as_str())
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.read.conn().await?)
             .await
             .map_err(err)?;
         match row {
@@ -335,7 +409,7 @@ impl SessionStore for SqliteStore {
         .bind(user_id)
         .bind(now)
         .bind(now)
-        .fetch_all(&self.read)
+        .fetch_all(&mut *self.read.conn().await?)
         .await
         .map_err(err)?;
         rows.iter()
@@ -455,7 +529,7 @@ impl SessionStore for SqliteStore {
         )
         .bind(session.as_str())
         .bind(now)
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.conn().await?)
         .await
         .map_err(err)?;
         let Some(r) = row else { return Ok(None) };
@@ -487,7 +561,7 @@ impl SessionStore for SqliteStore {
     }
 
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
-        let mut conn = self.read.acquire().await.map_err(err)?;
+        let mut conn = self.read.conn().await?;
         read_limit(&mut conn, key, limit, now).await.map_err(err)
     }
 
@@ -627,7 +701,7 @@ impl UserStore for SqliteStore {
     async fn find_by_username(&self, username_key: &str) -> StoreResult<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE username_key = ?")
             .bind(username_key)
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.read.conn().await?)
             .await
             .map_err(err)?;
         row.map(|r| user_from_row(&r).map_err(err)).transpose()
@@ -636,7 +710,7 @@ impl UserStore for SqliteStore {
     async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
         let row = sqlx::query("SELECT * FROM users WHERE email = ?")
             .bind(email.as_str())
-            .fetch_optional(&self.read)
+            .fetch_optional(&mut *self.read.conn().await?)
             .await
             .map_err(err)?;
         row.map(|r| user_from_row(&r).map_err(err)).transpose()
@@ -664,7 +738,7 @@ impl UserStore for SqliteStore {
 
     async fn list_users(&self) -> StoreResult<Vec<User>> {
         let rows = sqlx::query("SELECT * FROM users ORDER BY id")
-            .fetch_all(&self.read)
+            .fetch_all(&mut *self.read.conn().await?)
             .await
             .map_err(err)?;
         rows.iter().map(|r| user_from_row(r).map_err(err)).collect()
@@ -772,7 +846,7 @@ impl MailQueue for SqliteStore {
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT status, last_error FROM mail_queue WHERE mail_ref = ?")
                 .bind(mail_ref)
-                .fetch_optional(&self.read)
+                .fetch_optional(&mut *self.read.conn().await?)
                 .await
                 .map_err(err)?;
         Ok(row.map(|(status, last_error)| delivery_of(&status, last_error.is_some())))
@@ -782,7 +856,7 @@ impl MailQueue for SqliteStore {
         let row: Option<(Option<i64>,)> = sqlx::query_as(
             "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM mail_queue WHERE status = 'queued'",
         )
-        .fetch_optional(&self.read)
+        .fetch_optional(&mut *self.read.conn().await?)
         .await
         .map_err(err)?;
         Ok(row.and_then(|(m,)| m))
