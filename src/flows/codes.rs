@@ -67,13 +67,13 @@ impl Core {
         ])
         .await?;
 
-        // A session starts here, when there is something to keep (SPEC §3 Sessions).
+        // A session starts here, when there is something to keep (SPEC §3 Sessions), written
+        // together with its first code below.
         let (session_key, new_session) = match current {
             Some(s) => (s.key.clone(), None),
             None => {
                 let (id, record) = self.new_session(kind, None, client);
-                self.stores.sessions.create_session(&record).await?;
-                (record.key, Some((id, kind)))
+                (record.key.clone(), Some((id, record)))
             }
         };
 
@@ -90,7 +90,15 @@ impl Core {
             attempts: 0,
             mail_ref: hex::encode(rand::random::<[u8; 12]>()),
         };
-        self.stores.sessions.issue_code(&record).await?;
+        match &new_session {
+            Some((_, session)) => {
+                self.stores
+                    .sessions
+                    .create_session_with_code(session, &record)
+                    .await?
+            }
+            None => self.stores.sessions.issue_code(&record).await?,
+        }
 
         let body = match (purpose, &account) {
             (CodePurpose::Register, Some(_)) => MailBody::AlreadyRegistered,
@@ -121,7 +129,7 @@ impl Core {
         metrics::counter!(crate::metrics::CODES_SENT, "purpose" => purpose.as_str()).increment(1);
 
         Ok(CodeSent {
-            new_session,
+            new_session: new_session.map(|(id, _)| (id, kind)),
             expires_at: record.expires_at,
             resend_available_at: record.resend_available_at,
             delivery: Delivery::Queued,

@@ -150,6 +150,17 @@ pub trait SessionStore: Send + Sync {
 
     /// Stores a code, replacing the session's previous code for the same purpose.
     async fn issue_code(&self, code: &CodeRecord) -> StoreResult<()>;
+    /// Starts a session together with its first code (a new visitor asking for a code), as
+    /// [`create_session`](Self::create_session) then [`issue_code`](Self::issue_code); a backend
+    /// may do both in one round trip.
+    async fn create_session_with_code(
+        &self,
+        s: &SessionRecord,
+        code: &CodeRecord,
+    ) -> StoreResult<()> {
+        self.create_session(s).await?;
+        self.issue_code(code).await
+    }
     /// Compares `mac` with the session's code for (purpose, email); a wrong one uses an attempt.
     async fn check_code(
         &self,

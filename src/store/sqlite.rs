@@ -107,7 +107,11 @@ impl ReadPool {
         let permit = match tokio::time::timeout(self.acquire_timeout, self.permits.acquire()).await
         {
             Ok(Ok(p)) => p,
-            _ => return Err(StoreError::Unavailable("no SQLite read connection free".into())),
+            _ => {
+                return Err(StoreError::Unavailable(
+                    "no SQLite read connection free".into(),
+                ))
+            }
         };
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let conn = match idle {

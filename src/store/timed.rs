@@ -66,6 +66,16 @@ impl SessionStore for Timed<dyn SessionStore> {
     async fn issue_code(&self, code: &CodeRecord) -> StoreResult<()> {
         time!("issue_code", self.0.issue_code(code))
     }
+    async fn create_session_with_code(
+        &self,
+        s: &SessionRecord,
+        code: &CodeRecord,
+    ) -> StoreResult<()> {
+        time!(
+            "create_session_with_code",
+            self.0.create_session_with_code(s, code)
+        )
+    }
     async fn check_code(
         &self,
         session: &SessionKey,

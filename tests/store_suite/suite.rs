@@ -141,6 +141,48 @@ pub async fn codes_count_attempts_and_die(s: Arc<dyn SessionStore>) {
     assert_eq!(check("right").await, CodeCheck::Dead);
 }
 
+/// A new visitor's session and first code, written in one call: both are there, and a second
+/// code for the session replaces the first as usual.
+pub async fn a_session_starts_with_its_code(s: Arc<dyn SessionStore>) {
+    s.create_session_with_code(
+        &session(41, None),
+        &code(41, CodePurpose::Login, "a@example.com", "first"),
+    )
+    .await
+    .unwrap();
+    let got = s
+        .load_session(&key(41), NOW + 1)
+        .await
+        .unwrap()
+        .expect("the session");
+    assert_eq!(got.key, key(41));
+    assert!(got.user.is_none());
+    let a = email("a@example.com");
+    assert_eq!(
+        s.check_code(&key(41), CodePurpose::Login, &a, "first", NOW + 1, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Right
+    );
+    s.issue_code(&code(41, CodePurpose::Login, "a@example.com", "second"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.check_code(&key(41), CodePurpose::Login, &a, "first", NOW + 1, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { attempts_left: 4 }
+    );
+    assert!(s.delete_session(&key(41)).await.unwrap());
+    assert_eq!(
+        s.check_code(&key(41), CodePurpose::Login, &a, "second", NOW + 1, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Missing,
+        "the code ends with its session"
+    );
+}
+
 pub async fn codes_are_bound_to_session_email_and_purpose(s: Arc<dyn SessionStore>) {
     s.create_session(&session(31, None)).await.unwrap();
     s.issue_code(&code(31, CodePurpose::Login, "a@example.com", "right"))
@@ -567,6 +609,10 @@ macro_rules! session_store_tests {
         #[tokio::test]
         async fn codes_count_attempts_and_die() {
             $crate::suite::codes_count_attempts_and_die($make().await).await
+        }
+        #[tokio::test]
+        async fn a_session_starts_with_its_code() {
+            $crate::suite::a_session_starts_with_its_code($make().await).await
         }
         #[tokio::test]
         async fn codes_are_bound_to_session_email_and_purpose() {

@@ -61,9 +61,9 @@ impl Keys {
     pub fn mail_queue(&self) -> String {
         format!("{}{{mail}}q", self.0)
     }
-    /// The counter that numbers queued mails.
-    pub fn mail_seq(&self) -> String {
-        format!("{}{{mail}}n", self.0)
+    /// One queued mail, a hash: `P{mail}m:<id>`.
+    pub fn mail_item(&self, id: i64) -> String {
+        format!("{}{{mail}}m:{id}", self.0)
     }
     /// A mail's delivery state, by its reference: `P{mail}r:<ref>`.
     pub fn mail_status(&self, mail_ref: &str) -> String {

@@ -520,6 +520,17 @@ impl RedisStore {
         Ok(self.accept(key, &raw).await?.filter(|s| s.is_live(now)))
     }
 
+    /// The command that stores a code.
+    fn code_set(&self, c: &CodeRecord) -> StoreResult<::redis::Cmd> {
+        let record = encode_code(c)?;
+        Ok(::redis::cmd("SET")
+            .arg(self.keys.code(&c.session, c.purpose))
+            .arg(record)
+            .arg("PX")
+            .arg(ttl(c.expires_at - c.created_at + CODE_GRACE_MS))
+            .to_owned())
+    }
+
     async fn create(&self, s: &SessionRecord) -> StoreResult<()> {
         let record = encode_session(s)?;
         self.query::<Value>(
@@ -849,16 +860,39 @@ impl SessionStore for RedisStore {
     }
 
     async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
-        let record = encode_code(c)?;
-        let cmd = ::redis::cmd("SET")
-            .arg(self.keys.code(&c.session, c.purpose))
-            .arg(record)
-            .arg("PX")
-            .arg(ttl(c.expires_at - c.created_at + CODE_GRACE_MS))
-            .to_owned();
+        let cmd = self.code_set(c)?;
         bounded(self.op_timeout, self.query::<Value>(&cmd))
             .await
             .map(drop)
+    }
+
+    /// One round trip for a new visitor's session and code (both under the session's tag). A
+    /// session with a user takes the general path: it also enters its user's index.
+    async fn create_session_with_code(&self, s: &SessionRecord, c: &CodeRecord) -> StoreResult<()> {
+        if s.user.is_some() || c.session != s.key {
+            self.create_session(s).await?;
+            return self.issue_code(c).await;
+        }
+        let mut p = ::redis::pipe();
+        // A transaction on one Redis; on a Cluster (no transactions in its client) the session
+        // goes first, so that a failure midway leaves at most a session without a code.
+        if !self.is_cluster() {
+            p.atomic();
+        }
+        p.cmd("SET")
+            .arg(self.keys.session(&s.key))
+            .arg(encode_session(s)?)
+            .arg("PX")
+            .arg(ttl(s.expires_at() - s.last_seen_at))
+            .ignore()
+            .add_command(self.code_set(c)?)
+            .ignore();
+        bounded(self.op_timeout, async {
+            p.query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(err)
+        })
+        .await
     }
 
     async fn check_code(

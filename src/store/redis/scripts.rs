@@ -196,27 +196,10 @@ return {0, 0}
     )
 });
 
-// The mail queue (`mail.rs`). Every key is under the hash tag `{mail}`: KEYS name the queue
-// (and the counter), ARGV[1] is the common start `P{mail}` from which a script builds the names
-// of the mails it touches (`P{mail}m:<id>`, a hash) and of their states (`P{mail}r:<ref>`: `q`
+// The mail queue's worker side (`mail.rs`; queuing is a plain transaction). Every key is under
+// the hash tag `{mail}`: KEYS name the queue, ARGV[1] is the common start `P{mail}` from which a
+// script builds the names of the mails it touches (`P{mail}m:<id>`, a hash) and of their states (`P{mail}r:<ref>`: `q`
 // queued, `qf` queued after a failed attempt, `s` sent, `f` failed), all in the same slot.
-
-/// KEYS: counter, queue. ARGV: base, due, expires, created, ref, to, subject, text, html, TTL.
-/// Returns the new mail's id.
-pub(super) static MAIL_ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local id = redis.call('INCR', KEYS[1])
-local m = ARGV[1] .. 'm:' .. id
-redis.call('HSET', m, 'a', 0, 'x', ARGV[3], 'c', ARGV[4], 'r', ARGV[5], 't', ARGV[6],
-  's', ARGV[7], 'b', ARGV[8], 'h', ARGV[9])
-redis.call('PEXPIRE', m, ARGV[10])
-redis.call('SET', ARGV[1] .. 'r:' .. ARGV[5], 'q', 'PX', ARGV[10])
-redis.call('ZADD', KEYS[2], ARGV[2], id)
-return id
-"#,
-    )
-});
 
 /// KEYS: queue. ARGV: base, now, lease end, how many. Leases the due mails (their score becomes
 /// the lease end) and returns id, attempts, expires, created, ref, to, subject, text, html for
