@@ -271,6 +271,9 @@ pub fn delivery_of(status: &str, last_attempt_failed: bool) -> Delivery {
     }
 }
 
+/// A mail as queued. Subject, text and HTML hold the code in clear, so the flow seals them
+/// before they reach a store and the worker opens them just before sending
+/// ([`crate::crypto::MailSeal`]); stores only carry them.
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
     pub mail_ref: String,

@@ -39,7 +39,9 @@ impl RedisStore {
         for id in ids {
             call.arg(*id);
         }
-        self.invoke::<i64>(&call).await.map(drop)
+        bounded(self.op_timeout, self.invoke::<i64>(&call))
+            .await
+            .map(drop)
     }
 }
 
@@ -93,9 +95,12 @@ impl MailQueue for RedisStore {
             .arg(mail.created_at)
             .arg(id)
             .ignore();
-        p.query_async::<()>(&mut self.conn.clone())
-            .await
-            .map_err(err)
+        bounded(self.op_timeout, async {
+            p.query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(err)
+        })
+        .await
     }
 
     async fn claim_due(
@@ -110,7 +115,7 @@ impl MailQueue for RedisStore {
             .arg(now)
             .arg(lease_until)
             .arg(max);
-        let flat: Vec<String> = self.invoke(&call).await?;
+        let flat: Vec<String> = bounded(self.op_timeout, self.invoke(&call)).await?;
         let number = |s: &str| s.parse::<i64>().map_err(|_| corrupt("queued mail"));
         flat.chunks(9)
             .map(|f| match f {
@@ -146,7 +151,9 @@ impl MailQueue for RedisStore {
             .arg(id)
             .arg(next_attempt_at)
             .arg(error);
-        self.invoke::<i64>(&call).await.map(drop)
+        bounded(self.op_timeout, self.invoke::<i64>(&call))
+            .await
+            .map(drop)
     }
 
     async fn mark_failed(&self, id: i64, _error: &str) -> StoreResult<()> {
@@ -154,9 +161,10 @@ impl MailQueue for RedisStore {
     }
 
     async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
-        let state: Option<String> = self
-            .query(::redis::cmd("GET").arg(self.keys.mail_status(mail_ref)))
-            .await?;
+        let cmd = ::redis::cmd("GET")
+            .arg(self.keys.mail_status(mail_ref))
+            .to_owned();
+        let state: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
         Ok(state.map(|s| match s.as_str() {
             "s" => delivery_of("sent", false),
             "f" => delivery_of("failed", false),
@@ -166,15 +174,13 @@ impl MailQueue for RedisStore {
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
-        let first: Vec<(String, f64)> = self
-            .query(
-                ::redis::cmd("ZRANGE")
-                    .arg(self.keys.mail_queue())
-                    .arg(0)
-                    .arg(0)
-                    .arg("WITHSCORES"),
-            )
-            .await?;
+        let cmd = ::redis::cmd("ZRANGE")
+            .arg(self.keys.mail_queue())
+            .arg(0)
+            .arg(0)
+            .arg("WITHSCORES")
+            .to_owned();
+        let first: Vec<(String, f64)> = bounded(self.op_timeout, self.query(&cmd)).await?;
         Ok(first.first().map(|(_, score)| *score as Millis))
     }
 }
