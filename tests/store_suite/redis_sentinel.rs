@@ -6,7 +6,7 @@ mod sentinel_servers;
 
 use crate::suite::{key, session, NOW};
 use mailcode::store::redis::RedisStore;
-use mailcode::store::{SessionStore, StoreError};
+use mailcode::store::{MailQueue, SessionStore, StoreError};
 use sentinel_servers::RedisSentinel;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -33,6 +33,17 @@ async fn sessions() -> Arc<dyn SessionStore> {
 }
 
 crate::session_store_tests!(sessions);
+
+async fn queues() -> (Arc<dyn MailQueue>, Arc<dyn MailQueue>) {
+    let url = RedisSentinel::shared().url();
+    let prefix = unique_prefix();
+    (
+        Arc::new(open(&url, &prefix).await),
+        Arc::new(open(&url, &prefix).await),
+    )
+}
+
+crate::mail_queue_tests!(queues);
 
 #[tokio::test]
 async fn a_failover_answers_unavailable_for_a_moment_then_recovers_by_itself() {
