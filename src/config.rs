@@ -19,7 +19,7 @@ pub struct ServeArgs {
     /// `sqlite://…` or `mysql://…` (default `sqlite://DATA_DIR/mailcode.db`)
     #[arg(long, env = "MAILCODE_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// redis://… for sessions, codes and rate limits (default: in the database)
+    /// redis://… for sessions, codes, rate limits and the mail queue (default: in the database)
     #[arg(long, env = "MAILCODE_REDIS_URL")]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, to share one Redis between deployments [default: mailcode:]
