@@ -6,8 +6,10 @@
 //! Redis the mail is as durable as the code it carries: both survive a restart of mailcode, and
 //! both survive a restart of Redis exactly when Redis persists (AOF or RDB), as sessions do.
 //!
-//! Layout, all under the hash tag `{mail}` (one Cluster slot, so that every script below runs on
-//! a Cluster as it is; mail is a trickle next to session reads):
+//! Layout, all under the hash tag `{mail}` (one Cluster slot, so that the worker's scripts and
+//! the queuing pipeline run on a Cluster as they are; mail is a trickle next to session reads).
+//! Subject, text and HTML arrive sealed (`crypto::MailSeal`): no code is readable here. The
+//! queue is the one key without a TTL; Redis deletes it whenever it is empty.
 //!
 //! | key                | type   | holds                                                   | TTL |
 //! |--------------------|--------|---------------------------------------------------------|-----|
