@@ -8,7 +8,6 @@ use mailcode::domain::CodePurpose;
 use mailcode::store::mysql::MySqlStore;
 use mailcode::store::*;
 use mariadb_server::MariaDb;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -60,49 +59,7 @@ async fn two_instances_never_claim_the_same_mail() {
     // Two stores, two pools: as two mailcode instances on one database.
     let a = Arc::new(open_on(&url).await);
     let b = Arc::new(open_on(&url).await);
-    const MAILS: usize = 60;
-    for n in 0..MAILS {
-        a.enqueue(&mail(n)).await.unwrap();
-    }
-    let workers: Vec<_> = (0..8)
-        .map(|w| {
-            let q = if w % 2 == 0 { a.clone() } else { b.clone() };
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                loop {
-                    let batch = q.claim_due(NOW, NOW + MIN, 3).await.unwrap();
-                    if batch.is_empty() {
-                        return got;
-                    }
-                    got.extend(batch.into_iter().map(|m| m.mail.mail_ref));
-                }
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
-    }
-    let distinct: HashSet<_> = all.iter().cloned().collect();
-    assert_eq!(
-        distinct.len(),
-        all.len(),
-        "a mail was claimed twice: {all:?}"
-    );
-    assert_eq!(all.len(), MAILS, "every mail was claimed");
-    // While leased, nobody gets them again; once the lease ends, they are due again.
-    assert!(b
-        .claim_due(NOW + 1, NOW + MIN, 100)
-        .await
-        .unwrap()
-        .is_empty());
-    assert_eq!(
-        a.claim_due(NOW + MIN, NOW + 2 * MIN, 100)
-            .await
-            .unwrap()
-            .len(),
-        MAILS
-    );
+    crate::suite::workers_never_claim_the_same_mail(a, b).await
 }
 
 #[tokio::test]
