@@ -17,8 +17,8 @@ use crate::passwords::Hasher;
 use crate::policy::Policy;
 use crate::store::timed::Timed;
 use crate::store::{
-    mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, MailQueue, SessionStore, Stores,
-    UserStore,
+    mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, CodeDesk, InSteps, MailQueue,
+    SessionStore, Stores, UserStore,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -82,27 +82,41 @@ impl SqlStore {
     }
 }
 
-/// Opens every store the settings name. Sessions, codes and limits go to Redis when it is
-/// configured, else to the SQL database.
+/// Opens every store the settings name. Sessions, codes, limits and the mail queue go to Redis
+/// when it is configured, else to the SQL database.
 pub async fn open_stores(
     settings: &Settings,
     timeout: Duration,
 ) -> Result<(Stores, SqlStore), StartError> {
     let sql = SqlStore::open(&settings.database_url, timeout).await?;
-    let (sql_sessions, users, mail) = sql.parts();
-    // With Redis, the mail queue is there too, next to the codes its mails carry (see
-    // `store/redis/mail.rs`).
-    let (sessions, mail): (Arc<dyn SessionStore>, Arc<dyn MailQueue>) = match &settings.redis_url {
+    let (sql_sessions, users, sql_mail) = sql.parts();
+    let stores = match &settings.redis_url {
+        // With Redis, the mail queue is there too, next to the codes its mails carry (see
+        // `store/redis/mail.rs`), and a code request writes both in one step.
         Some(url) => {
             let redis = RedisStore::connect(url, &settings.redis_prefix, timeout).await?;
-            (Arc::new(redis.clone()), Arc::new(redis))
+            let codes: Arc<dyn CodeDesk> = Arc::new(redis.clone());
+            let sessions: Arc<dyn SessionStore> = Arc::new(redis.clone());
+            Stores {
+                sessions: Arc::new(Timed(sessions)),
+                users: Arc::new(Timed(users)),
+                mail: Arc::new(redis),
+                codes: Arc::new(Timed(codes)),
+            }
         }
-        None => (sql_sessions, mail),
-    };
-    let stores = Stores {
-        sessions: Arc::new(Timed(sessions)),
-        users: Arc::new(Timed(users)),
-        mail,
+        None => {
+            let sessions: Arc<dyn SessionStore> = Arc::new(Timed(sql_sessions));
+            let codes: Arc<dyn CodeDesk> = Arc::new(InSteps {
+                sessions: sessions.clone(),
+                mail: sql_mail.clone(),
+            });
+            Stores {
+                sessions,
+                users: Arc::new(Timed(users)),
+                mail: sql_mail,
+                codes,
+            }
+        }
     };
     Ok((stores, sql))
 }

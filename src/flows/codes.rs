@@ -6,7 +6,7 @@ use super::*;
 use crate::clock::ms;
 use crate::domain::CodePurpose;
 use crate::mail::templates::{self, MailBody};
-use crate::store::{CodeRecord, Delivery, LimitCheck, OutgoingMail};
+use crate::store::{CodeRecord, Delivery, Limit, LimitCheck, OutgoingMail};
 
 #[derive(Debug)]
 pub struct CodeSent {
@@ -45,9 +45,8 @@ impl Core {
         // Looked up first: a request that fails on a store that is down spends no quota. Done for
         // every address, known or not, so the answer costs the same (SPEC §3).
         let account = self.stores.users.find_by_email(email).await?;
-        // Cheapest and widest first, so a refused request spends no narrower quota. One store
-        // round trip for all of them, stopping at the first refusal as one call each would.
-        self.limits(&[
+        // Cheapest and widest first, so a refused request spends no narrower quota.
+        let limits = [
             LimitCheck::hit(
                 format!("ip:code:{}", client.ip),
                 p.code_requests_per_ip,
@@ -64,11 +63,9 @@ impl Core {
                 p.codes_per_email,
                 p.limit_window,
             ),
-        ])
-        .await?;
+        ];
 
-        // A session starts here, when there is something to keep (SPEC §3 Sessions), written
-        // together with its first code below.
+        // A session starts here, when there is something to keep (SPEC §3 Sessions).
         let (session_key, new_session) = match current {
             Some(s) => (s.key.clone(), None),
             None => {
@@ -90,15 +87,6 @@ impl Core {
             attempts: 0,
             mail_ref: hex::encode(rand::random::<[u8; 12]>()),
         };
-        match &new_session {
-            Some((_, session)) => {
-                self.stores
-                    .sessions
-                    .create_session_with_code(session, &record)
-                    .await?
-            }
-            None => self.stores.sessions.issue_code(&record).await?,
-        }
 
         let body = match (purpose, &account) {
             (CodePurpose::Register, Some(_)) => MailBody::AlreadyRegistered,
@@ -113,18 +101,32 @@ impl Core {
             .unwrap_or_else(|| email.as_str().to_owned());
         // Sealed while it waits in the queue: it holds the code in clear (see `MailSeal`).
         let seal = &self.mail_seal;
-        self.stores
-            .mail
-            .enqueue(&OutgoingMail {
-                mail_ref: record.mail_ref.clone(),
-                to,
-                subject: seal.seal(&rendered.subject),
-                text: seal.seal(&rendered.text),
-                html: seal.seal(&rendered.html),
-                expires_at: record.expires_at,
-                created_at: now,
-            })
+        let mail = OutgoingMail {
+            mail_ref: record.mail_ref.clone(),
+            to,
+            subject: seal.seal(&rendered.subject),
+            text: seal.seal(&rendered.text),
+            html: seal.seal(&rendered.html),
+            expires_at: record.expires_at,
+            created_at: now,
+        };
+
+        // The limits, then (if they allow) the session, the code and the mail: one store round
+        // trip on a single Redis, a refusal writing nothing.
+        let verdict = self
+            .stores
+            .codes
+            .issue_code_and_mail(
+                &limits,
+                now,
+                new_session.as_ref().map(|(_, s)| s),
+                &record,
+                &mail,
+            )
             .await?;
+        if let Limit::Limited { retry_after_ms } = verdict {
+            return Err(rate_limited(retry_after_ms));
+        }
         self.mail_wake.notify_one();
         metrics::counter!(crate::metrics::CODES_SENT, "purpose" => purpose.as_str()).increment(1);
 

@@ -154,16 +154,6 @@ impl Core {
         }
     }
 
-    /// Several limits in one store round trip, as calling [`limit`](Self::limit) (or, for a
-    /// check that does not count, [`check_guess_budget`](Self::check_guess_budget)) for each in
-    /// order: the first refusal is the answer and the checks after it are not counted.
-    async fn limits(&self, checks: &[LimitCheck]) -> FlowResult<()> {
-        match self.stores.sessions.hit_limits(checks, self.now()).await? {
-            Limit::Allowed => Ok(()),
-            Limit::Limited { retry_after_ms } => Err(rate_limited(retry_after_ms)),
-        }
-    }
-
     /// SPEC §3: after 10 wrong codes for one email within an hour, codes for it are refused.
     async fn check_guess_budget(&self, email: &Email) -> FlowResult<()> {
         match self
@@ -177,7 +167,7 @@ impl Core {
         }
     }
 
-    /// The guess budget as a check of [`limits`](Self::limits): read, not counted.
+    /// The guess budget as one of a code request's limit checks: read, not counted.
     fn guess_budget_check(&self, email: &Email) -> LimitCheck {
         LimitCheck::peek(guess_key(email), self.policy.guess_budget)
     }

@@ -314,12 +314,84 @@ pub trait MailQueue: Send + Sync {
     async fn next_due(&self) -> StoreResult<Option<Millis>>;
 }
 
+/// Where a code request writes, as one operation: its limits (as [`SessionStore::hit_limits`]);
+/// when they allow, the new session if there is one and the code (as
+/// [`SessionStore::create_session_with_code`] or [`SessionStore::issue_code`]), then the mail
+/// (as [`MailQueue::enqueue`]). A refusal writes nothing more; the answer is the refusal, else
+/// `Allowed` once everything is written. Chosen with the stores ([`crate::app::open_stores`]):
+/// [`InSteps`] for any session store and queue, or one step on a single Redis that holds both.
+#[async_trait]
+pub trait CodeDesk: Send + Sync {
+    async fn issue_code_and_mail(
+        &self,
+        limits: &[LimitCheck],
+        now: Millis,
+        new_session: Option<&SessionRecord>,
+        code: &CodeRecord,
+        mail: &OutgoingMail,
+    ) -> StoreResult<Limit>;
+}
+
+/// A code request's writes as separate calls, in order.
+pub struct InSteps {
+    pub sessions: Arc<dyn SessionStore>,
+    pub mail: Arc<dyn MailQueue>,
+}
+
+#[async_trait]
+impl CodeDesk for InSteps {
+    async fn issue_code_and_mail(
+        &self,
+        limits: &[LimitCheck],
+        now: Millis,
+        new_session: Option<&SessionRecord>,
+        code: &CodeRecord,
+        mail: &OutgoingMail,
+    ) -> StoreResult<Limit> {
+        in_steps(
+            &*self.sessions,
+            &*self.mail,
+            limits,
+            now,
+            new_session,
+            code,
+            mail,
+        )
+        .await
+    }
+}
+
+/// [`CodeDesk::issue_code_and_mail`] as separate calls, in order.
+pub async fn in_steps(
+    sessions: &dyn SessionStore,
+    queue: &dyn MailQueue,
+    limits: &[LimitCheck],
+    now: Millis,
+    new_session: Option<&SessionRecord>,
+    code: &CodeRecord,
+    mail: &OutgoingMail,
+) -> StoreResult<Limit> {
+    let verdict = sessions.hit_limits(limits, now).await?;
+    if verdict != Limit::Allowed {
+        return Ok(verdict);
+    }
+    match new_session {
+        Some(s) => sessions.create_session_with_code(s, code).await?,
+        None => sessions.issue_code(code).await?,
+    }
+    queue.enqueue(mail).await?;
+    Ok(Limit::Allowed)
+}
+
 /// Every backend the app runs on, chosen once at start-up.
 #[derive(Clone)]
 pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
     pub users: Arc<dyn UserStore>,
     pub mail: Arc<dyn MailQueue>,
+    /// A code request's writes: `sessions` and `mail` in steps, or in one step where they are
+    /// one Redis.
+    pub codes: Arc<dyn CodeDesk>,
 }
 
 /// Bounds a store call (SPEC §3: a store that is down answers 503 within 2 s, never hangs).

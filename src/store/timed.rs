@@ -161,3 +161,21 @@ impl UserStore for Timed<dyn UserStore> {
         time!("ping_users", self.0.ping())
     }
 }
+
+#[async_trait]
+impl CodeDesk for Timed<dyn CodeDesk> {
+    async fn issue_code_and_mail(
+        &self,
+        limits: &[LimitCheck],
+        now: Millis,
+        new_session: Option<&SessionRecord>,
+        code: &CodeRecord,
+        mail: &OutgoingMail,
+    ) -> StoreResult<Limit> {
+        time!(
+            "issue_code_and_mail",
+            self.0
+                .issue_code_and_mail(limits, now, new_session, code, mail)
+        )
+    }
+}

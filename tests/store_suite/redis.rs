@@ -52,6 +52,23 @@ async fn queues() -> (Arc<dyn MailQueue>, Arc<dyn MailQueue>) {
 
 crate::mail_queue_tests!(queues);
 
+/// On one Redis: one script decides the limits and writes the rest (see `code_desk.rs`).
+#[tokio::test]
+async fn a_code_request_writes_all_or_nothing() {
+    let s = open_on(
+        RedisServer::shared(),
+        &unique_prefix(),
+        Duration::from_secs(2),
+    )
+    .await;
+    crate::suite::a_code_request_writes_all_or_nothing(
+        Arc::new(s.clone()),
+        Arc::new(s.clone()),
+        Arc::new(s),
+    )
+    .await
+}
+
 async fn raw(server: &RedisServer) -> MultiplexedConnection {
     redis::Client::open(server.url())
         .expect("url")

@@ -46,6 +46,18 @@ async fn queues() -> (Arc<dyn MailQueue>, Arc<dyn MailQueue>) {
 
 crate::mail_queue_tests!(queues);
 
+/// On a Cluster: the same writes, in steps.
+#[tokio::test]
+async fn a_code_request_writes_all_or_nothing() {
+    let s = open(&unique_prefix()).await;
+    crate::suite::a_code_request_writes_all_or_nothing(
+        Arc::new(s.clone()),
+        Arc::new(s.clone()),
+        Arc::new(s),
+    )
+    .await
+}
+
 /// The slot of a key, as the cluster computes it.
 async fn slot(name: &str) -> i64 {
     let url = RedisCluster::shared().node_urls().remove(0);

@@ -722,3 +722,98 @@ macro_rules! mail_queue_tests {
         }
     };
 }
+
+/// A code request's writes (`CodeDesk`): allowed, the session, the code and the mail are all
+/// there; refused by a limit, nothing of the second request is.
+pub async fn a_code_request_writes_all_or_nothing(
+    desk: Arc<dyn CodeDesk>,
+    sessions: Arc<dyn SessionStore>,
+    queue: Arc<dyn MailQueue>,
+) {
+    let limit = |n: u32| LimitCheck::hit("desk:ip", n, Duration::from_secs(3600));
+    let first = desk
+        .issue_code_and_mail(
+            &[limit(1), LimitCheck::peek("desk:budget", 10)],
+            NOW,
+            Some(&session(51, None)),
+            &code(51, CodePurpose::Login, "a@example.com", "mac51"),
+            &mail("desk51", NOW + 10 * MIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(first, Limit::Allowed);
+    assert!(sessions
+        .load_session(&key(51), NOW + 1)
+        .await
+        .unwrap()
+        .is_some());
+    assert_eq!(
+        sessions
+            .check_code(
+                &key(51),
+                CodePurpose::Login,
+                &email("a@example.com"),
+                "mac51",
+                NOW + 1,
+                5
+            )
+            .await
+            .unwrap(),
+        CodeCheck::Right
+    );
+    assert_eq!(
+        queue.delivery("desk51").await.unwrap(),
+        Some(Delivery::Queued)
+    );
+    // The same limit refuses the next request: no session, no code, no mail.
+    let second = desk
+        .issue_code_and_mail(
+            &[limit(1)],
+            NOW + 2,
+            Some(&session(52, None)),
+            &code(52, CodePurpose::Login, "b@example.com", "mac52"),
+            &mail("desk52", NOW + 10 * MIN),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(second, Limit::Limited { retry_after_ms } if retry_after_ms > 0));
+    assert!(sessions
+        .load_session(&key(52), NOW + 3)
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(queue.delivery("desk52").await.unwrap(), None);
+    let claimed = queue.claim_due(NOW + 3, NOW + MIN, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].mail.mail_ref, "desk51");
+    // A second code for a session that exists already: no new session, the code replaced.
+    let third = desk
+        .issue_code_and_mail(
+            &[limit(5)],
+            NOW + 4,
+            None,
+            &code(51, CodePurpose::Login, "a@example.com", "again"),
+            &mail("desk53", NOW + 10 * MIN),
+        )
+        .await
+        .unwrap();
+    assert_eq!(third, Limit::Allowed);
+    assert_eq!(
+        sessions
+            .check_code(
+                &key(51),
+                CodePurpose::Login,
+                &email("a@example.com"),
+                "again",
+                NOW + 5,
+                5
+            )
+            .await
+            .unwrap(),
+        CodeCheck::Right
+    );
+    assert_eq!(
+        queue.delivery("desk53").await.unwrap(),
+        Some(Delivery::Queued)
+    );
+}

@@ -25,8 +25,14 @@ use super::*;
 use scripts::{MAIL_CLAIM, MAIL_FINISH, MAIL_RETRY};
 
 /// How long a mail and its state outlive the code they carry: as long as the code's own grace.
-fn mail_ttl(expires_at: Millis, now: Millis) -> i64 {
+pub(super) fn mail_ttl(expires_at: Millis, now: Millis) -> i64 {
     ttl(expires_at - now + CODE_GRACE_MS)
+}
+
+/// A new mail's id: 63 random bits, drawn here rather than counted in Redis (two mails never
+/// meet), so that queuing needs no script.
+pub(super) fn new_mail_id() -> i64 {
+    (rand::random::<u64>() >> 1) as i64
 }
 
 impl RedisStore {
@@ -50,10 +56,10 @@ impl RedisStore {
 #[async_trait]
 impl MailQueue for RedisStore {
     async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()> {
-        // Plain commands in MULTI/EXEC rather than a script: this runs on every code request,
-        // and a Lua call cost Redis ~15 µs more than the commands themselves (issue 5). So the
-        // id is drawn here (63 random bits: two mails never meet) instead of counted in Redis.
-        let id = (rand::random::<u64>() >> 1) as i64;
+        // Plain commands in MULTI/EXEC rather than a script: a Lua call costs Redis ~15 µs more
+        // than the commands themselves (issue 5). A code request queues its mail with
+        // `CodeDesk` instead, in the script that also checks its limits, on one Redis.
+        let id = new_mail_id();
         let item = self.keys.mail_item(id);
         let ttl = mail_ttl(mail.expires_at, mail.created_at);
         let mut p = ::redis::pipe();

@@ -64,14 +64,17 @@
 //!
 //! Limits are the exception. The limits of one request (a code request counts its client IP,
 //! reads the address's guess budget, counts the address's cooldown and its hourly count) are
-//! decided by one script, `HITS` ([`SessionStore::hit_limits`]), in one round trip. Their keys
-//! `Pl:<name>` carry no hash tag, and no tag fits one request's keys cleanly: the IP counter is
-//! shared by every address and each address counter by every IP, so the only tag they could
-//! all share is one for every limit key, which would put all the limit traffic in one slot, on
-//! one node. We chose none: `HITS` runs as it is on one Redis; on a Cluster, where it would
-//! fail with `CROSSSLOT`, the store runs the same checks one by one instead (the single-key
-//! `HIT` or the limit `GET` each, in order, stopping at the first refusal). The price there:
-//! one round trip per check (up to four per code request) and no atomicity across checks. Each
+//! decided by one script, `HITS` ([`SessionStore::hit_limits`]), in one round trip; a code
+//! request's are decided by `CODE_REQUEST` ([`CodeDesk`], `code_desk.rs`), which also writes the
+//! session, the code and the queued mail when they allow. Their keys `Pl:<name>` carry no hash
+//! tag, and no tag fits one request's keys cleanly: the IP counter is shared by every address
+//! and each address counter by every IP, so the only tag they could all share is one for every
+//! limit key, which would put all the limit traffic in one slot, on one node. We chose none:
+//! `HITS` and `CODE_REQUEST` run as they are on one Redis; on a Cluster, where they would fail
+//! with `CROSSSLOT`, the store runs the same checks one by one instead (the single-key `HIT` or
+//! the limit `GET` each, in order, stopping at the first refusal), then a code request's writes
+//! (`in_steps`). The price there: one round trip per check (up to four per code request, and
+//! two more for its writes) and no atomicity across checks. Each
 //! counter is still counted and compared atomically by its own `HIT`, so no counting limit lets
 //! more through than on one Redis; but a concurrent request may count between two checks, a
 //! read-only check (the guess budget) may be read just before another request spends it, and a
@@ -104,6 +107,7 @@
 //! next operation asks the sentinels again);
 //! `unwrap` anything read from Redis (corrupt data is `Internal`).
 
+mod code_desk;
 mod codec;
 mod mail;
 mod scripts;
@@ -1007,13 +1011,7 @@ impl SessionStore for RedisStore {
             }
         }
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
-        Ok(if refused > 0 {
-            Limit::Limited {
-                retry_after_ms: (reset_at - now).max(1),
-            }
-        } else {
-            Limit::Allowed
-        })
+        Ok(limit_answer(refused, reset_at, now))
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -1027,6 +1025,18 @@ impl SessionStore for RedisStore {
 /// number of seconds takes 4 bytes less than one of milliseconds in the index's listpack).
 fn index_score(absolute_expires_at: Millis) -> i64 {
     absolute_expires_at.div_euclid(1000) + i64::from(absolute_expires_at.rem_euclid(1000) != 0)
+}
+
+/// What `HITS` and `CODE_REQUEST` answer: {0, 0}, or the refusing limit's position and its
+/// window's end.
+fn limit_answer(refused: i64, reset_at: i64, now: Millis) -> Limit {
+    if refused > 0 {
+        Limit::Limited {
+            retry_after_ms: (reset_at - now).max(1),
+        }
+    } else {
+        Limit::Allowed
+    }
 }
 
 fn window_ms(window: Duration) -> i64 {

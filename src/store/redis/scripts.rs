@@ -1,8 +1,8 @@
 //! The Lua scripts of the Redis backend, each one atomic step of a named operation (STYLE §4).
-//! Every script but [`HITS`] touches keys of one hash tag only, so each runs on Redis Cluster
-//! (see the commit protocol in the module doc of `redis`); `HITS` takes the limit keys of a
-//! request, which share no tag, so on a Cluster the store runs `HIT` per key instead (see
-//! "Limits" there).
+//! Every script but [`HITS`] and [`CODE_REQUEST`] touches keys of one hash tag only, so each
+//! runs on Redis Cluster (see the commit protocol in the module doc of `redis`); those two take
+//! the limit keys of a request, which share no tag, so on a Cluster the store runs `HIT` per key
+//! instead (see "Limits" there), and a code request's writes as separate steps.
 use ::redis::Script;
 use std::sync::LazyLock;
 
@@ -163,15 +163,16 @@ return {n, tonumber(reset)}
     )
 });
 
-/// Several limits in one step, as HIT (or a read without counting) for each in order, stopping
-/// at the first refusal. KEYS: the limits, in order. ARGV: now, then per limit its ceiling and
-/// the end of a window starting now, or '' to read only. Returns {0, 0} when every limit
-/// allows, else {position of the refusing limit (from 1), its window end}.
-pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// The limits of one request, as HIT (or a read without counting) for each in order, stopping
+/// at the first refusal with `return {position of the refusing limit (from 1), its window end}`.
+/// Needs `NLIM` (how many of the first KEYS are limits). ARGV: now, then per limit its ceiling
+/// and the end of a window starting now, or '' to read only.
+macro_rules! limits_lua {
+    () => {
         r#"
 local now = tonumber(ARGV[1])
-for i, key in ipairs(KEYS) do
+for i = 1, NLIM do
+  local key = KEYS[i]
   local limit, fresh = tonumber(ARGV[2 * i]), ARGV[2 * i + 1]
   local v = redis.call('GET', key)
   local n, reset = 0, nil
@@ -191,9 +192,42 @@ for i, key in ipairs(KEYS) do
     return {i, tonumber(reset)}
   end
 end
+"#
+    };
+}
+
+/// Several limits in one step (`limits_lua`), every KEY a limit. Returns {0, 0} when every
+/// limit allows, else {position of the refusing limit (from 1), its window end}.
+pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "local NLIM = #KEYS\n",
+        limits_lua!(),
+        "return {0, 0}\n"
+    ))
+});
+
+/// A code request's writes in one step, on one Redis (`CodeDesk`): its limits as HITS; when
+/// they allow, the new session (if any), the code and the queued mail (as `mail.rs` queues it).
+/// KEYS: the limits, then the session, the code, the mail, its state, the queue. ARGV: as HITS,
+/// then from `b = 2 * limits + 2`: session record or '', its TTL, code record, its TTL, the
+/// mail's expiry, creation, reference, to, subject, text, HTML, TTL, id. Returns as HITS.
+pub(super) static CODE_REQUEST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "local NLIM = #KEYS - 5\n",
+        limits_lua!(),
+        r#"
+local b = 2 * NLIM + 2
+local k = NLIM
+if ARGV[b] ~= '' then redis.call('SET', KEYS[k + 1], ARGV[b], 'PX', ARGV[b + 1]) end
+redis.call('SET', KEYS[k + 2], ARGV[b + 2], 'PX', ARGV[b + 3])
+redis.call('HSET', KEYS[k + 3], 'a', 0, 'x', ARGV[b + 4], 'c', ARGV[b + 5], 'r', ARGV[b + 6],
+  't', ARGV[b + 7], 's', ARGV[b + 8], 'b', ARGV[b + 9], 'h', ARGV[b + 10])
+redis.call('PEXPIRE', KEYS[k + 3], ARGV[b + 11])
+redis.call('SET', KEYS[k + 4], 'q', 'PX', ARGV[b + 11])
+redis.call('ZADD', KEYS[k + 5], ARGV[b + 5], ARGV[b + 12])
 return {0, 0}
-"#,
-    )
+"#
+    ))
 });
 
 // The mail queue's worker side (`mail.rs`; queuing is a plain transaction). Every key is under

@@ -1,0 +1,61 @@
+//! A code request's writes in one round trip (issue 5, workload 2): its limits, the new
+//! session, the code and the queued mail, decided and written by one script, [`CODE_REQUEST`],
+//! so that a refusal writes nothing and an allowed request writes all of it, atomically. On a
+//! Cluster those keys lie in different slots (module doc of `redis`, "Limits"), so there the
+//! same writes go in steps ([`in_steps`]): 3 round trips instead of 1.
+use super::mail::{mail_ttl, new_mail_id};
+use super::*;
+use scripts::CODE_REQUEST;
+
+#[async_trait]
+impl CodeDesk for RedisStore {
+    async fn issue_code_and_mail(
+        &self,
+        limits: &[LimitCheck],
+        now: Millis,
+        new_session: Option<&SessionRecord>,
+        code: &CodeRecord,
+        mail: &OutgoingMail,
+    ) -> StoreResult<Limit> {
+        // A session with a user also enters its user's index (`create`): not a code request's.
+        let with_user = new_session.is_some_and(|s| s.user.is_some() || s.key != code.session);
+        if self.is_cluster() || with_user {
+            return in_steps(self, self, limits, now, new_session, code, mail).await;
+        }
+        let mut call = CODE_REQUEST.prepare_invoke();
+        call.arg(now);
+        for c in limits {
+            call.key(self.keys.limit(&c.key)).arg(c.limit);
+            if c.count {
+                call.arg(now.saturating_add(window_ms(c.window)));
+            } else {
+                call.arg("");
+            }
+        }
+        call.key(self.keys.session(&code.session));
+        match new_session {
+            Some(s) => call
+                .arg(encode_session(s)?)
+                .arg(ttl(s.expires_at() - s.last_seen_at)),
+            None => call.arg("").arg(0),
+        };
+        call.key(self.keys.code(&code.session, code.purpose))
+            .arg(encode_code(code)?)
+            .arg(ttl(code.expires_at - code.created_at + CODE_GRACE_MS));
+        let id = new_mail_id();
+        call.key(self.keys.mail_item(id))
+            .key(self.keys.mail_status(&mail.mail_ref))
+            .key(self.keys.mail_queue())
+            .arg(mail.expires_at)
+            .arg(mail.created_at)
+            .arg(&mail.mail_ref)
+            .arg(&mail.to)
+            .arg(&mail.subject)
+            .arg(&mail.text)
+            .arg(&mail.html)
+            .arg(mail_ttl(mail.expires_at, mail.created_at))
+            .arg(id);
+        let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
+        Ok(limit_answer(refused, reset_at, now))
+    }
+}
