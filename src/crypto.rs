@@ -113,10 +113,10 @@ impl Secret {
     }
 }
 
-/// Seals the parts of a queued mail, which carry the code in clear, while they wait in a store
+/// Seals a queued mail's order (`mail::templates::MailOrder`), which carries the code in clear, while it waits in a store
 /// (SPEC §3 Codes: stored only as a keyed hash; a dump of the database or of Redis must not
 /// hand out live codes). ChaCha20-Poly1305 with a key derived from the server secret and a
-/// random 96-bit nonce per part; a sealed part is base64url of nonce, ciphertext and tag.
+/// random 96-bit nonce per seal; a sealed text is base64url of nonce, ciphertext and tag.
 #[derive(Clone)]
 pub struct MailSeal(std::sync::Arc<aead::LessSafeKey>);
 
@@ -230,6 +230,8 @@ mod tests {
             "a fresh nonce each time"
         );
         assert!(super::Secret::random().mail_seal().open(&sealed).is_err());
+        // The empty order of a mail queued before orders existed (migration 0002).
+        assert!(seal.open("").is_err());
         let mut altered = sealed.into_bytes();
         let last = altered.len() - 2;
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };

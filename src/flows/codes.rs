@@ -5,7 +5,7 @@
 use super::*;
 use crate::clock::ms;
 use crate::domain::CodePurpose;
-use crate::mail::templates::{self, MailBody};
+use crate::mail::templates::{MailBody, MailOrder};
 use crate::store::{CodeRecord, Delivery, Limit, LimitCheck, OutgoingMail};
 
 #[derive(Debug)]
@@ -90,23 +90,25 @@ impl Core {
 
         let body = match (purpose, &account) {
             (CodePurpose::Register, Some(_)) => MailBody::AlreadyRegistered,
-            (CodePurpose::Register, None) => MailBody::Code(&code),
-            (_, Some(_)) => MailBody::Code(&code),
+            (CodePurpose::Register, None) => MailBody::Code(code),
+            (_, Some(_)) => MailBody::Code(code),
             (_, None) => MailBody::NoAccount,
         };
-        let rendered = templates::render(purpose, body, client.lang, p.code_ttl.as_secs() / 60);
+        let order = MailOrder {
+            purpose,
+            body,
+            lang: client.lang,
+            minutes: p.code_ttl.as_secs() / 60,
+        };
         // Mail goes only to the stored address of the matched account (SPEC §3 Accounts).
         let to = account
             .map(|a| a.email)
             .unwrap_or_else(|| email.as_str().to_owned());
-        // Sealed while it waits in the queue: it holds the code in clear (see `MailSeal`).
-        let seal = &self.mail_seal;
         let mail = OutgoingMail {
             mail_ref: record.mail_ref.clone(),
             to,
-            subject: seal.seal(&rendered.subject),
-            text: seal.seal(&rendered.text),
-            html: seal.seal(&rendered.html),
+            // Sealed while it waits in the queue: it holds the code in clear (see `MailSeal`).
+            order: self.mail_seal.seal(&order.encode()),
             expires_at: record.expires_at,
             created_at: now,
         };

@@ -9,6 +9,7 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
 use crate::store::OutgoingMail;
+use templates::Rendered;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
@@ -39,8 +40,14 @@ impl Transport {
         matches!(self, Transport::Outbox(_))
     }
 
-    pub async fn send(&self, from: &Mailbox, mail: &OutgoingMail) -> Result<(), SendError> {
-        let message = build_message(from, mail)?;
+    /// Sends `mail`, written as `written` (its order opened and rendered).
+    pub async fn send(
+        &self,
+        from: &Mailbox,
+        mail: &OutgoingMail,
+        written: &Rendered,
+    ) -> Result<(), SendError> {
+        let message = build_message(from, &mail.to, written)?;
         match self {
             Transport::Smtp(t) => t
                 .send(message)
@@ -48,7 +55,7 @@ impl Transport {
                 .map(|_| ())
                 .map_err(|e| SendError::Deliver(e.to_string())),
             Transport::Outbox(o) => o
-                .write(mail, &message.formatted())
+                .write(mail, written, &message.formatted())
                 .await
                 .map_err(|e| SendError::Deliver(e.to_string())),
         }
@@ -67,11 +74,8 @@ impl Transport {
     }
 }
 
-fn build_message(from: &Mailbox, mail: &OutgoingMail) -> Result<Message, SendError> {
-    let to: Mailbox = mail
-        .to
-        .parse()
-        .map_err(|e| SendError::Build(format!("{e}")))?;
+fn build_message(from: &Mailbox, to: &str, mail: &Rendered) -> Result<Message, SendError> {
+    let to: Mailbox = to.parse().map_err(|e| SendError::Build(format!("{e}")))?;
     Message::builder()
         .from(from.clone())
         .to(to)

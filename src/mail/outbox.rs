@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+use super::templates::Rendered;
 use crate::store::OutgoingMail;
 
 #[derive(Clone, Debug)]
@@ -29,14 +30,19 @@ impl Outbox {
         &self.dir
     }
 
-    pub async fn write(&self, mail: &OutgoingMail, eml: &[u8]) -> std::io::Result<()> {
+    pub async fn write(
+        &self,
+        mail: &OutgoingMail,
+        written: &Rendered,
+        eml: &[u8],
+    ) -> std::io::Result<()> {
         tokio::fs::create_dir_all(&self.dir).await?;
         let stem = format!("{}-{}", mail.created_at, mail.mail_ref);
         let entry = OutboxEntry {
             file: format!("{stem}.eml"),
             to: mail.to.clone(),
-            subject: mail.subject.clone(),
-            text: mail.text.clone(),
+            subject: written.subject.clone(),
+            text: written.text.clone(),
             created_at: mail.created_at,
         };
         let json = serde_json::to_vec_pretty(&entry).map_err(std::io::Error::other)?;

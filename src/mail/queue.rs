@@ -8,6 +8,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::clock::{Clock, Millis};
 use crate::crypto::MailSeal;
+use crate::mail::templates::MailOrder;
 use crate::mail::Transport;
 use crate::metrics as m;
 use crate::store::{MailQueue, OutgoingMail, QueuedMail};
@@ -81,11 +82,12 @@ impl Worker {
                 .await;
             return None;
         }
-        let opened = match self.open(&q.mail) {
-            Ok(m) => m,
+        let written = match self.open(&q.mail) {
+            Ok(order) => order.render(),
             Err(e) => {
-                // Sealed under another secret (it changed while the mail waited) or altered in
-                // the store: it can never be sent. Retrying would not help.
+                // Sealed under another secret (it changed while the mail waited), altered in the
+                // store, or queued by an older version: it can never be sent. Retrying would not
+                // help.
                 metrics::counter!(m::MAIL_DROPPED).increment(1);
                 tracing::error!(mail = q.id, error = %e, "mail dropped: cannot open it");
                 if let Err(e) = self.queue.mark_failed(q.id, &e.to_string()).await {
@@ -94,7 +96,7 @@ impl Worker {
                 return None;
             }
         };
-        match self.transport.send(&self.from, &opened).await {
+        match self.transport.send(&self.from, &q.mail, &written).await {
             Ok(()) => {
                 metrics::counter!(m::MAIL_DELIVERED).increment(1);
                 Some(q.id)
@@ -115,13 +117,10 @@ impl Worker {
         }
     }
 
-    fn open(&self, mail: &OutgoingMail) -> Result<OutgoingMail, crate::crypto::Unsealable> {
-        Ok(OutgoingMail {
-            subject: self.seal.open(&mail.subject)?,
-            text: self.seal.open(&mail.text)?,
-            html: self.seal.open(&mail.html)?,
-            ..mail.clone()
-        })
+    /// What the mail says. Fails for an order sealed under another secret, altered, or queued
+    /// by a version of mailcode that queued written mails (before the order existed).
+    fn open(&self, mail: &OutgoingMail) -> Result<MailOrder, crate::crypto::Unsealable> {
+        MailOrder::decode(&self.seal.open(&mail.order)?).ok_or(crate::crypto::Unsealable)
     }
 
     async fn drop_expired(&self, q: &QueuedMail, why: &str) {

@@ -271,16 +271,16 @@ pub fn delivery_of(status: &str, last_attempt_failed: bool) -> Delivery {
     }
 }
 
-/// A mail as queued. Subject, text and HTML hold the code in clear, so the flow seals them
-/// before they reach a store and the worker opens them just before sending
-/// ([`crate::crypto::MailSeal`]); stores only carry them.
+/// A code mail as queued: to whom, and what it says as a [`crate::mail::templates::MailOrder`],
+/// which holds the code in clear, so the flow seals it before it reaches a store and the worker
+/// opens it and writes the mail just before sending ([`crate::crypto::MailSeal`]); stores only
+/// carry it.
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
     pub mail_ref: String,
     pub to: String,
-    pub subject: String,
-    pub text: String,
-    pub html: String,
+    /// The sealed order.
+    pub order: String,
     /// After this instant the mail is useless (its code expired): dropped, not retried.
     pub expires_at: Millis,
     pub created_at: Millis,

@@ -882,8 +882,7 @@ fn clip(error: &str) -> &str {
     }
 }
 
-const MAIL_COLS: &str = "id, attempts, mail_ref, to_addr, subject, text_body, html_body, \
-                         expires_at, created_at";
+const MAIL_COLS: &str = "id, attempts, mail_ref, to_addr, mail_order, expires_at, created_at";
 
 fn mail_from_row(r: &MySqlRow) -> Result<QueuedMail, sqlx::Error> {
     Ok(QueuedMail {
@@ -892,9 +891,7 @@ fn mail_from_row(r: &MySqlRow) -> Result<QueuedMail, sqlx::Error> {
         mail: OutgoingMail {
             mail_ref: text(r, "mail_ref")?,
             to: text(r, "to_addr")?,
-            subject: text(r, "subject")?,
-            text: text(r, "text_body")?,
-            html: text(r, "html_body")?,
+            order: text(r, "mail_order")?,
             expires_at: r.try_get("expires_at")?,
             created_at: r.try_get("created_at")?,
         },
@@ -943,14 +940,12 @@ impl MailQueue for MySqlStore {
     async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
         self.run(|| {
             sqlx::query(
-                "INSERT INTO mail_queue (mail_ref, to_addr, subject, text_body, html_body, status, \
-                 next_attempt_at, expires_at, created_at) VALUES (?,?,?,?,?,'queued',?,?,?)",
+                "INSERT INTO mail_queue (mail_ref, to_addr, mail_order, status, \
+                 next_attempt_at, expires_at, created_at) VALUES (?,?,?,'queued',?,?,?)",
             )
             .bind(&m.mail_ref)
             .bind(&m.to)
-            .bind(&m.subject)
-            .bind(&m.text)
-            .bind(&m.html)
+            .bind(&m.order)
             .bind(m.created_at)
             .bind(m.expires_at)
             .bind(m.created_at)
@@ -974,10 +969,10 @@ impl MailQueue for MySqlStore {
         if ids.is_empty() {
             return Ok(());
         }
-        // A code lives in the queue only until its mail has left: the bodies are blanked.
+        // A code lives in the queue only until its mail has left: the order is blanked.
         let sql = format!(
             "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
-             subject = '', text_body = '', html_body = '' WHERE id IN ({})",
+             mail_order = '' WHERE id IN ({})",
             super::sqlite::placeholders(ids.len())
         );
         self.run(|| {
@@ -1009,8 +1004,8 @@ impl MailQueue for MySqlStore {
     async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()> {
         self.run(|| {
             sqlx::query(
-                "UPDATE mail_queue SET status = 'failed', last_error = ?, subject = '', \
-                 text_body = '', html_body = '' WHERE id = ?",
+                "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' \
+                 WHERE id = ?",
             )
             .bind(clip(error))
             .bind(id)

@@ -29,7 +29,7 @@ type Pending = (
     tokio::sync::oneshot::Sender<Result<(), String>>,
 );
 
-/// Most mails in one INSERT (9 values each, far below SQLite's variable limit).
+/// Most mails in one INSERT (6 values each, far below SQLite's variable limit).
 const GROUP_MAX: usize = 64;
 
 /// Group commit of the mail queue: every code request inserts a mail, and the single writer
@@ -39,9 +39,9 @@ const GROUP_MAX: usize = 64;
 async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<Pending>) {
     let mut batch: Vec<Pending> = Vec::with_capacity(GROUP_MAX);
     while rx.recv_many(&mut batch, GROUP_MAX).await > 0 {
-        let rows = vec!["(?,?,?,?,?,'queued',?,?,?)"; batch.len()].join(", ");
+        let rows = vec!["(?,?,?,'queued',?,?,?)"; batch.len()].join(", ");
         let sql = format!(
-            "INSERT INTO mail_queue (mail_ref, to_addr, subject, text_body, html_body, status, \
+            "INSERT INTO mail_queue (mail_ref, to_addr, mail_order, status, \
              next_attempt_at, expires_at, created_at) VALUES {rows}"
         );
         let mut q = sqlx::query(&sql);
@@ -49,9 +49,7 @@ async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<Pen
             q = q
                 .bind(&m.mail_ref)
                 .bind(&m.to)
-                .bind(&m.subject)
-                .bind(&m.text)
-                .bind(&m.html)
+                .bind(&m.order)
                 .bind(m.created_at)
                 .bind(m.expires_at)
                 .bind(m.created_at);
@@ -792,9 +790,7 @@ impl MailQueue for SqliteStore {
                     mail: OutgoingMail {
                         mail_ref: r.try_get("mail_ref")?,
                         to: r.try_get("to_addr")?,
-                        subject: r.try_get("subject")?,
-                        text: r.try_get("text_body")?,
-                        html: r.try_get("html_body")?,
+                        order: r.try_get("mail_order")?,
                         expires_at: r.try_get("expires_at")?,
                         created_at: r.try_get("created_at")?,
                     },
@@ -808,10 +804,10 @@ impl MailQueue for SqliteStore {
         if ids.is_empty() {
             return Ok(());
         }
-        // A code lives in the queue only until its mail has left: the bodies are blanked.
+        // A code lives in the queue only until its mail has left: the order is blanked.
         let sql = format!(
             "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
-             subject = '', text_body = '', html_body = '' WHERE id IN ({})",
+             mail_order = '' WHERE id IN ({})",
             placeholders(ids.len())
         );
         let mut q = sqlx::query(&sql);
@@ -836,13 +832,14 @@ impl MailQueue for SqliteStore {
     }
 
     async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()> {
-        sqlx::query("UPDATE mail_queue SET status = 'failed', last_error = ?, subject = '', text_body = '', html_body = '' \
-             WHERE id = ?")
-            .bind(error)
-            .bind(id)
-            .execute(&self.write)
-            .await
-            .map_err(err)?;
+        sqlx::query(
+            "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' WHERE id = ?",
+        )
+        .bind(error)
+        .bind(id)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
         Ok(())
     }
 

@@ -45,9 +45,7 @@ fn mail(n: usize) -> OutgoingMail {
     OutgoingMail {
         mail_ref: format!("race{n}"),
         to: format!("u{n}@example.com"),
-        subject: "123456 is your code".into(),
-        text: "text".into(),
-        html: "<p>html</p>".into(),
+        order: "sealed order".into(),
         expires_at: NOW + 10 * MIN,
         created_at: NOW,
     }

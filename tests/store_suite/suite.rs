@@ -532,9 +532,7 @@ fn mail(r: &str, expires_at: Millis) -> OutgoingMail {
     OutgoingMail {
         mail_ref: r.into(),
         to: "a@example.com".into(),
-        subject: "123456 is your code".into(),
-        text: "text".into(),
-        html: "<p>html</p>".into(),
+        order: "sealed order".into(),
         expires_at,
         created_at: NOW,
     }
@@ -547,7 +545,8 @@ pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
     assert_eq!(q.next_due().await.unwrap(), Some(NOW));
     let got = q.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     assert_eq!(got.len(), 1);
-    assert_eq!(got[0].mail.subject, "123456 is your code");
+    assert_eq!(got[0].mail.order, "sealed order");
+    assert_eq!(got[0].mail.to, "a@example.com");
     assert!(
         q.claim_due(NOW + 1, NOW + MIN, 10)
             .await

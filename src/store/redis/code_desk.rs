@@ -50,9 +50,7 @@ impl CodeDesk for RedisStore {
             .arg(mail.created_at)
             .arg(&mail.mail_ref)
             .arg(&mail.to)
-            .arg(&mail.subject)
-            .arg(&mail.text)
-            .arg(&mail.html)
+            .arg(&mail.order)
             .arg(mail_ttl(mail.expires_at, mail.created_at))
             .arg(id);
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;

@@ -8,13 +8,13 @@
 //!
 //! Layout, all under the hash tag `{mail}` (one Cluster slot, so that the worker's scripts and
 //! the queuing pipeline run on a Cluster as they are; mail is a trickle next to session reads).
-//! Subject, text and HTML arrive sealed (`crypto::MailSeal`): no code is readable here. The
+//! The order (what the mail says) arrives sealed (`crypto::MailSeal`): no code is readable here. The
 //! queue is the one key without a TTL; Redis deletes it whenever it is empty.
 //!
 //! | key                | type   | holds                                                   | TTL |
 //! |--------------------|--------|---------------------------------------------------------|-----|
 //! | `P{mail}q`         | zset   | ids of queued mails (random, 63 bits), scored by when each is due or its lease ends (ms) | none |
-//! | `P{mail}m:<id>`    | hash   | `a` attempts, `x` expiry, `c` creation, `r` reference, `t` to, `s` subject, `b` text, `h` HTML, `e` last error | code expiry + 1 h |
+//! | `P{mail}m:<id>`    | hash   | `a` attempts, `x` expiry, `c` creation, `r` reference, `t` to, `o` order, `e` last error | code expiry + 1 h |
 //! | `P{mail}r:<ref>`   | string | `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed | code expiry + 1 h |
 //!
 //! A mail leaves the queue when it is sent or failed (its hash is deleted, its state kept until
@@ -81,12 +81,8 @@ impl MailQueue for RedisStore {
             .arg(&mail.mail_ref)
             .arg("t")
             .arg(&mail.to)
-            .arg("s")
-            .arg(&mail.subject)
-            .arg("b")
-            .arg(&mail.text)
-            .arg("h")
-            .arg(&mail.html)
+            .arg("o")
+            .arg(&mail.order)
             .ignore()
             .cmd("PEXPIRE")
             .arg(&item)
@@ -125,24 +121,20 @@ impl MailQueue for RedisStore {
             .arg(max);
         let flat: Vec<String> = bounded(self.op_timeout, self.invoke(&call)).await?;
         let number = |s: &str| s.parse::<i64>().map_err(|_| corrupt("queued mail"));
-        flat.chunks(9)
+        flat.chunks(7)
             .map(|f| match f {
-                [id, attempts, expires, created, mail_ref, to, subject, text, html] => {
-                    Ok(QueuedMail {
-                        id: number(id)?,
-                        attempts: u32::try_from(number(attempts)?)
-                            .map_err(|_| corrupt("queued mail"))?,
-                        mail: OutgoingMail {
-                            mail_ref: mail_ref.clone(),
-                            to: to.clone(),
-                            subject: subject.clone(),
-                            text: text.clone(),
-                            html: html.clone(),
-                            expires_at: number(expires)?,
-                            created_at: number(created)?,
-                        },
-                    })
-                }
+                [id, attempts, expires, created, mail_ref, to, order] => Ok(QueuedMail {
+                    id: number(id)?,
+                    attempts: u32::try_from(number(attempts)?)
+                        .map_err(|_| corrupt("queued mail"))?,
+                    mail: OutgoingMail {
+                        mail_ref: mail_ref.clone(),
+                        to: to.clone(),
+                        order: order.clone(),
+                        expires_at: number(expires)?,
+                        created_at: number(created)?,
+                    },
+                }),
                 _ => Err(corrupt("queued mail")),
             })
             .collect()

@@ -210,7 +210,7 @@ pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
 /// they allow, the new session (if any), the code and the queued mail (as `mail.rs` queues it).
 /// KEYS: the limits, then the session, the code, the mail, its state, the queue. ARGV: as HITS,
 /// then from `b = 2 * limits + 2`: session record or '', its TTL, code record, its TTL, the
-/// mail's expiry, creation, reference, to, subject, text, HTML, TTL, id. Returns as HITS.
+/// mail's expiry, creation, reference, to, order, TTL, id. Returns as HITS.
 pub(super) static CODE_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         "local NLIM = #KEYS - 5\n",
@@ -221,10 +221,10 @@ local k = NLIM
 if ARGV[b] ~= '' then redis.call('SET', KEYS[k + 1], ARGV[b], 'PX', ARGV[b + 1]) end
 redis.call('SET', KEYS[k + 2], ARGV[b + 2], 'PX', ARGV[b + 3])
 redis.call('HSET', KEYS[k + 3], 'a', 0, 'x', ARGV[b + 4], 'c', ARGV[b + 5], 'r', ARGV[b + 6],
-  't', ARGV[b + 7], 's', ARGV[b + 8], 'b', ARGV[b + 9], 'h', ARGV[b + 10])
-redis.call('PEXPIRE', KEYS[k + 3], ARGV[b + 11])
-redis.call('SET', KEYS[k + 4], 'q', 'PX', ARGV[b + 11])
-redis.call('ZADD', KEYS[k + 5], ARGV[b + 5], ARGV[b + 12])
+  't', ARGV[b + 7], 'o', ARGV[b + 8])
+redis.call('PEXPIRE', KEYS[k + 3], ARGV[b + 9])
+redis.call('SET', KEYS[k + 4], 'q', 'PX', ARGV[b + 9])
+redis.call('ZADD', KEYS[k + 5], ARGV[b + 5], ARGV[b + 10])
 return {0, 0}
 "#
     ))
@@ -236,7 +236,7 @@ return {0, 0}
 // queued, `qf` queued after a failed attempt, `s` sent, `f` failed), all in the same slot.
 
 /// KEYS: queue. ARGV: base, now, lease end, how many. Leases the due mails (their score becomes
-/// the lease end) and returns id, attempts, expires, created, ref, to, subject, text, html for
+/// the lease end) and returns id, attempts, expires, created, ref, to, order for
 /// each, flat; drops ids whose mail is gone (its TTL ended).
 pub(super) static MAIL_CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -244,13 +244,13 @@ pub(super) static MAIL_CLAIM: LazyLock<Script> = LazyLock::new(|| {
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {}
 for _, id in ipairs(ids) do
-  local f = redis.call('HMGET', ARGV[1] .. 'm:' .. id, 'a', 'x', 'c', 'r', 't', 's', 'b', 'h')
+  local f = redis.call('HMGET', ARGV[1] .. 'm:' .. id, 'a', 'x', 'c', 'r', 't', 'o')
   if not f[1] then
     redis.call('ZREM', KEYS[1], id)
   else
     redis.call('ZADD', KEYS[1], ARGV[3], id)
     table.insert(out, id)
-    for i = 1, 8 do table.insert(out, f[i]) end
+    for i = 1, 6 do table.insert(out, f[i]) end
   end
 end
 return out
