@@ -47,7 +47,7 @@ impl Worker {
                 }
             };
             let busy = !batch.is_empty();
-            let sent: Vec<i64> =
+            let sent: Vec<String> =
                 futures::future::join_all(batch.into_iter().map(|q| self.deliver(q)))
                     .await
                     .into_iter()
@@ -74,8 +74,8 @@ impl Worker {
         }
     }
 
-    /// Sends one mail; its id when it was delivered (marked sent with the batch).
-    async fn deliver(&self, q: QueuedMail) -> Option<i64> {
+    /// Sends one mail; its reference when it was delivered (marked sent with the batch).
+    async fn deliver(&self, q: QueuedMail) -> Option<String> {
         let now = self.clock.now_ms();
         if q.mail.expires_at <= now {
             self.drop_expired(&q, "the code expired before the mail could be delivered")
@@ -89,9 +89,13 @@ impl Worker {
                 // store, or queued by an older version: it can never be sent. Retrying would not
                 // help.
                 metrics::counter!(m::MAIL_DROPPED).increment(1);
-                tracing::error!(mail = q.id, error = %e, "mail dropped: cannot open it");
-                if let Err(e) = self.queue.mark_failed(q.id, &e.to_string()).await {
-                    tracing::error!(error = %e, mail = q.id, "cannot mark mail failed");
+                tracing::error!(mail = %q.mail.mail_ref, error = %e, "mail dropped: cannot open it");
+                if let Err(e) = self
+                    .queue
+                    .mark_failed(&q.mail.mail_ref, &e.to_string())
+                    .await
+                {
+                    tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot mark mail failed");
                 }
                 return None;
             }
@@ -99,7 +103,7 @@ impl Worker {
         match self.transport.send(&self.from, &q.mail, &written).await {
             Ok(()) => {
                 metrics::counter!(m::MAIL_DELIVERED).increment(1);
-                Some(q.id)
+                Some(q.mail.mail_ref)
             }
             Err(e) => {
                 let next = self.clock.now_ms() + backoff(q.attempts).as_millis() as Millis;
@@ -107,9 +111,13 @@ impl Worker {
                     self.drop_expired(&q, &e.to_string()).await;
                 } else {
                     metrics::counter!(m::MAIL_RETRIED).increment(1);
-                    tracing::warn!(error = %e, mail = q.id, attempts = q.attempts + 1, "mail delivery failed; will retry");
-                    if let Err(e) = self.queue.mark_retry(q.id, next, &e.to_string()).await {
-                        tracing::error!(error = %e, mail = q.id, "cannot reschedule mail");
+                    tracing::warn!(error = %e, mail = %q.mail.mail_ref, attempts = q.attempts + 1, "mail delivery failed; will retry");
+                    if let Err(e) = self
+                        .queue
+                        .mark_retry(&q.mail.mail_ref, next, &e.to_string())
+                        .await
+                    {
+                        tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot reschedule mail");
                     }
                 }
                 None
@@ -126,13 +134,13 @@ impl Worker {
     async fn drop_expired(&self, q: &QueuedMail, why: &str) {
         metrics::counter!(m::MAIL_DROPPED).increment(1);
         tracing::error!(
-            mail = q.id,
+            mail = %q.mail.mail_ref,
             attempts = q.attempts,
             reason = why,
             "mail dropped: its code expired undelivered"
         );
-        if let Err(e) = self.queue.mark_failed(q.id, why).await {
-            tracing::error!(error = %e, mail = q.id, "cannot mark mail failed");
+        if let Err(e) = self.queue.mark_failed(&q.mail.mail_ref, why).await {
+            tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot mark mail failed");
         }
     }
 }

@@ -286,9 +286,9 @@ pub struct OutgoingMail {
     pub created_at: Millis,
 }
 
+/// A mail as claimed. It is named by its reference (`mail.mail_ref`, unique) in every store.
 #[derive(Debug, Clone)]
 pub struct QueuedMail {
-    pub id: i64,
     pub mail: OutgoingMail,
     pub attempts: u32,
 }
@@ -305,9 +305,14 @@ pub trait MailQueue: Send + Sync {
         max: u32,
     ) -> StoreResult<Vec<QueuedMail>>;
     /// Marks delivered mails sent, in one write (the worker delivers in batches).
-    async fn mark_sent(&self, ids: &[i64], now: Millis) -> StoreResult<()>;
-    async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()>;
-    async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()>;
+    async fn mark_sent(&self, refs: &[String], now: Millis) -> StoreResult<()>;
+    async fn mark_retry(
+        &self,
+        mail_ref: &str,
+        next_attempt_at: Millis,
+        error: &str,
+    ) -> StoreResult<()>;
+    async fn mark_failed(&self, mail_ref: &str, error: &str) -> StoreResult<()>;
     /// See [`delivery_of`]: `failed` also while a failed mail waits for its retry.
     async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>>;
     /// The earliest instant a queued mail becomes due, to sleep until then.

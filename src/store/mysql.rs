@@ -886,7 +886,6 @@ const MAIL_COLS: &str = "id, attempts, mail_ref, to_addr, mail_order, expires_at
 
 fn mail_from_row(r: &MySqlRow) -> Result<QueuedMail, sqlx::Error> {
     Ok(QueuedMail {
-        id: r.try_get("id")?,
         attempts: count(r, "attempts")?,
         mail: OutgoingMail {
             mail_ref: text(r, "mail_ref")?,
@@ -921,12 +920,16 @@ async fn claim_once(
         .iter()
         .map(mail_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    if !mails.is_empty() {
+    let row_ids = rows
+        .iter()
+        .map(|r| r.try_get::<i64, _>("id"))
+        .collect::<Result<Vec<_>, _>>()?;
+    if !row_ids.is_empty() {
         let mut update = QueryBuilder::new("UPDATE mail_queue SET lease_until = ");
         update.push_bind(lease_until).push(" WHERE id IN (");
         let mut ids = update.separated(", ");
-        for m in &mails {
-            ids.push_bind(m.id);
+        for id in row_ids {
+            ids.push_bind(id);
         }
         update.push(")");
         update.build().execute(&mut *tx).await?;
@@ -965,20 +968,20 @@ impl MailQueue for MySqlStore {
             .await
     }
 
-    async fn mark_sent(&self, ids: &[i64], _now: Millis) -> StoreResult<()> {
-        if ids.is_empty() {
+    async fn mark_sent(&self, refs: &[String], _now: Millis) -> StoreResult<()> {
+        if refs.is_empty() {
             return Ok(());
         }
         // A code lives in the queue only until its mail has left: the order is blanked.
         let sql = format!(
             "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
-             mail_order = '' WHERE id IN ({})",
-            super::sqlite::placeholders(ids.len())
+             mail_order = '' WHERE mail_ref IN ({})",
+            super::sqlite::placeholders(refs.len())
         );
         self.run(|| {
             let mut q = sqlx::query(&sql);
-            for id in ids {
-                q = q.bind(id);
+            for r in refs {
+                q = q.bind(r);
             }
             q.execute(&self.pool)
         })
@@ -986,29 +989,34 @@ impl MailQueue for MySqlStore {
         Ok(())
     }
 
-    async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()> {
+    async fn mark_retry(
+        &self,
+        mail_ref: &str,
+        next_attempt_at: Millis,
+        error: &str,
+    ) -> StoreResult<()> {
         self.run(|| {
             sqlx::query(
                 "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = ?, \
-                 lease_until = 0, last_error = ? WHERE id = ?",
+                 lease_until = 0, last_error = ? WHERE mail_ref = ?",
             )
             .bind(next_attempt_at)
             .bind(clip(error))
-            .bind(id)
+            .bind(mail_ref)
             .execute(&self.pool)
         })
         .await?;
         Ok(())
     }
 
-    async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()> {
+    async fn mark_failed(&self, mail_ref: &str, error: &str) -> StoreResult<()> {
         self.run(|| {
             sqlx::query(
                 "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' \
-                 WHERE id = ?",
+                 WHERE mail_ref = ?",
             )
             .bind(clip(error))
-            .bind(id)
+            .bind(mail_ref)
             .execute(&self.pool)
         })
         .await?;

@@ -785,7 +785,6 @@ impl MailQueue for SqliteStore {
         rows.iter()
             .map(|r| -> Result<QueuedMail, sqlx::Error> {
                 Ok(QueuedMail {
-                    id: r.try_get("id")?,
                     attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
                     mail: OutgoingMail {
                         mail_ref: r.try_get("mail_ref")?,
@@ -800,43 +799,50 @@ impl MailQueue for SqliteStore {
             .map_err(err)
     }
 
-    async fn mark_sent(&self, ids: &[i64], _now: Millis) -> StoreResult<()> {
-        if ids.is_empty() {
+    async fn mark_sent(&self, refs: &[String], _now: Millis) -> StoreResult<()> {
+        if refs.is_empty() {
             return Ok(());
         }
         // A code lives in the queue only until its mail has left: the order is blanked.
         let sql = format!(
             "UPDATE mail_queue SET status = 'sent', attempts = attempts + 1, last_error = NULL, \
-             mail_order = '' WHERE id IN ({})",
-            placeholders(ids.len())
+             mail_order = '' WHERE mail_ref IN ({})",
+            placeholders(refs.len())
         );
         let mut q = sqlx::query(&sql);
-        for id in ids {
-            q = q.bind(id);
+        for r in refs {
+            q = q.bind(r);
         }
         q.execute(&self.write).await.map_err(err)?;
         Ok(())
     }
 
-    async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()> {
+    async fn mark_retry(
+        &self,
+        mail_ref: &str,
+        next_attempt_at: Millis,
+        error: &str,
+    ) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = ?, lease_until = 0, last_error = ? WHERE id = ?",
+            "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = ?, lease_until = 0, \
+             last_error = ? WHERE mail_ref = ?",
         )
         .bind(next_attempt_at)
         .bind(error)
-        .bind(id)
+        .bind(mail_ref)
         .execute(&self.write)
         .await
         .map_err(err)?;
         Ok(())
     }
 
-    async fn mark_failed(&self, id: i64, error: &str) -> StoreResult<()> {
+    async fn mark_failed(&self, mail_ref: &str, error: &str) -> StoreResult<()> {
         sqlx::query(
-            "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' WHERE id = ?",
+            "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' \
+             WHERE mail_ref = ?",
         )
         .bind(error)
-        .bind(id)
+        .bind(mail_ref)
         .execute(&self.write)
         .await
         .map_err(err)?;

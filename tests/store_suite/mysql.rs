@@ -228,7 +228,10 @@ async fn sweep_deletes_only_what_has_expired() {
     old.created_at = NOW - 25 * 60 * MIN;
     store.enqueue(&old).await.unwrap();
     let sent = store.claim_due(NOW, NOW + MIN, 10).await.unwrap();
-    store.mark_sent(&[sent[0].id], NOW).await.unwrap();
+    store
+        .mark_sent(&[sent[0].mail.mail_ref.clone()], NOW)
+        .await
+        .unwrap();
 
     store.sweep(NOW).await.unwrap();
 

@@ -221,6 +221,71 @@ async fn every_key_has_a_ttl() {
     );
 }
 
+/// A queued mail is one key, named by its reference, that keeps only its state once it is sent
+/// (with its TTL), and a mail whose TTL ended leaves the queue without coming back.
+#[tokio::test]
+async fn a_mail_is_one_key_that_keeps_only_its_state_once_sent() {
+    use mailcode::store::{Delivery, OutgoingMail};
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let s = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let mut con = raw(server).await;
+    let names = Keys::new(&prefix);
+    let mail = |r: &str| OutgoingMail {
+        mail_ref: r.into(),
+        to: "a@example.com".into(),
+        order: "sealed order".into(),
+        expires_at: NOW + 10 * MIN,
+        created_at: NOW,
+    };
+    s.enqueue(&mail("sent1")).await.unwrap();
+    s.enqueue(&mail("gone1")).await.unwrap();
+    let mut keys = keys_under(&mut con, &prefix).await;
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            names.mail_item("gone1"),
+            names.mail_item("sent1"),
+            names.mail_queue()
+        ],
+        "one key per mail, and the queue"
+    );
+    // A mail whose TTL ended: its reference is dropped at the next claim.
+    let _: () = redis::cmd("DEL")
+        .arg(names.mail_item("gone1"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let claimed = s.claim_due(NOW, NOW + MIN, 10).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].mail.mail_ref, "sent1");
+    s.mark_sent(&["sent1".into(), "gone1".into()], NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(s.delivery("sent1").await.unwrap(), Some(Delivery::Sent));
+    assert_eq!(s.delivery("gone1").await.unwrap(), None, "not brought back");
+    let left: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(names.mail_item("sent1"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        !left.contains_key("o") && !left.contains_key("t"),
+        "order and address go once sent: {left:?}"
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(names.mail_item("sent1"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 60 * MIN, "the state keeps its TTL: {ttl}");
+    assert_eq!(
+        keys_under(&mut con, &prefix).await,
+        [names.mail_item("sent1")]
+    );
+}
+
 #[tokio::test]
 async fn redis_holds_no_session_id_and_no_code() {
     let server = RedisServer::shared();

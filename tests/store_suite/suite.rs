@@ -554,7 +554,7 @@ pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
             .is_empty(),
         "leased to the first worker"
     );
-    q.mark_retry(got[0].id, NOW + 2000, "connection refused")
+    q.mark_retry(&got[0].mail.mail_ref, NOW + 2000, "connection refused")
         .await
         .unwrap();
     assert!(
@@ -566,7 +566,9 @@ pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
     );
     let again = q.claim_due(NOW + 2000, NOW + MIN, 10).await.unwrap();
     assert_eq!((again.len(), again[0].attempts), (1, 1));
-    q.mark_sent(&[again[0].id], NOW + 2001).await.unwrap();
+    q.mark_sent(&[again[0].mail.mail_ref.clone()], NOW + 2001)
+        .await
+        .unwrap();
     assert_eq!(q.delivery("m1").await.unwrap(), Some(Delivery::Sent));
     assert!(q
         .claim_due(NOW + 10 * MIN, NOW + 11 * MIN, 10)
@@ -575,7 +577,9 @@ pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
         .is_empty());
     q.enqueue(&mail("m2", NOW + 10 * MIN)).await.unwrap();
     let got = q.claim_due(NOW, NOW + MIN, 10).await.unwrap();
-    q.mark_failed(got[0].id, "expired").await.unwrap();
+    q.mark_failed(&got[0].mail.mail_ref, "expired")
+        .await
+        .unwrap();
     assert_eq!(q.delivery("m2").await.unwrap(), Some(Delivery::Failed));
     // A crashed worker's lease ends: the mail is taken again.
     q.enqueue(&mail("m3", NOW + 10 * MIN)).await.unwrap();

@@ -3,7 +3,7 @@
 //! so that a refusal writes nothing and an allowed request writes all of it, atomically. On a
 //! Cluster those keys lie in different slots (module doc of `redis`, "Limits"), so there the
 //! same writes go in steps ([`in_steps`]): 3 round trips instead of 1.
-use super::mail::{mail_ttl, new_mail_id};
+use super::mail::mail_ttl;
 use super::*;
 use scripts::CODE_REQUEST;
 
@@ -42,17 +42,14 @@ impl CodeDesk for RedisStore {
         call.key(self.keys.code(&code.session, code.purpose))
             .arg(encode_code(code)?)
             .arg(ttl(code.expires_at - code.created_at + CODE_GRACE_MS));
-        let id = new_mail_id();
-        call.key(self.keys.mail_item(id))
-            .key(self.keys.mail_status(&mail.mail_ref))
+        call.key(self.keys.mail_item(&mail.mail_ref))
             .key(self.keys.mail_queue())
             .arg(mail.expires_at)
             .arg(mail.created_at)
-            .arg(&mail.mail_ref)
             .arg(&mail.to)
             .arg(&mail.order)
             .arg(mail_ttl(mail.expires_at, mail.created_at))
-            .arg(id);
+            .arg(&mail.mail_ref);
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
         Ok(limit_answer(refused, reset_at, now))
     }

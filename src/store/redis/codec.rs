@@ -57,17 +57,14 @@ impl Keys {
     pub fn mail_base(&self) -> String {
         format!("{}{{mail}}", self.0)
     }
-    /// The queue: a sorted set of mail ids scored by when each is due (or its lease ends).
+    /// The queue: a sorted set of mail references scored by when each is due (or its lease
+    /// ends).
     pub fn mail_queue(&self) -> String {
         format!("{}{{mail}}q", self.0)
     }
-    /// One queued mail, a hash: `P{mail}m:<id>`.
-    pub fn mail_item(&self, id: i64) -> String {
-        format!("{}{{mail}}m:{id}", self.0)
-    }
-    /// A mail's delivery state, by its reference: `P{mail}r:<ref>`.
-    pub fn mail_status(&self, mail_ref: &str) -> String {
-        format!("{}{{mail}}r:{mail_ref}", self.0)
+    /// One mail and its delivery state, a hash: `P{mail}m:<ref>`.
+    pub fn mail_item(&self, mail_ref: &str) -> String {
+        format!("{}{{mail}}m:{mail_ref}", self.0)
     }
 }
 

@@ -9,16 +9,17 @@
 //! Layout, all under the hash tag `{mail}` (one Cluster slot, so that the worker's scripts and
 //! the queuing pipeline run on a Cluster as they are; mail is a trickle next to session reads).
 //! The order (what the mail says) arrives sealed (`crypto::MailSeal`): no code is readable here. The
-//! queue is the one key without a TTL; Redis deletes it whenever it is empty.
+//! queue is the one key without a TTL; Redis deletes it whenever it is empty. A mail is named by
+//! its reference (random, 96 bits), the one the code record keeps for `delivery`.
 //!
 //! | key                | type   | holds                                                   | TTL |
 //! |--------------------|--------|---------------------------------------------------------|-----|
-//! | `P{mail}q`         | zset   | ids of queued mails (random, 63 bits), scored by when each is due or its lease ends (ms) | none |
-//! | `P{mail}m:<id>`    | hash   | `a` attempts, `x` expiry, `c` creation, `r` reference, `t` to, `o` order, `e` last error | code expiry + 1 h |
-//! | `P{mail}r:<ref>`   | string | `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed | code expiry + 1 h |
+//! | `P{mail}q`         | zset   | references of queued mails, scored by when each is due or its lease ends (ms) | none |
+//! | `P{mail}m:<ref>`   | hash   | `s` state (`q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed), `a` attempts, `x` expiry, `c` creation, `t` to, `o` order, `e` last error | code expiry + 1 h |
 //!
-//! A mail leaves the queue when it is sent or failed (its hash is deleted, its state kept until
-//! its TTL), or when its TTL ended while nobody could send it (the next claim drops the id).
+//! A mail leaves the queue when it is sent or failed (its order and address are deleted, its
+//! state kept until its TTL), or when its TTL ended while nobody could send it (the next claim
+//! drops the reference). One key per mail: a code request creates six keys, not seven (issue 5).
 //! Leases work as in SQL: claiming sets the score to the lease's end, so a crashed worker's
 //! mails are claimed again once it passes (at least once, never lost).
 use super::*;
@@ -29,23 +30,17 @@ pub(super) fn mail_ttl(expires_at: Millis, now: Millis) -> i64 {
     ttl(expires_at - now + CODE_GRACE_MS)
 }
 
-/// A new mail's id: 63 random bits, drawn here rather than counted in Redis (two mails never
-/// meet), so that queuing needs no script.
-pub(super) fn new_mail_id() -> i64 {
-    (rand::random::<u64>() >> 1) as i64
-}
-
 impl RedisStore {
-    async fn finish(&self, ids: &[i64], state: &str) -> StoreResult<()> {
-        if ids.is_empty() {
+    async fn finish(&self, refs: &[String], state: &str) -> StoreResult<()> {
+        if refs.is_empty() {
             return Ok(());
         }
         let mut call = MAIL_FINISH.prepare_invoke();
         call.key(self.keys.mail_queue())
             .arg(self.keys.mail_base())
             .arg(state);
-        for id in ids {
-            call.arg(*id);
+        for r in refs {
+            call.arg(r);
         }
         bounded(self.op_timeout, self.invoke::<i64>(&call))
             .await
@@ -59,8 +54,7 @@ impl MailQueue for RedisStore {
         // Plain commands in MULTI/EXEC rather than a script: a Lua call costs Redis ~15 µs more
         // than the commands themselves (issue 5). A code request queues its mail with
         // `CodeDesk` instead, in the script that also checks its limits, on one Redis.
-        let id = new_mail_id();
-        let item = self.keys.mail_item(id);
+        let item = self.keys.mail_item(&mail.mail_ref);
         let ttl = mail_ttl(mail.expires_at, mail.created_at);
         let mut p = ::redis::pipe();
         // A transaction on one Redis (all or nothing); on a Cluster, where the client sends no
@@ -71,14 +65,14 @@ impl MailQueue for RedisStore {
         }
         p.cmd("HSET")
             .arg(&item)
+            .arg("s")
+            .arg("q")
             .arg("a")
             .arg(0)
             .arg("x")
             .arg(mail.expires_at)
             .arg("c")
             .arg(mail.created_at)
-            .arg("r")
-            .arg(&mail.mail_ref)
             .arg("t")
             .arg(&mail.to)
             .arg("o")
@@ -88,16 +82,10 @@ impl MailQueue for RedisStore {
             .arg(&item)
             .arg(ttl)
             .ignore()
-            .cmd("SET")
-            .arg(self.keys.mail_status(&mail.mail_ref))
-            .arg("q")
-            .arg("PX")
-            .arg(ttl)
-            .ignore()
             .cmd("ZADD")
             .arg(self.keys.mail_queue())
             .arg(mail.created_at)
-            .arg(id)
+            .arg(&mail.mail_ref)
             .ignore();
         bounded(self.op_timeout, async {
             p.query_async::<()>(&mut self.conn.clone())
@@ -121,10 +109,9 @@ impl MailQueue for RedisStore {
             .arg(max);
         let flat: Vec<String> = bounded(self.op_timeout, self.invoke(&call)).await?;
         let number = |s: &str| s.parse::<i64>().map_err(|_| corrupt("queued mail"));
-        flat.chunks(7)
+        flat.chunks(6)
             .map(|f| match f {
-                [id, attempts, expires, created, mail_ref, to, order] => Ok(QueuedMail {
-                    id: number(id)?,
+                [mail_ref, attempts, expires, created, to, order] => Ok(QueuedMail {
                     attempts: u32::try_from(number(attempts)?)
                         .map_err(|_| corrupt("queued mail"))?,
                     mail: OutgoingMail {
@@ -140,15 +127,20 @@ impl MailQueue for RedisStore {
             .collect()
     }
 
-    async fn mark_sent(&self, ids: &[i64], _now: Millis) -> StoreResult<()> {
-        self.finish(ids, "s").await
+    async fn mark_sent(&self, refs: &[String], _now: Millis) -> StoreResult<()> {
+        self.finish(refs, "s").await
     }
 
-    async fn mark_retry(&self, id: i64, next_attempt_at: Millis, error: &str) -> StoreResult<()> {
+    async fn mark_retry(
+        &self,
+        mail_ref: &str,
+        next_attempt_at: Millis,
+        error: &str,
+    ) -> StoreResult<()> {
         let mut call = MAIL_RETRY.prepare_invoke();
         call.key(self.keys.mail_queue())
             .arg(self.keys.mail_base())
-            .arg(id)
+            .arg(mail_ref)
             .arg(next_attempt_at)
             .arg(error);
         bounded(self.op_timeout, self.invoke::<i64>(&call))
@@ -156,13 +148,14 @@ impl MailQueue for RedisStore {
             .map(drop)
     }
 
-    async fn mark_failed(&self, id: i64, _error: &str) -> StoreResult<()> {
-        self.finish(&[id], "f").await
+    async fn mark_failed(&self, mail_ref: &str, _error: &str) -> StoreResult<()> {
+        self.finish(&[mail_ref.to_owned()], "f").await
     }
 
     async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
-        let cmd = ::redis::cmd("GET")
-            .arg(self.keys.mail_status(mail_ref))
+        let cmd = ::redis::cmd("HGET")
+            .arg(self.keys.mail_item(mail_ref))
+            .arg("s")
             .to_owned();
         let state: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
         Ok(state.map(|s| match s.as_str() {

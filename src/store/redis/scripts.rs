@@ -208,23 +208,22 @@ pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
 
 /// A code request's writes in one step, on one Redis (`CodeDesk`): its limits as HITS; when
 /// they allow, the new session (if any), the code and the queued mail (as `mail.rs` queues it).
-/// KEYS: the limits, then the session, the code, the mail, its state, the queue. ARGV: as HITS,
-/// then from `b = 2 * limits + 2`: session record or '', its TTL, code record, its TTL, the
-/// mail's expiry, creation, reference, to, order, TTL, id. Returns as HITS.
+/// KEYS: the limits, then the session, the code, the mail, the queue. ARGV: as HITS, then from
+/// `b = 2 * limits + 2`: session record or '', its TTL, code record, its TTL, the mail's expiry,
+/// creation, to, order, TTL, reference. Returns as HITS.
 pub(super) static CODE_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        "local NLIM = #KEYS - 5\n",
+        "local NLIM = #KEYS - 4\n",
         limits_lua!(),
         r#"
 local b = 2 * NLIM + 2
 local k = NLIM
 if ARGV[b] ~= '' then redis.call('SET', KEYS[k + 1], ARGV[b], 'PX', ARGV[b + 1]) end
 redis.call('SET', KEYS[k + 2], ARGV[b + 2], 'PX', ARGV[b + 3])
-redis.call('HSET', KEYS[k + 3], 'a', 0, 'x', ARGV[b + 4], 'c', ARGV[b + 5], 'r', ARGV[b + 6],
-  't', ARGV[b + 7], 'o', ARGV[b + 8])
-redis.call('PEXPIRE', KEYS[k + 3], ARGV[b + 9])
-redis.call('SET', KEYS[k + 4], 'q', 'PX', ARGV[b + 9])
-redis.call('ZADD', KEYS[k + 5], ARGV[b + 5], ARGV[b + 10])
+redis.call('HSET', KEYS[k + 3], 's', 'q', 'a', 0, 'x', ARGV[b + 4], 'c', ARGV[b + 5],
+  't', ARGV[b + 6], 'o', ARGV[b + 7])
+redis.call('PEXPIRE', KEYS[k + 3], ARGV[b + 8])
+redis.call('ZADD', KEYS[k + 4], ARGV[b + 5], ARGV[b + 9])
 return {0, 0}
 "#
     ))
@@ -232,25 +231,26 @@ return {0, 0}
 
 // The mail queue's worker side (`mail.rs`; queuing is a plain transaction). Every key is under
 // the hash tag `{mail}`: KEYS name the queue, ARGV[1] is the common start `P{mail}` from which a
-// script builds the names of the mails it touches (`P{mail}m:<id>`, a hash) and of their states (`P{mail}r:<ref>`: `q`
-// queued, `qf` queued after a failed attempt, `s` sent, `f` failed), all in the same slot.
+// script builds the names of the mails it touches (`P{mail}m:<ref>`, a hash whose field `s` is
+// the delivery state: `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed), all
+// in the same slot.
 
 /// KEYS: queue. ARGV: base, now, lease end, how many. Leases the due mails (their score becomes
-/// the lease end) and returns id, attempts, expires, created, ref, to, order for
-/// each, flat; drops ids whose mail is gone (its TTL ended).
+/// the lease end) and returns ref, attempts, expires, created, to, order for each, flat; drops
+/// references whose mail is gone (its TTL ended).
 pub(super) static MAIL_CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+local refs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {}
-for _, id in ipairs(ids) do
-  local f = redis.call('HMGET', ARGV[1] .. 'm:' .. id, 'a', 'x', 'c', 'r', 't', 'o')
-  if not f[1] then
-    redis.call('ZREM', KEYS[1], id)
+for _, r in ipairs(refs) do
+  local f = redis.call('HMGET', ARGV[1] .. 'm:' .. r, 'a', 'x', 'c', 't', 'o')
+  if not f[1] or not f[5] then
+    redis.call('ZREM', KEYS[1], r)
   else
-    redis.call('ZADD', KEYS[1], ARGV[3], id)
-    table.insert(out, id)
-    for i = 1, 6 do table.insert(out, f[i]) end
+    redis.call('ZADD', KEYS[1], ARGV[3], r)
+    table.insert(out, r)
+    for i = 1, 5 do table.insert(out, f[i]) end
   end
 end
 return out
@@ -258,38 +258,35 @@ return out
     )
 });
 
-/// KEYS: queue. ARGV: base, state (`s` or `f`), ids… Takes the mails out of the queue, records
-/// their state (until the TTL set when queued) and deletes them.
+/// KEYS: queue. ARGV: base, state (`s` or `f`), refs… Takes the mails out of the queue and
+/// keeps only their state (until the TTL set when queued): the order and the address go.
 pub(super) static MAIL_FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 for i = 3, #ARGV do
   local m = ARGV[1] .. 'm:' .. ARGV[i]
-  local r = redis.call('HGET', m, 'r')
   redis.call('ZREM', KEYS[1], ARGV[i])
-  if r then redis.call('SET', ARGV[1] .. 'r:' .. r, ARGV[2], 'XX', 'KEEPTTL') end
-  redis.call('DEL', m)
+  -- A mail whose TTL ended is not brought back (a hash without TTL).
+  if redis.call('HDEL', m, 'o', 't', 'e') > 0 then redis.call('HSET', m, 's', ARGV[2]) end
 end
 return #ARGV - 2
 "#,
     )
 });
 
-/// KEYS: queue. ARGV: base, id, when it is due again, the error. Counts the failed attempt.
+/// KEYS: queue. ARGV: base, ref, when it is due again, the error. Counts the failed attempt.
 /// 0 when the mail is gone.
 pub(super) static MAIL_RETRY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local m = ARGV[1] .. 'm:' .. ARGV[2]
-local r = redis.call('HGET', m, 'r')
-if not r then
+if redis.call('HEXISTS', m, 'o') == 0 then
   redis.call('ZREM', KEYS[1], ARGV[2])
   return 0
 end
 redis.call('HINCRBY', m, 'a', 1)
-redis.call('HSET', m, 'e', ARGV[4])
+redis.call('HSET', m, 'e', ARGV[4], 's', 'qf')
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
-redis.call('SET', ARGV[1] .. 'r:' .. r, 'qf', 'XX', 'KEEPTTL')
 return 1
 "#,
     )
