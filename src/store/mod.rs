@@ -15,7 +15,7 @@ use std::time::Duration;
 use crate::clock::Millis;
 use crate::domain::{CodePurpose, Email, SessionKey, SessionRecord};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// The backend cannot be reached or did not answer in time: 503, retry later.
     #[error("store unavailable: {0}")]

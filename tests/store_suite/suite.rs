@@ -528,6 +528,35 @@ pub async fn users_are_unique_by_name_and_email(u: Arc<dyn UserStore>) {
     u.ping().await.unwrap();
 }
 
+/// Many lookups by address at once (the SQLite store answers them in groups): each gets the
+/// account of its own address, or none.
+pub async fn concurrent_lookups_each_get_their_own_answer(u: Arc<dyn UserStore>) {
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let id = u
+            .create_user(&new_user(&format!("user{n}"), &format!("u{n}@example.com")))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let lookups: Vec<_> = (0..200)
+        .map(|i| {
+            let u = u.clone();
+            // Every other one has no account; addresses repeat within a group too.
+            let n = i % 20;
+            tokio::spawn(async move {
+                let found = u.find_by_email(&email(&format!("u{n}@example.com"))).await;
+                (n, found.unwrap().map(|x| (x.id, x.email)))
+            })
+        })
+        .collect();
+    for l in lookups {
+        let (n, found) = l.await.unwrap();
+        let expected = (n < 10).then(|| (ids[n], format!("u{n}@example.com")));
+        assert_eq!(found, expected, "u{n}@example.com");
+    }
+}
+
 fn mail(r: &str, expires_at: Millis) -> OutgoingMail {
     OutgoingMail {
         mail_ref: r.into(),
@@ -651,6 +680,10 @@ macro_rules! sql_store_tests {
         #[tokio::test]
         async fn users_are_unique_by_name_and_email() {
             $crate::suite::users_are_unique_by_name_and_email($users().await).await
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn concurrent_lookups_each_get_their_own_answer() {
+            $crate::suite::concurrent_lookups_each_get_their_own_answer($users().await).await
         }
         #[tokio::test]
         async fn the_mail_queue_leases_retries_and_reports() {
