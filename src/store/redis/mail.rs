@@ -87,12 +87,7 @@ impl MailQueue for RedisStore {
             .arg(mail.created_at)
             .arg(&mail.mail_ref)
             .ignore();
-        bounded(self.op_timeout, async {
-            p.query_async::<()>(&mut self.conn.clone())
-                .await
-                .map_err(err)
-        })
-        .await
+        self.run_pipeline(&p).await
     }
 
     async fn claim_due(

@@ -445,6 +445,16 @@ impl RedisStore {
         cmd.query_async(&mut self.conn.clone()).await.map_err(err)
     }
 
+    /// Runs a pipeline (or transaction) whose answers are not needed, within the time bound.
+    async fn run_pipeline(&self, p: &::redis::Pipeline) -> StoreResult<()> {
+        bounded(self.op_timeout, async {
+            p.query_async::<()>(&mut self.conn.clone())
+                .await
+                .map_err(err)
+        })
+        .await
+    }
+
     async fn invoke<T: ::redis::FromRedisValue>(
         &self,
         call: &::redis::ScriptInvocation<'_>,
@@ -891,12 +901,7 @@ impl SessionStore for RedisStore {
             .ignore()
             .add_command(self.code_set(c)?)
             .ignore();
-        bounded(self.op_timeout, async {
-            p.query_async::<()>(&mut self.conn.clone())
-                .await
-                .map_err(err)
-        })
-        .await
+        self.run_pipeline(&p).await
     }
 
     async fn check_code(
