@@ -5,6 +5,7 @@ pub mod queue;
 pub mod templates;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use std::time::Duration;
 
@@ -19,6 +20,12 @@ pub enum SendError {
     Deliver(String),
 }
 
+/// How many mails the worker claims and sends at once, each over its own SMTP connection; the
+/// pool keeps as many open between batches. (lettre opens a connection for every send that finds
+/// its pool empty and closes what its pool has no room for: with its default room for 10, every
+/// batch opened and closed ~20 connections, a connect storm for a relay that counts them.)
+pub const MAIL_BATCH: u32 = 32;
+
 /// Where mail goes. The outbox exists for development only (SPEC §1).
 #[derive(Clone)]
 pub enum Transport {
@@ -32,6 +39,7 @@ impl Transport {
         let t = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
             .map_err(|e| format!("bad SMTP URL: {e}"))?
             .timeout(Some(timeout))
+            .pool_config(PoolConfig::new().max_size(MAIL_BATCH))
             .build();
         Ok(Transport::Smtp(t))
     }

@@ -9,7 +9,7 @@ use tokio::sync::{watch, Notify};
 use crate::clock::{Clock, Millis};
 use crate::crypto::MailSeal;
 use crate::mail::templates::MailOrder;
-use crate::mail::Transport;
+use crate::mail::{Transport, MAIL_BATCH};
 use crate::metrics as m;
 use crate::store::{MailQueue, OutgoingMail, QueuedMail};
 
@@ -39,7 +39,7 @@ impl Worker {
             }
             let now = self.clock.now_ms();
             let lease_until = now + LEASE.as_millis() as Millis;
-            let batch = match self.queue.claim_due(now, lease_until, 32).await {
+            let batch = match self.queue.claim_due(now, lease_until, MAIL_BATCH).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "mail queue unavailable");

@@ -428,6 +428,23 @@ impl SmtpSink {
     pub fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}", self.port)
     }
+
+    /// How many SMTP connections clients opened so far (the sink logs each `EHLO`).
+    pub fn connections(&self) -> usize {
+        std::fs::read_to_string(self.dir.path().join("connections"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
+    }
+
+    /// How many messages arrived so far.
+    pub fn messages(&self) -> usize {
+        std::fs::read_dir(self.dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.path().extension().and_then(|x| x.to_str()) == Some("eml"))
+            .count()
+    }
 }
 
 impl Drop for SmtpSink {

@@ -69,3 +69,57 @@ async fn read_mail_text(dir: &std::path::Path, to: &str) -> String {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A stream of mails goes out over connections that stay open, not one connection (and one
+/// `QUIT`) per mail: a relay that counts connections must not see a connect storm. 80 mails fall
+/// due together; the worker sends them in batches of 32, each over its own connection, and the
+/// next batch reuses them.
+#[tokio::test]
+async fn a_burst_of_mail_reuses_its_smtp_connections() {
+    const MAILS: usize = 80;
+    const BATCH: usize = 32;
+    let port = free_port();
+    let app = spawn_with(|s| {
+        s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
+        // Each visitor its own client address, so the per-IP limit does not stop the burst.
+        s.trust_proxy = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    // SMTP is down while the codes are asked for: every mail fails once and waits for its retry,
+    // so that all of them fall due together once the clock moves on.
+    let mut visitors = Vec::new();
+    for i in 0..MAILS {
+        let c = browser();
+        let a = c
+            .post(app.url("/api/login/email-code"))
+            .header("x-forwarded-for", format!("198.51.100.{}", i + 1))
+            .json(&serde_json::json!({ "email": format!("burst{i}@example.com") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(a.status(), 200);
+        visitors.push(c);
+    }
+    for c in &visitors {
+        assert_eq!(app.wait_for_delivery(c, "failed").await, "failed");
+    }
+    let sink = SmtpSink::start_on(port);
+    app.advance(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sink.messages() < MAILS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {MAILS} mails arrived",
+            sink.messages()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for c in &visitors {
+        assert_eq!(app.wait_for_delivery(c, "sent").await, "sent");
+    }
+    let opened = sink.connections();
+    assert!(
+        (1..=BATCH).contains(&opened),
+        "{MAILS} mails opened {opened} SMTP connections (at most {BATCH} expected: one per mail of a batch, kept for the next)"
+    );
+}

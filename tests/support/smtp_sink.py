@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """A real SMTP server for the tests (aiosmtpd, Debian's python3-aiosmtpd): accepts every
-message and writes each to DIR/<n>.eml. Started by the test harness on a free loopback port."""
+message and writes each to DIR/<n>.eml, and a line to DIR/connections for every EHLO (one per
+connection a client opens). Started by the test harness on a free loopback port."""
 import argparse, itertools, os, signal
 
 from aiosmtpd.controller import Controller
@@ -14,6 +15,12 @@ counter = itertools.count(1)
 
 
 class Handler:
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        with open(os.path.join(args.dir, "connections"), "a") as f:
+            f.write(hostname + "\n")
+        return responses
+
     async def handle_DATA(self, server, session, envelope):
         n = next(counter)
         tmp = os.path.join(args.dir, f".{n}.tmp")
