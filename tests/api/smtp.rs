@@ -77,7 +77,7 @@ async fn read_mail_text(dir: &std::path::Path, to: &str) -> String {
 #[tokio::test]
 async fn a_burst_of_mail_reuses_its_smtp_connections() {
     const MAILS: usize = 80;
-    const BATCH: usize = 32;
+    const BATCH: usize = mailcode::mail::MAIL_BATCH as usize;
     let port = free_port();
     let app = spawn_with(|s| {
         s.smtp_url = Some(format!("smtp://127.0.0.1:{port}"));
