@@ -22,11 +22,15 @@ pub struct CodeSubmission<'a> {
     pub want_token: bool,
 }
 
-/// A submission whose session was found.
+/// A submission whose session was found and whose code is right for it: what a sign-in
+/// redeems, or spends an attempt of when the rest is wrong.
 struct Submission<'a> {
     session: &'a SessionRecord,
     email: &'a Email,
     want_token: bool,
+    purpose: CodePurpose,
+    /// The code's MAC, as stored with it.
+    mac: String,
 }
 
 impl Core {
@@ -39,19 +43,8 @@ impl Core {
         username: &Username,
         password: &Password,
     ) -> FlowResult<SignedIn> {
-        let CodeSubmission {
-            email,
-            code,
-            want_token,
-        } = submitted;
-        let session = self.begin_submission(client, current).await?;
-        let sub = Submission {
-            session,
-            email,
-            want_token,
-        };
-        let mac = self
-            .check_submitted_code(session, CodePurpose::Login, email, code)
+        let sub = self
+            .begin_submission(client, current, submitted, CodePurpose::Login)
             .await?;
         let user = self.stores.users.find_by_username(&username.key()).await?;
         // Always one argon2id verification, known user or not (SPEC §3 Accounts).
@@ -59,9 +52,8 @@ impl Core {
             .hasher
             .verify(password, user.as_ref().map(|u| u.password_hash.as_str()))
             .await?;
-        let user = user.filter(|u| verified && !u.disabled && u.email == email.as_str());
-        self.finish(client, &sub, CodePurpose::Login, &mac, user)
-            .await
+        let user = user.filter(|u| verified && !u.disabled && u.email == sub.email.as_str());
+        self.finish(client, &sub, user).await
     }
 
     /// SPEC §2 `/api/login/code`, only with `--passwordless`.
@@ -71,31 +63,19 @@ impl Core {
         current: Option<&SessionRecord>,
         submitted: CodeSubmission<'_>,
     ) -> FlowResult<SignedIn> {
-        let CodeSubmission {
-            email,
-            code,
-            want_token,
-        } = submitted;
         if !self.passwordless {
             return Err(FlowError::PasswordlessDisabled);
         }
-        let session = self.begin_submission(client, current).await?;
-        let sub = Submission {
-            session,
-            email,
-            want_token,
-        };
-        let mac = self
-            .check_submitted_code(session, CodePurpose::Login, email, code)
+        let sub = self
+            .begin_submission(client, current, submitted, CodePurpose::Login)
             .await?;
         let user = self
             .stores
             .users
-            .find_by_email(email)
+            .find_by_email(sub.email)
             .await?
             .filter(|u| !u.disabled);
-        self.finish(client, &sub, CodePurpose::Login, &mac, user)
-            .await
+        self.finish(client, &sub, user).await
     }
 
     /// SPEC §2 `/api/register`: 409 for a taken name or address only after a valid code.
@@ -107,15 +87,10 @@ impl Core {
         username: &Username,
         password: &Password,
     ) -> FlowResult<SignedIn> {
-        let CodeSubmission {
-            email,
-            code,
-            want_token,
-        } = submitted;
-        let session = self.begin_submission(client, current).await?;
-        let mac = self
-            .check_submitted_code(session, CodePurpose::Register, email, code)
+        let sub = self
+            .begin_submission(client, current, submitted, CodePurpose::Register)
             .await?;
+        let email = sub.email;
         if self
             .stores
             .users
@@ -134,14 +109,7 @@ impl Core {
             username: username.as_str().to_owned(),
             email: email.as_str().to_owned(),
         };
-        let sub = Submission {
-            session,
-            email,
-            want_token,
-        };
-        let result = self
-            .redeem_into_session(client, &sub, CodePurpose::Register, &mac, user)
-            .await;
+        let result = self.redeem_into_session(client, &sub, user).await;
         if result.is_err() {
             // Another request used the code first (or the store failed): the account we just
             // created must not outlive the registration that failed.
@@ -160,35 +128,20 @@ impl Core {
         submitted: CodeSubmission<'_>,
         new_password: &Password,
     ) -> FlowResult<SignedIn> {
-        let CodeSubmission {
-            email,
-            code,
-            want_token,
-        } = submitted;
-        let session = self.begin_submission(client, current).await?;
-        let sub = Submission {
-            session,
-            email,
-            want_token,
-        };
-        let mac = self
-            .check_submitted_code(session, CodePurpose::Reset, email, code)
+        let sub = self
+            .begin_submission(client, current, submitted, CodePurpose::Reset)
             .await?;
         let user = self
             .stores
             .users
-            .find_by_email(email)
+            .find_by_email(sub.email)
             .await?
             .filter(|u| !u.disabled);
         let Some(user) = user else {
-            return self
-                .finish(client, &sub, CodePurpose::Reset, &mac, None)
-                .await;
+            return self.finish(client, &sub, None).await;
         };
         let hash = self.hasher.hash(new_password).await?;
-        let signed = self
-            .finish(client, &sub, CodePurpose::Reset, &mac, Some(user.clone()))
-            .await?;
+        let signed = self.finish(client, &sub, Some(user.clone())).await?;
         self.stores.users.set_password(user.id, &hash).await?;
         self.stores
             .sessions
@@ -197,22 +150,35 @@ impl Core {
         Ok(signed)
     }
 
-    /// Every code submission needs the session the code was sent to, and counts as a login
-    /// attempt for the client's IP.
+    /// What every code submission does first, in this order: it counts as a login attempt for
+    /// the client's IP, needs the session the code was sent to, and its code must be right
+    /// (SPEC §3: the code before the password).
     async fn begin_submission<'a>(
         &self,
         client: &ClientInfo,
         current: Option<&'a SessionRecord>,
-    ) -> FlowResult<&'a SessionRecord> {
+        submitted: CodeSubmission<'a>,
+        purpose: CodePurpose,
+    ) -> FlowResult<Submission<'a>> {
         self.limit(
             &format!("ip:login:{}", client.ip),
             self.policy.logins_per_ip,
             self.policy.limit_window,
         )
         .await?;
-        current.ok_or_else(|| {
+        let session = current.ok_or_else(|| {
             metrics::counter!(crate::metrics::REJECTIONS, "reason" => "no_session").increment(1);
             FlowError::NoSession
+        })?;
+        let mac = self
+            .check_submitted_code(session, purpose, submitted.email, submitted.code)
+            .await?;
+        Ok(Submission {
+            session,
+            email: submitted.email,
+            want_token: submitted.want_token,
+            purpose,
+            mac,
         })
     }
 
@@ -223,8 +189,6 @@ impl Core {
         &self,
         client: &ClientInfo,
         sub: &Submission<'_>,
-        purpose: CodePurpose,
-        mac: &str,
         user: Option<User>,
     ) -> FlowResult<SignedIn> {
         match user {
@@ -234,8 +198,7 @@ impl Core {
                     username: u.username,
                     email: u.email,
                 };
-                self.redeem_into_session(client, sub, purpose, mac, user)
-                    .await
+                self.redeem_into_session(client, sub, user).await
             }
             None => {
                 metrics::counter!(crate::metrics::REJECTIONS, "reason" => "login_failed")
@@ -245,9 +208,9 @@ impl Core {
                     .sessions
                     .redeem_code(
                         &sub.session.key,
-                        purpose,
+                        sub.purpose,
                         sub.email,
-                        mac,
+                        &sub.mac,
                         self.now(),
                         self.policy.code_max_attempts,
                         Redeem::UseAttempt,
@@ -267,8 +230,6 @@ impl Core {
         &self,
         client: &ClientInfo,
         sub: &Submission<'_>,
-        purpose: CodePurpose,
-        mac: &str,
         user: SessionUser,
     ) -> FlowResult<SignedIn> {
         let kind = if sub.want_token {
@@ -282,9 +243,9 @@ impl Core {
             .sessions
             .redeem_code(
                 &sub.session.key,
-                purpose,
+                sub.purpose,
                 sub.email,
-                mac,
+                &sub.mac,
                 self.now(),
                 self.policy.code_max_attempts,
                 Redeem::SignIn {
@@ -294,7 +255,7 @@ impl Core {
             .await?;
         match outcome {
             Redeemed::SignedIn => {
-                metrics::counter!(crate::metrics::SIGN_INS, "purpose" => purpose.as_str())
+                metrics::counter!(crate::metrics::SIGN_INS, "purpose" => sub.purpose.as_str())
                     .increment(1);
                 Ok(SignedIn {
                     id,
