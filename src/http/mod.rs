@@ -9,12 +9,16 @@ pub mod middleware;
 pub mod openapi;
 pub mod routes;
 
+use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::Router;
+use futures::future::Either;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
 use std::sync::Arc;
-use tower_http::cors::{AllowOrigin, CorsLayer};
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
 
 use crate::flows::Core;
 use crate::mail::{outbox::Outbox, Transport};
@@ -60,12 +64,62 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         // CORS inside the pipeline: preflights get a request id and no-store too, and a
         // preflight from an origin that is not allowed is logged with its fix.
-        .layer(cors)
+        .layer(CorsWhenAsked(cors))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::pipeline,
         ))
         .with_state(state)
+}
+
+/// CORS for the requests it is for: those that send an `Origin` (a browser's cross-origin calls
+/// and preflights, and same-origin ones that carry it), and the assets, which a cache may keep
+/// and hand to any origin (so their answers always name `Vary: Origin`). A request without
+/// `Origin` reads no CORS header, and every other answer is `no-store`, so no cache can hand it
+/// on: such requests skip the layer, its work and the ~150 bytes of headers it added to every
+/// answer (issue 5: most of the hot path's requests, `GET /api/me` from a page of the same
+/// origin or from a client without a browser).
+#[derive(Clone)]
+struct CorsWhenAsked(CorsLayer);
+
+#[derive(Clone)]
+struct CorsWhenAskedService<S> {
+    plain: S,
+    cors: Cors<S>,
+}
+
+impl<S: Clone> Layer<S> for CorsWhenAsked {
+    type Service = CorsWhenAskedService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        CorsWhenAskedService {
+            plain: inner.clone(),
+            cors: self.0.layer(inner),
+        }
+    }
+}
+
+impl<S, B> Service<Request> for CorsWhenAskedService<S>
+where
+    S: Service<Request, Response = axum::http::Response<B>> + Clone,
+    B: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, <Cors<S> as Service<Request>>::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        // `plain` and the one inside `cors` are clones of one axum route, which is always
+        // ready (`Route::poll_ready`); asking one of them stands for both.
+        self.plain.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        if req.headers().contains_key(header::ORIGIN) || req.uri().path().starts_with("/assets/") {
+            Either::Right(self.cors.call(req))
+        } else {
+            Either::Left(self.plain.call(req))
+        }
+    }
 }
 
 /// CORS with credentials for the allowlist only (never `*` with credentials).

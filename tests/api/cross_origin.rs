@@ -207,3 +207,39 @@ async fn same_site_none_forces_secure() {
         "{cookie}"
     );
 }
+
+/// CORS headers go where they mean something: answers to requests that send `Origin`, and the
+/// assets (cacheable, so they always vary by origin). Other answers (`no-store`) carry none.
+#[tokio::test]
+async fn cors_headers_only_where_a_browser_reads_them() {
+    let app = spawn_with(|s| s.cors_origins = vec![SPA.into()]).await;
+    let plain = bare().get(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(plain.status(), 401);
+    for h in [
+        "vary",
+        "access-control-allow-origin",
+        "access-control-allow-credentials",
+        "access-control-expose-headers",
+    ] {
+        assert!(plain.headers().get(h).is_none(), "{h} without Origin");
+    }
+    let cross = bare()
+        .get(app.url("/api/me"))
+        .header("origin", SPA)
+        .send()
+        .await
+        .unwrap();
+    let h = cross.headers();
+    assert_eq!(h.get("access-control-allow-origin").unwrap(), SPA);
+    assert_eq!(h.get("access-control-allow-credentials").unwrap(), "true");
+    assert!(h.get("vary").unwrap().to_str().unwrap().contains("origin"));
+    let asset = bare().get(app.url("/assets/app.js")).send().await.unwrap();
+    assert_eq!(asset.status(), 200);
+    assert!(asset
+        .headers()
+        .get("vary")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("origin"));
+}
