@@ -1,0 +1,58 @@
+//! The floor of workload 1 (`bench/callgrind-me`, docs/benchmarks.md): `GET /api/me` as one
+//! Redis `GET` of `floor:<cookie value>` and the stored JSON in a fixed envelope. The same
+//! stack as mailcode (axum, Tokio's two-thread runtime, redis-rs' multiplexed connection
+//! manager, mimalloc) without anything a login service adds: no request id, origin check,
+//! timeouts, metrics, session decoding, expiry or renewal. What no server on this stack can
+//! go below, to compare mailcode with.
+//!
+//! Environment: LISTEN (default 127.0.0.1:3200), REDIS_URL (default redis://127.0.0.1:6379).
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use redis::aio::ConnectionManager;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+async fn me(State(mut redis): State<ConnectionManager>, headers: HeaderMap) -> impl IntoResponse {
+    let sid = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|c| {
+            c.split(';')
+                .map(str::trim)
+                .find_map(|p| p.strip_prefix("mailcode_sid="))
+        })
+        .unwrap_or("");
+    let found: Option<String> = redis::cmd("GET")
+        .arg(format!("floor:{sid}"))
+        .query_async(&mut redis)
+        .await
+        .unwrap_or(None);
+    let json = [(header::CONTENT_TYPE, "application/json")];
+    match found {
+        Some(data) => (
+            StatusCode::OK,
+            json,
+            format!(r#"{{"code":"OK","msg":"ok","data":{data}}}"#),
+        ),
+        None => (
+            StatusCode::UNAUTHORIZED,
+            json,
+            r#"{"code":"NOT_LOGGED_IN","msg":"not signed in","data":null}"#.to_string(),
+        ),
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3200".into());
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let client = redis::Client::open(url).expect("REDIS_URL");
+    let redis = ConnectionManager::new(client).await.expect("Redis");
+    let app = Router::new().route("/api/me", get(me)).with_state(redis);
+    let listener = tokio::net::TcpListener::bind(&listen).await.expect("LISTEN");
+    axum::serve(listener, app).await.expect("serve");
+}
