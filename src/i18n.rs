@@ -1,5 +1,6 @@
 //! Every user-facing message, in English and Simplified Chinese, keyed by the stable `code`.
 //! `msg` is for people; clients branch on `code` and `data`, never on this text.
+use std::borrow::Cow;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Lang {
@@ -57,7 +58,7 @@ const NO_SESSION_ZH: &str = "请求没有携带会话，无法校验验证码：
 不使用 Cookie 的客户端：请求验证码时加上 \"session\": \"token\"，提交时发送 `Authorization: Bearer <session_token>`。";
 
 /// The message for `code`; `arg` fills the one variable part some messages have.
-pub fn message(code: &str, lang: Lang, arg: &str) -> String {
+pub fn message(code: &str, lang: Lang, arg: &str) -> Cow<'static, str> {
     let (en, zh): (&str, &str) = match code {
         "OK" => ("OK.", "成功。"),
         "CODE_SENT" => ("We sent a code to that address if it can receive one. It is valid for 10 minutes.", "如果该地址可以接收邮件，验证码已发送，10 分钟内有效。"),
@@ -94,7 +95,11 @@ pub fn message(code: &str, lang: Lang, arg: &str) -> String {
         _ => ("Error.", "错误。"),
     };
     let text = if lang == Lang::Zh { zh } else { en };
-    text.replacen("{}", arg, 1)
+    if text.contains("{}") {
+        Cow::Owned(text.replacen("{}", arg, 1))
+    } else {
+        Cow::Borrowed(text)
+    }
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ impl IntoResponse for ApiError {
 #[derive(Serialize)]
 struct Envelope<'a, T: Serialize> {
     code: &'a str,
-    msg: String,
+    msg: std::borrow::Cow<'static, str>,
     data: T,
 }
 

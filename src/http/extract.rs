@@ -80,13 +80,21 @@ pub struct ClientMeta {
     pub secure: bool,
     pub lang: Lang,
     pub user_agent: String,
-    /// scheme://host of this service as the client addressed it.
-    pub own_origin: Option<String>,
+    /// The host of this service as the client addressed it (a trusted proxy's
+    /// `X-Forwarded-Host`, else `Host`).
+    pub host: Option<String>,
     /// The `Origin` the request came with, if any.
     pub origin: Option<String>,
 }
 
 impl ClientMeta {
+    /// scheme://host of this service as the client addressed it. Built when asked (a
+    /// state-changing request's Origin check, a hint) rather than for every request.
+    pub fn own_origin(&self) -> Option<String> {
+        let scheme = if self.secure { "https" } else { "http" };
+        self.host.as_ref().map(|h| format!("{scheme}://{h}"))
+    }
+
     pub fn info(&self) -> ClientInfo {
         ClientInfo {
             ip: self.ip,

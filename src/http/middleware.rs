@@ -32,7 +32,7 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
         .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let meta = client_meta(&state.http.trusted_proxies, peer, req.headers(), lang);
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
+    let is_asset = req.uri().path().starts_with("/assets/");
     let ctx = RequestContext {
         id: id.clone(),
         lang,
@@ -41,7 +41,7 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
     // Every log line of this request, the handler's included, carries the request id.
     // At debug level, as the access line: creating an enabled span on every request is a real
     // cost on the hot path. Errors name the request id themselves (see `error.rs`).
-    let span = tracing::debug_span!("request", id = %id, %method, path = %path);
+    let span = tracing::debug_span!("request", id = %id, %method, path = %req.uri().path());
     let origin_problem = check_origin(&state, &meta, &method, req.headers());
     let mut req = req;
     req.extensions_mut().insert(meta);
@@ -63,7 +63,7 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
         .await;
 
     let h = resp.headers_mut();
-    if !path.starts_with("/assets/") {
+    if !is_asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if let Ok(v) = HeaderValue::from_str(&id) {
@@ -130,7 +130,7 @@ pub fn client_meta(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap, lang: L
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned(),
-        own_origin: host.map(|h| format!("{}://{}", if secure { "https" } else { "http" }, h)),
+        host: host.map(str::to_owned),
         origin: headers
             .get(header::ORIGIN)
             .and_then(|v| v.to_str().ok())
@@ -148,20 +148,21 @@ fn check_origin(
     method: &Method,
     headers: &HeaderMap,
 ) -> Option<(String, Option<String>)> {
-    let allowed = |origin: &str| {
-        meta.own_origin.as_deref() == Some(origin)
-            || state.http.cors_origins.iter().any(|o| o == origin)
-    };
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+    let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if safe && origin.is_none() {
+        // Nothing to check or hint: the own origin is not even built (the hot path's case).
+        return None;
+    }
+    let own_origin = meta.own_origin();
+    let allowed = |origin: &str| {
+        own_origin.as_deref() == Some(origin) || state.http.cors_origins.iter().any(|o| o == origin)
+    };
+    if safe {
         // Not refused here (CORS decides what the page may read), but a foreign origin is
         // worth a hint: a CORS preflight is all the server sees of a blocked `fetch`.
         if let Some(o) = origin.filter(|o| !allowed(o)) {
-            crate::http::hints::origin_rejected(
-                o,
-                meta.own_origin.as_deref(),
-                &state.http.cors_origins,
-            );
+            crate::http::hints::origin_rejected(o, own_origin.as_deref(), &state.http.cors_origins);
         }
         return None;
     }
@@ -185,13 +186,9 @@ fn check_origin(
         None
     };
     if let Some(o) = &rejected {
-        crate::http::hints::origin_rejected(
-            o,
-            meta.own_origin.as_deref(),
-            &state.http.cors_origins,
-        );
+        crate::http::hints::origin_rejected(o, own_origin.as_deref(), &state.http.cors_origins);
     }
-    rejected.map(|o| (o, meta.own_origin.clone()))
+    rejected.map(|o| (o, own_origin))
 }
 
 fn referer_origin(r: &str) -> String {

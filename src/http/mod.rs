@@ -64,7 +64,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         // CORS inside the pipeline: preflights get a request id and no-store too, and a
         // preflight from an origin that is not allowed is logged with its fix.
-        .layer(CorsWhenAsked(cors))
+        .layer(CorsWhenAsked(Arc::new(cors)))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::pipeline,
@@ -80,20 +80,23 @@ pub fn router(state: AppState) -> Router {
 /// answer (issue 5: most of the hot path's requests, `GET /api/me` from a page of the same
 /// origin or from a client without a browser).
 #[derive(Clone)]
-struct CorsWhenAsked(CorsLayer);
+struct CorsWhenAsked(Arc<CorsLayer>);
 
+/// Cloned for every request (axum clones a route's services to call them), so it holds the
+/// CORS settings behind an `Arc` and wraps the route in `Cors` only for a request that needs
+/// it: a plain request's clone is the route's alone.
 #[derive(Clone)]
 struct CorsWhenAskedService<S> {
-    plain: S,
-    cors: Cors<S>,
+    inner: S,
+    cors: Arc<CorsLayer>,
 }
 
-impl<S: Clone> Layer<S> for CorsWhenAsked {
+impl<S> Layer<S> for CorsWhenAsked {
     type Service = CorsWhenAskedService<S>;
     fn layer(&self, inner: S) -> Self::Service {
         CorsWhenAskedService {
-            plain: inner.clone(),
-            cors: self.0.layer(inner),
+            inner,
+            cors: self.0.clone(),
         }
     }
 }
@@ -108,16 +111,16 @@ where
     type Future = Either<S::Future, <Cors<S> as Service<Request>>::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        // `plain` and the one inside `cors` are clones of one axum route, which is always
-        // ready (`Route::poll_ready`); asking one of them stands for both.
-        self.plain.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
         if req.headers().contains_key(header::ORIGIN) || req.uri().path().starts_with("/assets/") {
-            Either::Right(self.cors.call(req))
+            // `Cors::poll_ready` only asks the inner service, which was asked above; the clone
+            // is as ready as the route it was cloned from (`Route::poll_ready` always is).
+            Either::Right(self.cors.layer(self.inner.clone()).call(req))
         } else {
-            Either::Left(self.plain.call(req))
+            Either::Left(self.inner.call(req))
         }
     }
 }

@@ -19,9 +19,9 @@ pub struct SessionTimes {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct MeData {
-    pub username: String,
-    pub email: String,
+pub struct MeData<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
     pub session: SessionTimes,
 }
 
@@ -50,8 +50,8 @@ pub async fn me(auth: Auth) -> Result<Response, ApiError> {
         StatusCode::OK,
         "OK",
         MeData {
-            username: u.username.clone(),
-            email: u.email.clone(),
+            username: &u.username,
+            email: &u.email,
             session: SessionTimes {
                 created_at: rfc3339(s.created_at),
                 expires_at: rfc3339(s.expires_at()),

@@ -16,6 +16,8 @@ pub(super) const SEP: char = '\u{1f}';
 pub(super) const PENDING: char = '~';
 /// How many bytes of a hash of a session key name its Redis keys (see [`tag`]).
 const TAG_BYTES: usize = 24;
+/// Its length in base64url.
+const TAG_CHARS: usize = TAG_BYTES / 3 * 4;
 
 /// The names of the Redis keys the store writes under a prefix (layout in the module doc of
 /// `redis`). Public so that tests and tools can find what the store wrote.
@@ -27,7 +29,13 @@ impl Keys {
     }
     /// A session's record: `P{tag}s`.
     pub fn session(&self, k: &SessionKey) -> String {
-        format!("{}{{{}}}s", self.0, tag(k))
+        // Pushed, not `format!`ted: built on every authenticated request (issue 5).
+        let mut key = String::with_capacity(self.0.len() + TAG_CHARS + 3);
+        key.push_str(&self.0);
+        key.push('{');
+        push_tag(k, &mut key);
+        key.push_str("}s");
+        key
     }
     /// A session's code for one purpose: `P{tag}c:<purpose>`.
     pub fn code(&self, k: &SessionKey, purpose: CodePurpose) -> String {
@@ -72,10 +80,11 @@ impl Keys {
 pub(super) fn key_bytes(k: &SessionKey) -> [u8; 32] {
     let hex = k.as_str().as_bytes();
     debug_assert_eq!(hex.len(), 64, "a session key is 64 hex digits");
-    let nibble = |i: usize| {
-        hex.get(i)
-            .and_then(|&c| (c as char).to_digit(16))
-            .unwrap_or(0) as u8
+    let nibble = |i: usize| match hex.get(i) {
+        Some(&c @ b'0'..=b'9') => c - b'0',
+        Some(&c @ b'a'..=b'f') => c - b'a' + 10,
+        Some(&c @ b'A'..=b'F') => c - b'A' + 10,
+        _ => 0,
     };
     std::array::from_fn(|i| nibble(2 * i) << 4 | nibble(2 * i + 1))
 }
@@ -99,8 +108,15 @@ pub(super) fn from_index_member(member: &[u8]) -> StoreResult<SessionKey> {
 /// about 2^96 tries to find). The 64 hex digits of the key would cost 16 bytes more per key in
 /// Redis' allocator; the whole key is kept in the index member.
 pub fn tag(k: &SessionKey) -> String {
+    let mut tag = String::with_capacity(TAG_CHARS);
+    push_tag(k, &mut tag);
+    tag
+}
+
+/// [`tag`], appended to `out`.
+fn push_tag(k: &SessionKey, out: &mut String) {
     let digest = Sha256::digest(key_bytes(k));
-    URL_SAFE_NO_PAD.encode(&digest[..TAG_BYTES])
+    URL_SAFE_NO_PAD.encode_string(&digest[..TAG_BYTES], out);
 }
 
 fn no_sep(fields: &[&str]) -> StoreResult<()> {
