@@ -89,6 +89,10 @@ fn civil_from_days(days: i64) -> (i64, i64, i64) {
     (year, month, day)
 }
 
+pub fn ms(d: std::time::Duration) -> Millis {
+    d.as_millis() as Millis
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,8 +130,4 @@ mod tests {
         // Outside 0..=9999, chrono's form (a sign and more digits).
         assert_eq!(rfc3339(253_402_300_800_000), "+10000-01-01T00:00:00Z");
     }
-}
-
-pub fn ms(d: std::time::Duration) -> Millis {
-    d.as_millis() as Millis
 }
