@@ -201,14 +201,19 @@ pub fn new_code() -> OneTimeCode {
 /// Lower-case hex by table lookup: on every request (session keys, request ids), where the
 /// `hex` crate's char iterator showed up in profiles.
 pub fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = vec![0; bytes.len() * 2];
+    put_hex(bytes, &mut out);
+    // Only ASCII digits and letters were written.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the lower-case hex of `bytes` into the first `2 * bytes.len()` bytes of `out`.
+pub fn put_hex(bytes: &[u8], out: &mut [u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, b) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(b >> 4)];
         pair[1] = DIGITS[usize::from(b & 0x0f)];
     }
-    // Only ASCII digits and letters were pushed.
-    String::from_utf8(out).unwrap_or_default()
 }
 
 /// A short, non-reversible tag for logs, to correlate without logging a credential.

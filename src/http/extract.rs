@@ -106,16 +106,12 @@ impl ClientMeta {
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
     type Rejection = ApiError;
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        parts
-            .extensions
-            .get::<ClientMeta>()
-            .cloned()
-            .ok_or_else(|| {
-                ApiError::Flow(crate::flows::FlowError::Internal(
-                    "client meta missing".into(),
-                ))
-            })
+    async fn from_request_parts(_: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        crate::http::context::client_meta().ok_or_else(|| {
+            ApiError::Flow(crate::flows::FlowError::Internal(
+                "client meta missing".into(),
+            ))
+        })
     }
 }
 

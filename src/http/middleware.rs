@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 use tracing::Instrument;
 
-use crate::http::context::{RequestContext, CURRENT};
+use crate::http::context::{RequestContext, RequestId, CURRENT};
 use crate::http::error::ApiError;
 use crate::http::extract::ClientMeta;
 use crate::http::AppState;
@@ -19,7 +19,7 @@ use crate::i18n::Lang;
 
 pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = crate::crypto::to_hex(&rand::random::<[u8; 8]>());
+    let id = RequestId::random();
     let lang = Lang::from_accept_language(
         req.headers()
             .get(header::ACCEPT_LANGUAGE)
@@ -33,18 +33,13 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
     let meta = client_meta(&state.http.trusted_proxies, peer, req.headers(), lang);
     let method = req.method().clone();
     let is_asset = req.uri().path().starts_with("/assets/");
-    let ctx = RequestContext {
-        id: id.clone(),
-        lang,
-    };
 
     // Every log line of this request, the handler's included, carries the request id.
     // At debug level, as the access line: creating an enabled span on every request is a real
     // cost on the hot path. Errors name the request id themselves (see `error.rs`).
     let span = tracing::debug_span!("request", id = %id, %method, path = %req.uri().path());
     let origin_problem = check_origin(&state, &meta, &method, req.headers());
-    let mut req = req;
-    req.extensions_mut().insert(meta);
+    let ctx = RequestContext { id, lang, meta };
     let limit = state.core.policy.request_timeout;
     let mut resp = CURRENT
         .scope(
@@ -66,7 +61,7 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
     if !is_asset {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
-    if let Ok(v) = HeaderValue::from_str(&id) {
+    if let Ok(v) = HeaderValue::from_str(id.as_str()) {
         h.insert("x-request-id", v);
     }
     let status = resp.status().as_u16();
