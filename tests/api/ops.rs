@@ -121,3 +121,31 @@ async fn the_web_page_and_outbox_are_served() {
         200
     );
 }
+
+#[tokio::test]
+async fn every_answer_names_its_request() {
+    let app = spawn_app().await;
+    let client = browser();
+    let first = app
+        .get(&client, "/api/me")
+        .await
+        .expect(401, "NOT_LOGGED_IN");
+    let second = app.get(&client, "/healthz").await.expect(200, "OK");
+    let id = |a: &Answer| {
+        a.headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .expect("x-request-id on every answer")
+    };
+    let (a, b) = (id(&first), id(&second));
+    for v in [&a, &b] {
+        assert_eq!(v.len(), 16, "{v}");
+        assert!(
+            v.bytes()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "{v}"
+        );
+    }
+    assert_ne!(a, b, "each request gets its own id");
+}
