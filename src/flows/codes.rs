@@ -53,16 +53,13 @@ impl Core {
                 p.limit_window,
             ),
             self.guess_budget_check(email),
-            LimitCheck::hit(
-                format!("cool:{}:{}", purpose.as_str(), email.as_str()),
-                1,
-                p.code_cooldown,
-            ),
+            // The resend cooldown is a spacing of the hourly count, per purpose: one record.
             LimitCheck::hit(
                 format!("email:{}", email.as_str()),
                 p.codes_per_email,
                 p.limit_window,
-            ),
+            )
+            .spaced(purpose.as_str(), p.code_cooldown),
         ];
 
         // A session starts here, when there is something to keep (SPEC §3 Sessions).

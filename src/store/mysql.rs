@@ -664,6 +664,14 @@ impl SessionStore for MySqlStore {
             let mut tx = self.pool.begin().await?;
             let mut verdict = Limit::Allowed;
             for c in checks {
+                // The spacing's own row first (`LimitCheck::spacing_row`): a refusal there
+                // counts nothing on the limit itself.
+                if let Some((key, gap)) = c.spacing_row() {
+                    verdict = count_hit(&mut tx, &key, 1, gap, now).await?;
+                    if verdict != Limit::Allowed {
+                        break;
+                    }
+                }
                 verdict = if c.count {
                     count_hit(&mut tx, &c.key, c.limit, c.window, now).await?
                 } else {

@@ -111,8 +111,7 @@ async fn limits_of_one_request_in_different_slots_count_and_refuse() {
     let checks = [
         LimitCheck::hit("ip:code:203.0.113.7", 30, hour),
         LimitCheck::peek("guess:a@example.com", 10),
-        LimitCheck::hit("cool:login:a@example.com", 1, Duration::from_secs(60)),
-        LimitCheck::hit("email:a@example.com", 5, hour),
+        LimitCheck::hit("email:a@example.com", 5, hour).spaced("login", Duration::from_secs(60)),
     ];
     let mut slots = HashSet::new();
     for c in &checks {
@@ -120,8 +119,8 @@ async fn limits_of_one_request_in_different_slots_count_and_refuse() {
     }
     assert!(slots.len() > 1, "limit keys spread over slots: {slots:?}");
     assert_eq!(s.hit_limits(&checks, NOW).await.unwrap(), Limit::Allowed);
-    // The cooldown refuses a second request within its minute; the hourly count after it is
-    // not counted.
+    // The cooldown (the spacing of the address's count) refuses a second request within its
+    // minute, and counts nothing.
     assert!(matches!(
         s.hit_limits(&checks, NOW + 1_000).await.unwrap(),
         Limit::Limited {

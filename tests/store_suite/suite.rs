@@ -458,6 +458,111 @@ pub async fn limits_in_one_call_stop_at_the_first_refusal(s: Arc<dyn SessionStor
     assert_eq!(s.hit_limits(&[], t).await.unwrap(), Limit::Allowed);
 }
 
+/// A spacing (`LimitCheck::spaced`: the resend cooldown of a purpose on an address's hourly
+/// count) refuses a counted hit of its name within its gap, with the gap's end, counting
+/// nothing; another name has its own gap; the ceiling still counts and refuses; a gap outlives
+/// a shorter window; `hit_limit` and `peek_limit` on the same counter leave the gaps alone.
+pub async fn spacings_refuse_hits_within_their_gap(s: Arc<dyn SessionStore>) {
+    let hour = Duration::from_secs(3600);
+    let gap = Duration::from_secs(60);
+    let login = || LimitCheck::hit("e", 3, hour).spaced("login", gap);
+    let register = || LimitCheck::hit("e", 3, hour).spaced("register", gap);
+    // `e` holds exactly `hits` hits at `at` (peeks count nothing).
+    let holds = |hits: u32, at: Millis| {
+        let s = s.clone();
+        async move {
+            assert!(matches!(
+                s.peek_limit("e", hits, at).await.unwrap(),
+                Limit::Limited { .. }
+            ));
+            assert_eq!(
+                s.peek_limit("e", hits + 1, at).await.unwrap(),
+                Limit::Allowed
+            );
+        }
+    };
+
+    assert_eq!(s.hit_limits(&[login()], NOW).await.unwrap(), Limit::Allowed);
+    holds(1, NOW).await;
+    assert_eq!(
+        s.hit_limits(&[login()], NOW + 10_000).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 50_000
+        },
+        "within the gap: refused until it ends"
+    );
+    holds(1, NOW + 10_000).await;
+    assert_eq!(
+        s.hit_limits(&[register()], NOW + 20_000).await.unwrap(),
+        Limit::Allowed,
+        "another name has its own gap"
+    );
+    holds(2, NOW + 20_000).await;
+    assert_eq!(
+        s.hit_limits(&[login()], NOW + 60_000).await.unwrap(),
+        Limit::Allowed,
+        "the gap is over"
+    );
+    holds(3, NOW + 60_000).await;
+    assert_eq!(
+        s.hit_limits(&[register()], NOW + 80_000).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 3_600_000 - 80_000
+        },
+        "past its gap, the ceiling refuses, until the window ends"
+    );
+
+    // A gap longer than the window outlives it.
+    let short = || LimitCheck::hit("g", 5, Duration::from_secs(10)).spaced("login", gap);
+    assert_eq!(s.hit_limits(&[short()], NOW).await.unwrap(), Limit::Allowed);
+    assert_eq!(
+        s.hit_limits(&[short()], NOW + 20_000).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 40_000
+        }
+    );
+
+    // In a list: a spacing's refusal stops the checks after it, the ones before it count; a
+    // plain `hit_limit` on the same counter counts and keeps the gap.
+    let checks = [
+        LimitCheck::hit("a", 30, hour),
+        LimitCheck::hit("h", 5, hour).spaced("login", gap),
+        LimitCheck::hit("z", 5, hour),
+    ];
+    assert_eq!(s.hit_limits(&checks, NOW).await.unwrap(), Limit::Allowed);
+    assert_eq!(
+        s.hit_limits(&checks, NOW + 1_000).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 59_000
+        }
+    );
+    for (key, hits) in [("a", 2), ("h", 1), ("z", 1)] {
+        assert_eq!(
+            s.peek_limit(key, hits + 1, NOW + 1_000).await.unwrap(),
+            Limit::Allowed,
+            "{key} holds at most {hits}"
+        );
+        assert!(matches!(
+            s.peek_limit(key, hits, NOW + 1_000).await.unwrap(),
+            Limit::Limited { .. }
+        ));
+    }
+    assert_eq!(
+        s.hit_limit("h", 5, hour, NOW + 2_000).await.unwrap(),
+        Limit::Allowed
+    );
+    assert_eq!(
+        s.hit_limits(&checks[1..2], NOW + 3_000).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 57_000
+        }
+    );
+    assert!(matches!(
+        s.peek_limit("h", 2, NOW + 3_000).await.unwrap(),
+        Limit::Limited { .. }
+    ));
+}
+
 pub async fn limits_hold_under_concurrency(s: Arc<dyn SessionStore>) {
     let tasks: Vec<_> = (0..40)
         .map(|_| {
@@ -665,6 +770,10 @@ macro_rules! session_store_tests {
         #[tokio::test]
         async fn limits_in_one_call_stop_at_the_first_refusal() {
             $crate::suite::limits_in_one_call_stop_at_the_first_refusal($make().await).await
+        }
+        #[tokio::test]
+        async fn spacings_refuse_hits_within_their_gap() {
+            $crate::suite::spacings_refuse_hits_within_their_gap($make().await).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn limits_hold_under_concurrency() {

@@ -25,12 +25,7 @@ impl CodeDesk for RedisStore {
         let mut call = CODE_REQUEST.prepare_invoke();
         call.arg(now);
         for c in limits {
-            call.key(self.keys.limit(&c.key)).arg(c.limit);
-            if c.count {
-                call.arg(now.saturating_add(window_ms(c.window)));
-            } else {
-                call.arg("");
-            }
+            self.push_limit(&mut call, c, now);
         }
         call.key(self.keys.session(&code.session));
         match new_session {

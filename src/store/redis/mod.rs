@@ -14,7 +14,7 @@
 //! | `P{T}c:<purpose>` | string | `attempts␟expires␟created␟resend␟email␟mac␟ref`   | expiry + 1 h    |
 //! | `P{T}w`           | string | the tag of the session a code of `T` was redeemed into (marker) | the new session's |
 //! | `Pu:{<user id>}`  | zset   | the user's session keys `K`, 32 raw bytes each, scored by absolute expiry in whole seconds (rounded up) | the latest score |
-//! | `Pl:<name>`       | string | `<hits>:<window end, ms>`                         | until the window ends |
+//! | `Pl:<name>`       | string | `<hits>:<window end, ms>`, then `,<spacing>=<gap end, ms>` for each running gap | until the window and the gaps end |
 //!
 //! A session record is `created␟seen␟idle␟absolute␟<kind><user id>␟ip␟username␟email␟user
 //! agent` (␟ = U+001F, which no header, email or username holds; the user agent comes last and
@@ -47,7 +47,11 @@
 //!
 //! No migration: keys and records of earlier builds (64-hex names and members, decimal
 //! records) are not read by this one, and no deployment holds any. One that did would lose its
-//! sessions and codes on upgrade (everyone signs in again); limit counters are unchanged.
+//! sessions and codes on upgrade (everyone signs in again); limit counters are unchanged. The
+//! resend cooldown moved from a counter of its own (`Pl:cool:<purpose>:<address>`) into the
+//! address's hourly record: an upgrade forgets the cooldowns of the last minute (one more code
+//! may go out within 60 s of an earlier one, once); builds from before cannot read a record
+//! with a spacing (`corrupt limit record`), so instances of both must not share a Redis.
 //!
 //! Redis Cluster: every script touches one hash tag only, a session and its codes share the tag
 //! `{T}`. Redeeming a code into a new session cannot: the new session lives under its own tag.
@@ -63,7 +67,8 @@
 //! one GET. The same protocol runs on a single Redis, so the suite tests what a cluster runs.
 //!
 //! Limits are the exception. The limits of one request (a code request counts its client IP,
-//! reads the address's guess budget, counts the address's cooldown and its hourly count) are
+//! reads the address's guess budget, counts the address's hourly count with the cooldown of
+//! its purpose as a spacing, `store::Spacing`, kept in the same record) are
 //! decided by one script, `HITS` ([`SessionStore::hit_limits`]), in one round trip; a code
 //! request's are decided by `CODE_REQUEST` ([`CodeDesk`], `code_desk.rs`), which also writes the
 //! session, the code and the queued mail when they allow. Their keys `Pl:<name>` carry no hash
@@ -71,11 +76,11 @@
 //! and each address counter by every IP, so the only tag they could all share is one for every
 //! limit key, which would put all the limit traffic in one slot, on one node. We chose none:
 //! `HITS` and `CODE_REQUEST` run as they are on one Redis; on a Cluster, where they would fail
-//! with `CROSSSLOT`, the store runs the same checks one by one instead (the single-key `HIT` or
+//! with `CROSSSLOT`, the store runs the same checks one by one instead (`HITS` with one key or
 //! the limit `GET` each, in order, stopping at the first refusal), then a code request's writes
-//! (`in_steps`). The price there: one round trip per check (up to four per code request, and
+//! (`in_steps`). The price there: one round trip per check (three per code request, and
 //! two more for its writes) and no atomicity across checks. Each
-//! counter is still counted and compared atomically by its own `HIT`, so no counting limit lets
+//! counter is still counted and compared atomically by its own `HITS`, so no counting limit lets
 //! more through than on one Redis; but a concurrent request may count between two checks, a
 //! read-only check (the guess budget) may be read just before another request spends it, and a
 //! failure midway leaves the earlier hits counted (a request answered `Unavailable` may still
@@ -119,7 +124,7 @@ use ::redis::cluster_async::ClusterConnection;
 use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use ::redis::{
     AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture,
-    RedisResult, Script, ServerErrorKind, Value,
+    RedisResult, Script, ScriptInvocation, ServerErrorKind, Value,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -132,7 +137,7 @@ use codec::{
     stored_user, tag, PENDING, SEP,
 };
 pub use codec::{tag as session_tag, Keys};
-use scripts::{CHECK, DELETE, HIT, HITS, INDEX_ADD, REDEEM, TOUCH};
+use scripts::{CHECK, DELETE, HITS, INDEX_ADD, REDEEM, TOUCH};
 
 /// The shortest TTL ever set, so that a key logically dead already still vanishes soon.
 const MIN_TTL_MS: i64 = 1_000;
@@ -773,19 +778,27 @@ impl RedisStore {
         Ok(Redeemed::SignedIn)
     }
 
-    async fn hit_one(
-        &self,
-        key: &str,
-        limit: u32,
-        window: Duration,
-        now: Millis,
-    ) -> StoreResult<Limit> {
-        let mut call = HIT.prepare_invoke();
-        call.key(self.keys.limit(key))
-            .arg(now)
-            .arg(now.saturating_add(window_ms(window)));
-        let (count, reset_at): (i64, i64) = self.invoke(&call).await?;
-        Ok(limit_from(count, reset_at, limit, now))
+    /// One counted limit on its own (`HITS` with one key: one slot, so also on a Cluster).
+    async fn hit_one(&self, check: &LimitCheck, now: Millis) -> StoreResult<Limit> {
+        let mut call = HITS.prepare_invoke();
+        call.arg(now);
+        self.push_limit(&mut call, check, now);
+        let (refused, reset_at): (i64, i64) = self.invoke(&call).await?;
+        Ok(limit_answer(refused, reset_at, now))
+    }
+
+    /// A limit's key and its four arguments, as `limits_lua` reads them.
+    fn push_limit(&self, call: &mut ScriptInvocation, c: &LimitCheck, now: Millis) {
+        call.key(self.keys.limit(&c.key)).arg(c.limit);
+        if c.count {
+            call.arg(now.saturating_add(window_ms(c.window)));
+        } else {
+            call.arg("");
+        }
+        match &c.spacing {
+            Some(s) if c.count => call.arg(s.name).arg(now.saturating_add(window_ms(s.gap))),
+            _ => call.arg("").arg(""),
+        };
     }
 
     async fn peek_one(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
@@ -795,8 +808,10 @@ impl RedisStore {
         let Some(raw) = raw else {
             return Ok(Limit::Allowed);
         };
+        // `<hits>:<window end>`, then the gaps of its spacings, if any (`limits_lua`).
         let (count, reset_at) = raw
             .split_once(':')
+            .map(|(c, r)| (c, r.split_once(',').map_or(r, |(r, _)| r)))
             .and_then(|(c, r)| Some((c.parse::<i64>().ok()?, r.parse::<i64>().ok()?)))
             .ok_or_else(|| corrupt("limit"))?;
         Ok(if reset_at > now {
@@ -973,7 +988,8 @@ impl SessionStore for RedisStore {
         window: Duration,
         now: Millis,
     ) -> StoreResult<Limit> {
-        bounded(self.op_timeout, self.hit_one(key, limit, window, now)).await
+        let check = LimitCheck::hit(key, limit, window);
+        bounded(self.op_timeout, self.hit_one(&check, now)).await
     }
 
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
@@ -993,7 +1009,7 @@ impl SessionStore for RedisStore {
             return bounded(self.op_timeout, async {
                 for c in checks {
                     let verdict = if c.count {
-                        self.hit_one(&c.key, c.limit, c.window, now).await?
+                        self.hit_one(c, now).await?
                     } else {
                         self.peek_one(&c.key, c.limit, now).await?
                     };
@@ -1008,12 +1024,7 @@ impl SessionStore for RedisStore {
         let mut call = HITS.prepare_invoke();
         call.arg(now);
         for c in checks {
-            call.key(self.keys.limit(&c.key)).arg(c.limit);
-            if c.count {
-                call.arg(now.saturating_add(window_ms(c.window)));
-            } else {
-                call.arg("");
-            }
+            self.push_limit(&mut call, c, now);
         }
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
         Ok(limit_answer(refused, reset_at, now))

@@ -1,8 +1,9 @@
 //! The Lua scripts of the Redis backend, each one atomic step of a named operation (STYLE §4).
-//! Every script but [`HITS`] and [`CODE_REQUEST`] touches keys of one hash tag only, so each
-//! runs on Redis Cluster (see the commit protocol in the module doc of `redis`); those two take
-//! the limit keys of a request, which share no tag, so on a Cluster the store runs `HIT` per key
-//! instead (see "Limits" there), and a code request's writes as separate steps.
+//! Every script touches keys of one hash tag only, so each runs on Redis Cluster (see the
+//! commit protocol in the module doc of `redis`), except [`HITS`] given several limits and
+//! [`CODE_REQUEST`]: they take the limit keys of a request, which share no tag, so on a Cluster
+//! the store runs `HITS` once per limit instead (see "Limits" there), and a code request's
+//! writes as separate steps.
 use ::redis::Script;
 use std::sync::LazyLock;
 
@@ -141,52 +142,52 @@ return 1
     )
 });
 
-/// KEYS: a limit. ARGV: now, the end of a window starting now. A fixed window: the first hit
-/// sets its end. Returns {hits, window end}.
-pub(super) static HIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local now = tonumber(ARGV[1])
-local v = redis.call('GET', KEYS[1])
-local n, reset = 0, ARGV[2]
-if v then
-  local c, r = string.match(v, '^(%d+):(%-?%d+)$')
-  if not c then return redis.error_reply('corrupt limit record') end
-  if tonumber(r) > now then n, reset = tonumber(c), r end
-end
-n = n + 1
-local ttl = tonumber(reset) - now
-if ttl < 1000 then ttl = 1000 end
-redis.call('SET', KEYS[1], string.format('%d', n) .. ':' .. reset, 'PX', string.format('%.0f', ttl))
-return {n, tonumber(reset)}
-"#,
-    )
-});
-
-/// The limits of one request, as HIT (or a read without counting) for each in order, stopping
-/// at the first refusal with `return {position of the refusing limit (from 1), its window end}`.
-/// Needs `NLIM` (how many of the first KEYS are limits). ARGV: now, then per limit its ceiling
-/// and the end of a window starting now, or '' to read only.
+/// The limits of one request, as `hit_limit` (or a read without counting, `peek_limit`) for
+/// each in order, stopping at the first refusal with `return {position of the refusing limit
+/// (from 1), its window end}`. Needs `NLIM` (how many of the first KEYS are limits). ARGV: now,
+/// then four per limit: its ceiling; the end of a window starting now, or '' to read only; the
+/// name of its spacing, or ''; the end of a gap starting now (`store::Spacing`).
+///
+/// A limit record is `<hits>:<window end>`, then `,<name>=<gap end>` for each spacing whose gap
+/// still runs (a record without any is what builds before spacings wrote). A spacing refuses
+/// with its gap's end and counts nothing; the record lives until its window and its gaps end.
 macro_rules! limits_lua {
     () => {
         r#"
 local now = tonumber(ARGV[1])
 for i = 1, NLIM do
-  local key = KEYS[i]
-  local limit, fresh = tonumber(ARGV[2 * i]), ARGV[2 * i + 1]
+  local key, j = KEYS[i], 4 * i - 2
+  local limit, fresh, sname = tonumber(ARGV[j]), ARGV[j + 1], ARGV[j + 2]
   local v = redis.call('GET', key)
-  local n, reset = 0, nil
+  local n, reset, gaps = 0, nil, ''
   if v then
-    local c, r = string.match(v, '^(%d+):(%-?%d+)$')
-    if not c then return redis.error_reply('corrupt limit record') end
+    local c, r, g = string.match(v, '^(%d+):(%-?%d+)(.*)$')
+    if not c or (string.gsub(g, ',[%w_]+=%-?%d+', '')) ~= '' then
+      return redis.error_reply('corrupt limit record')
+    end
     if tonumber(r) > now then n, reset = tonumber(c), r end
+    gaps = g
   end
   if fresh ~= '' then
+    local keep, last = '', 0
+    for name, e in string.gmatch(gaps, ',([%w_]+)=(%-?%d+)') do
+      local t = tonumber(e)
+      if t > now then
+        if name == sname then return {i, t} end
+        keep = keep .. ',' .. name .. '=' .. e
+        if t > last then last = t end
+      end
+    end
+    if sname ~= '' then
+      keep = keep .. ',' .. sname .. '=' .. ARGV[j + 3]
+      local t = tonumber(ARGV[j + 3])
+      if t > last then last = t end
+    end
     reset = reset or fresh
     n = n + 1
-    local ttl = tonumber(reset) - now
+    local ttl = math.max(tonumber(reset), last) - now
     if ttl < 1000 then ttl = 1000 end
-    redis.call('SET', key, string.format('%d', n) .. ':' .. reset, 'PX', string.format('%.0f', ttl))
+    redis.call('SET', key, string.format('%d', n) .. ':' .. reset .. keep, 'PX', string.format('%.0f', ttl))
     if n > limit then return {i, tonumber(reset)} end
   elseif reset and n + 1 > limit then
     return {i, tonumber(reset)}
@@ -197,7 +198,8 @@ end
 }
 
 /// Several limits in one step (`limits_lua`), every KEY a limit. Returns {0, 0} when every
-/// limit allows, else {position of the refusing limit (from 1), its window end}.
+/// limit allows, else {position of the refusing limit (from 1), the end of its window, or of
+/// the gap of its spacing that refused}. With one KEY, it is `hit_limit` on any deployment.
 pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         "local NLIM = #KEYS\n",
@@ -209,14 +211,14 @@ pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
 /// A code request's writes in one step, on one Redis (`CodeDesk`): its limits as HITS; when
 /// they allow, the new session (if any), the code and the queued mail (as `mail.rs` queues it).
 /// KEYS: the limits, then the session, the code, the mail, the queue. ARGV: as HITS, then from
-/// `b = 2 * limits + 2`: session record or '', its TTL, code record, its TTL, the mail's expiry,
+/// `b = 4 * limits + 2`: session record or '', its TTL, code record, its TTL, the mail's expiry,
 /// creation, to, order, TTL, reference. Returns as HITS.
 pub(super) static CODE_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         "local NLIM = #KEYS - 4\n",
         limits_lua!(),
         r#"
-local b = 2 * NLIM + 2
+local b = 4 * NLIM + 2
 local k = NLIM
 if ARGV[b] ~= '' then redis.call('SET', KEYS[k + 1], ARGV[b], 'PX', ARGV[b + 1]) end
 redis.call('SET', KEYS[k + 2], ARGV[b + 2], 'PX', ARGV[b + 3])
