@@ -247,9 +247,9 @@ async fn a_mail_is_one_key_that_keeps_only_its_state_once_sent() {
         [
             names.mail_item("gone1"),
             names.mail_item("sent1"),
-            names.mail_queue()
+            names.mail_new()
         ],
-        "one key per mail, and the queue"
+        "one key per mail, and the list of new ones"
     );
     // A mail whose TTL ended: its reference is dropped at the next claim.
     let _: () = redis::cmd("DEL")
@@ -284,6 +284,83 @@ async fn a_mail_is_one_key_that_keeps_only_its_state_once_sent() {
         keys_under(&mut con, &prefix).await,
         [names.mail_item("sent1")]
     );
+}
+
+/// New mails wait in a list, claimed oldest first; what the sorted set holds (a retry that is
+/// due, a mail queued by an older build, scored by its creation) is claimed before them; a
+/// claimed mail moves to the sorted set under its lease.
+#[tokio::test]
+async fn new_mails_wait_in_a_list_behind_retries_and_older_builds_mail() {
+    use mailcode::store::OutgoingMail;
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let s = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let mut con = raw(server).await;
+    let names = Keys::new(&prefix);
+    let mail = |r: &str, created_at: i64| OutgoingMail {
+        mail_ref: r.into(),
+        to: "a@example.com".into(),
+        order: "sealed order".into(),
+        expires_at: NOW + 10 * MIN,
+        created_at,
+    };
+    assert_eq!(s.next_due().await.unwrap(), None);
+    s.enqueue(&mail("new1", NOW + 5)).await.unwrap();
+    s.enqueue(&mail("new2", NOW + 6)).await.unwrap();
+    assert_eq!(
+        s.next_due().await.unwrap(),
+        Some(NOW + 5),
+        "the oldest new mail"
+    );
+    // As a build before the list queued it: its hash, and its reference in the sorted set.
+    s.enqueue(&mail("old1", NOW)).await.unwrap();
+    let _: () = redis::cmd("RPOP")
+        .arg(names.mail_new())
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(names.mail_queue())
+        .arg(NOW)
+        .arg("old1")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(s.next_due().await.unwrap(), Some(NOW));
+    let refs = |got: Vec<mailcode::store::QueuedMail>| {
+        got.into_iter().map(|q| q.mail.mail_ref).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        refs(s.claim_due(NOW + 10, NOW + MIN, 2).await.unwrap()),
+        ["old1", "new1"]
+    );
+    assert_eq!(
+        s.next_due().await.unwrap(),
+        Some(NOW + 6),
+        "new2 is older than the leases"
+    );
+    assert_eq!(
+        refs(s.claim_due(NOW + 10, NOW + MIN, 10).await.unwrap()),
+        ["new2"]
+    );
+    assert_eq!(
+        s.next_due().await.unwrap(),
+        Some(NOW + MIN),
+        "the leases end"
+    );
+    let leased: Vec<String> = redis::cmd("ZRANGE")
+        .arg(names.mail_queue())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 3, "every claimed mail is leased: {leased:?}");
+    assert!(s
+        .claim_due(NOW + 20, NOW + MIN, 10)
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 #[tokio::test]

@@ -38,7 +38,7 @@ impl CodeDesk for RedisStore {
             .arg(encode_code(code)?)
             .arg(ttl(code.expires_at - code.created_at + CODE_GRACE_MS));
         call.key(self.keys.mail_item(&mail.mail_ref))
-            .key(self.keys.mail_queue())
+            .key(self.keys.mail_new())
             .arg(mail.expires_at)
             .arg(mail.created_at)
             .arg(&mail.to)

@@ -65,10 +65,14 @@ impl Keys {
     pub fn mail_base(&self) -> String {
         format!("{}{{mail}}", self.0)
     }
-    /// The queue: a sorted set of mail references scored by when each is due (or its lease
-    /// ends).
+    /// The queue of mails claimed, retried or from older builds: a sorted set of mail
+    /// references scored by when each is due (or its lease ends).
     pub fn mail_queue(&self) -> String {
         format!("{}{{mail}}q", self.0)
+    }
+    /// The mails queued and never claimed yet, due at once: a list of references, oldest first.
+    pub fn mail_new(&self) -> String {
+        format!("{}{{mail}}n", self.0)
     }
     /// One mail and its delivery state, a hash: `P{mail}m:<ref>`.
     pub fn mail_item(&self, mail_ref: &str) -> String {

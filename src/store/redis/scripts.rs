@@ -225,7 +225,7 @@ redis.call('SET', KEYS[k + 2], ARGV[b + 2], 'PX', ARGV[b + 3])
 redis.call('HSET', KEYS[k + 3], 's', 'q', 'a', 0, 'x', ARGV[b + 4], 'c', ARGV[b + 5],
   't', ARGV[b + 6], 'o', ARGV[b + 7])
 redis.call('PEXPIRE', KEYS[k + 3], ARGV[b + 8])
-redis.call('ZADD', KEYS[k + 4], ARGV[b + 5], ARGV[b + 9])
+redis.call('RPUSH', KEYS[k + 4], ARGV[b + 9])
 return {0, 0}
 "#
     ))
@@ -237,13 +237,21 @@ return {0, 0}
 // the delivery state: `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed), all
 // in the same slot.
 
-/// KEYS: queue. ARGV: base, now, lease end, how many. Leases the due mails (their score becomes
-/// the lease end) and returns ref, attempts, expires, created, to, order for each, flat; drops
-/// references whose mail is gone (its TTL ended).
+/// KEYS: queue, new mails. ARGV: base, now, lease end, how many. Leases the due mails, those of
+/// the queue first (retries, ended leases), then new ones (their score becomes the lease end:
+/// they enter the queue), and returns ref, attempts, expires, created, to, order for each,
+/// flat; drops references whose mail is gone (its TTL ended).
 pub(super) static MAIL_CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local refs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))
+local max = tonumber(ARGV[4])
+local refs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, max)
+if #refs < max then
+  local new = redis.call('LPOP', KEYS[2], max - #refs)
+  if new then
+    for _, r in ipairs(new) do table.insert(refs, r) end
+  end
+end
 local out = {}
 for _, r in ipairs(refs) do
   local f = redis.call('HMGET', ARGV[1] .. 'm:' .. r, 'a', 'x', 'c', 't', 'o')
@@ -256,6 +264,25 @@ for _, r in ipairs(refs) do
   end
 end
 return out
+"#,
+    )
+});
+
+/// KEYS: queue, new mails. ARGV: base. The earliest instant a mail becomes due: the score at
+/// the head of the queue, or the creation of the oldest new mail (0 when that one is gone:
+/// due now, the next claim drops it); nil when both are empty.
+pub(super) static MAIL_NEXT_DUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local due = nil
+local z = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if z[2] then due = tonumber(z[2]) end
+local r = redis.call('LINDEX', KEYS[2], 0)
+if r then
+  local c = tonumber(redis.call('HGET', ARGV[1] .. 'm:' .. r, 'c') or 0) or 0
+  if not due or c < due then due = c end
+end
+return due
 "#,
     )
 });
