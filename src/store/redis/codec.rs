@@ -39,7 +39,14 @@ impl Keys {
     }
     /// A session's code for one purpose: `P{tag}c:<purpose>`.
     pub fn code(&self, k: &SessionKey, purpose: CodePurpose) -> String {
-        format!("{}{{{}}}c:{}", self.0, tag(k), purpose.as_str())
+        let purpose = purpose.as_str();
+        let mut key = String::with_capacity(self.0.len() + TAG_CHARS + 4 + purpose.len());
+        key.push_str(&self.0);
+        key.push('{');
+        push_tag(k, &mut key);
+        key.push_str("}c:");
+        key.push_str(purpose);
+        key
     }
     /// The three code keys, in the order of [`CodePurpose::ALL`].
     pub(super) fn codes(&self, k: &SessionKey) -> Vec<String> {
@@ -58,7 +65,7 @@ impl Keys {
     }
     /// A rate limit counter: `Pl:<name>`.
     pub fn limit(&self, name: &str) -> String {
-        format!("{}l:{name}", self.0)
+        [self.0.as_str(), "l:", name].concat()
     }
     /// The start of every mail queue key, `P{mail}`: one hash tag, so that each queue script
     /// touches one slot of a Cluster (it builds the names of the mails it reads from this).
@@ -68,15 +75,15 @@ impl Keys {
     /// The queue of mails claimed, retried or from older builds: a sorted set of mail
     /// references scored by when each is due (or its lease ends).
     pub fn mail_queue(&self) -> String {
-        format!("{}{{mail}}q", self.0)
+        [self.0.as_str(), "{mail}q"].concat()
     }
     /// The mails queued and never claimed yet, due at once: a list of references, oldest first.
     pub fn mail_new(&self) -> String {
-        format!("{}{{mail}}n", self.0)
+        [self.0.as_str(), "{mail}n"].concat()
     }
     /// One mail and its delivery state, a hash: `P{mail}m:<ref>`.
     pub fn mail_item(&self, mail_ref: &str) -> String {
-        format!("{}{{mail}}m:{mail_ref}", self.0)
+        [self.0.as_str(), "{mail}m:", mail_ref].concat()
     }
 }
 
