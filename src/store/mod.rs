@@ -133,8 +133,13 @@ impl LimitCheck {
         }
     }
 
-    /// Adds a [`Spacing`] to a counted hit (a peek has none: it ignores this).
+    /// Adds a [`Spacing`] to a counted hit (a peek has none: it ignores this). The name is
+    /// ASCII letters, digits and `_` (a code purpose): the Redis record holds it as it is.
     pub fn spaced(mut self, name: &'static str, gap: Duration) -> Self {
+        debug_assert!(
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+            "spacing name {name:?}"
+        );
         if self.count {
             self.spacing = Some(Spacing { name, gap });
         }
