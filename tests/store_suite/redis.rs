@@ -221,23 +221,28 @@ async fn every_key_has_a_ttl() {
     );
 }
 
+/// A mail as a code request queues it, created at `created_at`, its code valid for 10 minutes.
+fn queued_mail(mail_ref: &str, created_at: i64) -> mailcode::store::OutgoingMail {
+    mailcode::store::OutgoingMail {
+        mail_ref: mail_ref.into(),
+        to: "a@example.com".into(),
+        order: "sealed order".into(),
+        expires_at: NOW + 10 * MIN,
+        created_at,
+    }
+}
+
 /// A queued mail is one key, named by its reference, that keeps only its state once it is sent
 /// (with its TTL), and a mail whose TTL ended leaves the queue without coming back.
 #[tokio::test]
 async fn a_mail_is_one_key_that_keeps_only_its_state_once_sent() {
-    use mailcode::store::{Delivery, OutgoingMail};
+    use mailcode::store::Delivery;
     let server = RedisServer::shared();
     let prefix = unique_prefix();
     let s = open_on(server, &prefix, Duration::from_secs(2)).await;
     let mut con = raw(server).await;
     let names = Keys::new(&prefix);
-    let mail = |r: &str| OutgoingMail {
-        mail_ref: r.into(),
-        to: "a@example.com".into(),
-        order: "sealed order".into(),
-        expires_at: NOW + 10 * MIN,
-        created_at: NOW,
-    };
+    let mail = |r: &str| queued_mail(r, NOW);
     s.enqueue(&mail("sent1")).await.unwrap();
     s.enqueue(&mail("gone1")).await.unwrap();
     let mut keys = keys_under(&mut con, &prefix).await;
@@ -291,19 +296,12 @@ async fn a_mail_is_one_key_that_keeps_only_its_state_once_sent() {
 /// claimed mail moves to the sorted set under its lease.
 #[tokio::test]
 async fn new_mails_wait_in_a_list_behind_retries_and_older_builds_mail() {
-    use mailcode::store::OutgoingMail;
     let server = RedisServer::shared();
     let prefix = unique_prefix();
     let s = open_on(server, &prefix, Duration::from_secs(2)).await;
     let mut con = raw(server).await;
     let names = Keys::new(&prefix);
-    let mail = |r: &str, created_at: i64| OutgoingMail {
-        mail_ref: r.into(),
-        to: "a@example.com".into(),
-        order: "sealed order".into(),
-        expires_at: NOW + 10 * MIN,
-        created_at,
-    };
+    let mail = queued_mail;
     assert_eq!(s.next_due().await.unwrap(), None);
     s.enqueue(&mail("new1", NOW + 5)).await.unwrap();
     s.enqueue(&mail("new2", NOW + 6)).await.unwrap();
