@@ -211,16 +211,8 @@ pub async fn start(
     policy: Policy,
 ) -> Result<Running, StartError> {
     let built = build(settings, clock.clone(), policy).await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| StartError::Listen {
-            addr: settings.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Listen {
-        addr: settings.listen,
-        source,
-    })?;
+    let http = HttpThreads::bind(settings.listen, settings.http_threads)?;
+    let addr = http.addr;
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = Vec::new();
 
@@ -249,26 +241,132 @@ pub async fn start(
     }));
 
     let app = crate::http::router(built.state.clone());
-    let mut serve_stop = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        let result = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = serve_stop.changed().await;
-        })
-        .await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "server stopped with an error");
-        }
-    }));
+    tasks.extend(http.serve(app, &stop_rx).await?);
     Ok(Running {
         addr,
         core: built.core,
         stop,
         tasks,
     })
+}
+
+/// The threads that serve HTTP: each runs its own single-threaded runtime with its own listening
+/// socket on the same address (`SO_REUSEPORT`: the kernel spreads new connections over them), so
+/// a request is parsed, handled and answered on one thread, with that thread's own Redis
+/// connection (`store/redis/per_thread.rs`). Tokio's multi-threaded runtime moved requests and
+/// Redis replies between its workers: up to 0.3 thread wake-ups per `GET /api/me`, and a rate
+/// that switched between two levels run to run (docs/benchmarks.md, finding 1). Everything else
+/// (mail worker, sweeper, SQL pools) stays on the main runtime.
+struct HttpThreads {
+    addr: SocketAddr,
+    /// Listening and non-blocking, one per thread.
+    listeners: Vec<std::net::TcpListener>,
+}
+
+impl HttpThreads {
+    /// Binds `threads` sockets to `listen`. A plain bind comes first, so that an address
+    /// another process (a second mailcode among them) listens on is refused as before instead
+    /// of being shared with it; it also resolves port 0. That first socket never listens: a
+    /// client that connected to it would be cut off when it closes.
+    fn bind(listen: SocketAddr, threads: usize) -> Result<Self, StartError> {
+        let fail = |addr, source| StartError::Listen { addr, source };
+        let socket = |addr: SocketAddr| {
+            if addr.is_ipv4() {
+                tokio::net::TcpSocket::new_v4()
+            } else {
+                tokio::net::TcpSocket::new_v6()
+            }
+        };
+        let addr = socket(listen)
+            .and_then(|probe| {
+                // As a listener's bind: connections of an earlier run still in TIME_WAIT on
+                // this port do not count, a listening socket does.
+                probe.set_reuseaddr(true)?;
+                probe.bind(listen)?;
+                probe.local_addr()
+            })
+            .map_err(|e| fail(listen, e))?;
+        let mut listeners = Vec::with_capacity(threads);
+        for _ in 0..threads.max(1) {
+            let listener = socket(addr)
+                .and_then(|s| {
+                    s.set_reuseaddr(true)?;
+                    s.set_reuseport(true)?;
+                    s.bind(addr)?;
+                    // `listen` registers the socket with the calling runtime: it is taken out
+                    // of it again for the thread's own.
+                    s.listen(1024)?.into_std()
+                })
+                .map_err(|e| fail(addr, e))?;
+            listeners.push(listener);
+        }
+        Ok(HttpThreads { addr, listeners })
+    }
+
+    /// Starts the threads once each has its runtime; each returned task ends when its thread
+    /// has drained its connections after `stop`.
+    async fn serve(
+        self,
+        app: axum::Router,
+        stop: &watch::Receiver<bool>,
+    ) -> Result<Vec<JoinHandle<()>>, StartError> {
+        let addr = self.addr;
+        let fail = move |source| StartError::Listen { addr, source };
+        let mut done = Vec::new();
+        for (i, listener) in self.listeners.into_iter().enumerate() {
+            let app = app.clone();
+            let mut stop = stop.clone();
+            let (ready, ready_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
+            let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
+            std::thread::Builder::new()
+                .name(format!("mailcode-http-{i}"))
+                .spawn(move || {
+                    let runtime = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(r) => r,
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    crate::store::redis::own_connections_on_this_thread();
+                    runtime.block_on(async move {
+                        let listener = match tokio::net::TcpListener::from_std(listener) {
+                            Ok(l) => l,
+                            Err(e) => {
+                                let _ = ready.send(Err(e));
+                                return;
+                            }
+                        };
+                        let _ = ready.send(Ok(()));
+                        let result = axum::serve(
+                            listener,
+                            app.into_make_service_with_connect_info::<SocketAddr>(),
+                        )
+                        .with_graceful_shutdown(async move {
+                            let _ = stop.changed().await;
+                        })
+                        .await;
+                        if let Err(e) = result {
+                            tracing::error!(error = %e, "server stopped with an error");
+                        }
+                    });
+                    drop(runtime);
+                    let _ = finished.send(());
+                })
+                .map_err(fail)?;
+            ready_rx
+                .await
+                .unwrap_or_else(|_| Err(std::io::Error::other("the HTTP thread ended")))
+                .map_err(fail)?;
+            done.push(tokio::spawn(async move {
+                let _ = finished_rx.await;
+            }));
+        }
+        Ok(done)
+    }
 }
 
 /// `mailcode serve`: run until SIGTERM or Ctrl-C.

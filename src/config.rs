@@ -62,6 +62,10 @@ pub struct ServeArgs {
     #[arg(long, env = "MAILCODE_BLOCKED_DOMAINS", value_delimiter = ',')]
     #[serde(default)]
     pub blocked_domains: Vec<String>,
+    /// Threads serving HTTP, each with its own event loop and Redis connection [default: the
+    /// number of CPUs]
+    #[arg(long, env = "MAILCODE_HTTP_THREADS")]
+    pub http_threads: Option<usize>,
     /// Configuration file [default: ./mailcode.toml when it exists]
     #[arg(long, env = "MAILCODE_CONFIG")]
     #[serde(skip)]
@@ -84,6 +88,7 @@ pub struct Settings {
     pub cookie_domain: Option<String>,
     pub data_dir: PathBuf,
     pub blocked_domains: Vec<String>,
+    pub http_threads: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +97,9 @@ pub struct ConfigError {
     pub setting: &'static str,
     pub problem: String,
 }
+
+/// More threads than this would each hold a Redis connection and a runtime for nothing.
+const MAX_HTTP_THREADS: usize = 256;
 
 fn bad(setting: &'static str, problem: impl Into<String>) -> ConfigError {
     ConfigError {
@@ -116,7 +124,8 @@ impl ServeArgs {
             passwordless,
             cookie_same_site,
             cookie_domain,
-            data_dir
+            data_dir,
+            http_threads
         );
         if self.cors_origins.is_empty() {
             self.cors_origins = file.cors_origins;
@@ -289,8 +298,21 @@ impl Settings {
                 ));
             }
         }
+        let http_threads = match a.http_threads {
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            Some(n) if (1..=MAX_HTTP_THREADS).contains(&n) => n,
+            Some(n) => {
+                return Err(bad(
+                    "--http-threads / MAILCODE_HTTP_THREADS",
+                    format!(
+                        "{n}: use 1 to {MAX_HTTP_THREADS}, usually the number of CPUs (the default)"
+                    ),
+                ))
+            }
+        };
         Ok(Settings {
             listen,
+            http_threads,
             database_url,
             redis_url: a.redis_url,
             redis_prefix,

@@ -229,6 +229,42 @@ async fn the_log_explains_a_code_submitted_without_its_session_once() {
     );
 }
 
+/// mailcode serves HTTP on several threads, each with its own socket on the one address
+/// (`SO_REUSEPORT`), yet a second instance started on an address in use is refused, as any
+/// server's would be, instead of silently taking a share of the first one's connections.
+#[tokio::test]
+async fn a_second_instance_on_the_same_address_is_refused() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let port = free_port();
+    let first = spawn_binary(a.path(), port);
+    let out = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(b.path())
+        .env_remove("MAILCODE_CONFIG")
+        .output()
+        .expect("run mailcode");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    // Every new connection still reaches the first instance.
+    for _ in 0..16 {
+        let r = answer(
+            bare()
+                .get(format!("{}/readyz", first.base))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        r.expect(200, "OK");
+    }
+}
+
 #[test]
 fn a_bad_setting_stops_start_up_naming_the_setting() {
     for (args, setting) in [
@@ -240,6 +276,8 @@ fn a_bad_setting_stops_start_up_naming_the_setting() {
         (vec!["--cors-origin", "*"], "--cors-origin"),
         (vec!["--trust-proxy", "10.0.0.0/99"], "--trust-proxy"),
         (vec!["--database-url", "oracle://x"], "--database-url"),
+        (vec!["--http-threads", "0"], "--http-threads"),
+        (vec!["--http-threads", "many"], "--http-threads"),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_mailcode"))
             .args(&args)

@@ -868,3 +868,119 @@ async fn connecting_to_nothing_is_unavailable_within_the_timeout() {
         started.elapsed()
     );
 }
+
+/// The ids of the clients connected to `server`, and the last command of each, the caller's
+/// own connection left out.
+async fn clients(con: &mut MultiplexedConnection) -> Vec<(u64, String)> {
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(con)
+        .await
+        .unwrap();
+    let field = |line: &str, name: &str| {
+        line.split(' ')
+            .find_map(|f| f.strip_prefix(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    list.lines()
+        .map(|l| (field(l, "id=").parse().unwrap(), field(l, "cmd=")))
+        .filter(|(_, cmd)| cmd != "client|list")
+        .collect()
+}
+
+async fn connections_received(con: &mut MultiplexedConnection) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("stats")
+        .query_async(con)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("total_connections_received:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("INFO stats has total_connections_received")
+}
+
+/// An HTTP thread (its own single-threaded runtime, `own_connections_on_this_thread`) gets a
+/// Redis connection of its own, connected in the background after its first command, and the
+/// store works the same through it; the connection goes away with the thread. Other threads use
+/// the shared one.
+#[test]
+fn a_thread_with_its_own_runtime_gets_its_own_connection() {
+    let server = RedisServer::start();
+    let main = tokio::runtime::Runtime::new().unwrap();
+    let s = main.block_on(open_on(&server, "mailcode:", Duration::from_secs(2)));
+    let mut con = main.block_on(raw(&server));
+    main.block_on(s.create_session(&session(1, Some(3))))
+        .unwrap();
+    let shared = main.block_on(clients(&mut con));
+    assert_eq!(shared.len(), 1, "the shared connection: {shared:?}");
+
+    let before = main.block_on(connections_received(&mut con));
+    let on_thread = s.clone();
+    let (url, shared_id) = (server.url(), shared[0].0);
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        mailcode::store::redis::own_connections_on_this_thread();
+        rt.block_on(async move {
+            // The first load still goes over the shared connection and starts connecting.
+            assert!(on_thread
+                .load_session(&key(1), NOW + MIN)
+                .await
+                .unwrap()
+                .is_some());
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            assert!(on_thread
+                .load_session(&key(1), NOW + MIN)
+                .await
+                .unwrap()
+                .is_some());
+            assert!(on_thread
+                .load_session(&key(2), NOW + MIN)
+                .await
+                .unwrap()
+                .is_none());
+            let mut con = redis::Client::open(url)
+                .unwrap()
+                .get_multiplexed_async_connection()
+                .await
+                .unwrap();
+            let own: Vec<_> = clients(&mut con)
+                .await
+                .into_iter()
+                .filter(|c| c.0 > shared_id && c.1 == "get")
+                .collect();
+            assert_eq!(
+                own.len(),
+                1,
+                "the loads went over the thread's own connection"
+            );
+        });
+    })
+    .join()
+    .unwrap();
+    // While the thread ran, two connections more were opened: its own and the test's look at
+    // the clients; both are gone with the thread.
+    assert_eq!(
+        main.block_on(connections_received(&mut con)),
+        before + 2,
+        "one connection of its own, not one per command"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let now = main.block_on(clients(&mut con));
+        if now.iter().map(|c| c.0).eq(shared.iter().map(|c| c.0)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still connected: {now:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The shared connection is untouched by all this.
+    assert!(main
+        .block_on(s.load_session(&key(1), NOW + MIN))
+        .unwrap()
+        .is_some());
+}

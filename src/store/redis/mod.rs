@@ -115,7 +115,11 @@
 mod code_desk;
 mod codec;
 mod mail;
+mod per_thread;
 mod scripts;
+
+pub use per_thread::own_connections_on_this_thread;
+use per_thread::PerThread;
 
 use ::redis::aio::MultiplexedConnection;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -343,6 +347,8 @@ impl ConnectionLike for Conn {
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
+    /// Plain Redis only: HTTP threads' own connections (`per_thread.rs`).
+    per_thread: Option<Arc<PerThread>>,
     keys: Arc<Keys>,
     op_timeout: Duration,
 }
@@ -354,15 +360,17 @@ impl RedisStore {
     /// `redis+sentinel://` URL name; every key starts with `prefix`. Fails with `Unavailable`
     /// when Redis does not answer a PING within `op_timeout`.
     pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> StoreResult<Self> {
-        let conn = if url.starts_with("redis+sentinel://") {
-            Self::connect_sentinel(url, op_timeout)?
+        let (conn, per_thread) = if url.starts_with("redis+sentinel://") {
+            (Self::connect_sentinel(url, op_timeout)?, None)
         } else if url.contains(',') {
-            Self::connect_cluster(url, op_timeout).await?
+            (Self::connect_cluster(url, op_timeout).await?, None)
         } else {
-            Self::connect_single(url, op_timeout).await?
+            let (conn, per_thread) = Self::connect_single(url, op_timeout).await?;
+            (conn, Some(per_thread))
         };
         let store = RedisStore {
             conn,
+            per_thread,
             keys: Arc::new(Keys::new(prefix)),
             op_timeout,
         };
@@ -423,7 +431,10 @@ impl RedisStore {
         })))
     }
 
-    async fn connect_single(url: &str, op_timeout: Duration) -> StoreResult<Conn> {
+    async fn connect_single(
+        url: &str,
+        op_timeout: Duration,
+    ) -> StoreResult<(Conn, Arc<PerThread>)> {
         // The URL may hold a password: it is not repeated in the error.
         let client = ::redis::Client::open(url)
             .map_err(|e| StoreError::Internal(format!("invalid Redis URL: {}", e.category())))?;
@@ -433,13 +444,23 @@ impl RedisStore {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1))
             .set_number_of_retries(8);
-        bounded(op_timeout, async {
+        let per_thread = PerThread::new(client.clone(), config.clone());
+        let shared = bounded(op_timeout, async {
             ConnectionManager::new_with_config(client, config)
                 .await
                 .map_err(err)
         })
-        .await
-        .map(Conn::Single)
+        .await?;
+        Ok((Conn::Single(shared), per_thread))
+    }
+
+    /// The connection for a command from this thread: its own on an HTTP thread once that is
+    /// connected, else the shared one.
+    fn conn(&self) -> Conn {
+        if let Some(own) = self.per_thread.as_ref().and_then(|p| p.for_this_thread()) {
+            return Conn::Single(own);
+        }
+        self.conn.clone()
     }
 
     fn is_cluster(&self) -> bool {
@@ -447,15 +468,13 @@ impl RedisStore {
     }
 
     async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> StoreResult<T> {
-        cmd.query_async(&mut self.conn.clone()).await.map_err(err)
+        cmd.query_async(&mut self.conn()).await.map_err(err)
     }
 
     /// Runs a pipeline (or transaction) whose answers are not needed, within the time bound.
     async fn run_pipeline(&self, p: &::redis::Pipeline) -> StoreResult<()> {
         bounded(self.op_timeout, async {
-            p.query_async::<()>(&mut self.conn.clone())
-                .await
-                .map_err(err)
+            p.query_async::<()>(&mut self.conn()).await.map_err(err)
         })
         .await
     }
@@ -464,7 +483,7 @@ impl RedisStore {
         &self,
         call: &::redis::ScriptInvocation<'_>,
     ) -> StoreResult<T> {
-        call.invoke_async(&mut self.conn.clone()).await.map_err(err)
+        call.invoke_async(&mut self.conn()).await.map_err(err)
     }
 
     /// Enters a session in its user's index and stretches the index's TTL to the latest
@@ -599,7 +618,7 @@ impl RedisStore {
             .arg(&index)
             .arg(format!("({now_s}"))
             .arg("+inf")
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn())
             .await
             .map_err(err)?;
         if members.is_empty() {
