@@ -1,8 +1,8 @@
 //! The floor of workload 1 (`bench/callgrind-me`, docs/benchmarks.md): `GET /api/me` as one
 //! Redis `GET` of `floor:<cookie value>` and the stored JSON in a fixed envelope. The same
-//! stack as mailcode (axum, Tokio's two-thread runtime, redis-rs' multiplexed connection
-//! manager, mimalloc) without anything a login service adds: no request id, origin check,
-//! timeouts, metrics, session decoding, expiry or renewal. What no server on this stack can
+//! stack as mailcode (axum, a single-threaded Tokio runtime per CPU, redis-rs' multiplexed
+//! connection manager, mimalloc) without anything a login service adds: no request id, origin
+//! check, timeouts, metrics, session decoding, expiry or renewal. What no server on this stack can
 //! go below, to compare mailcode with.
 //!
 //! Environment: LISTEN (default 127.0.0.1:3200), REDIS_URL (default redis://127.0.0.1:6379).
@@ -46,13 +46,38 @@ async fn me(State(mut redis): State<ConnectionManager>, headers: HeaderMap) -> i
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let listen = std::env::var("LISTEN").unwrap_or_else(|_| "127.0.0.1:3200".into());
+/// One thread per CPU, each with its own single-threaded runtime, listening socket on the one
+/// address (`SO_REUSEPORT`) and Redis connection: how mailcode serves (src/app.rs).
+fn main() {
+    let listen: std::net::SocketAddr = std::env::var("LISTEN")
+        .unwrap_or_else(|_| "127.0.0.1:3200".into())
+        .parse()
+        .expect("LISTEN");
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let client = redis::Client::open(url).expect("REDIS_URL");
-    let redis = ConnectionManager::new(client).await.expect("Redis");
-    let app = Router::new().route("/api/me", get(me)).with_state(redis);
-    let listener = tokio::net::TcpListener::bind(&listen).await.expect("LISTEN");
-    axum::serve(listener, app).await.expect("serve");
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                rt.block_on(async move {
+                    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                    socket.set_reuseaddr(true).expect("SO_REUSEADDR");
+                    socket.set_reuseport(true).expect("SO_REUSEPORT");
+                    socket.bind(listen).expect("LISTEN");
+                    let listener = socket.listen(1024).expect("listen");
+                    let client = redis::Client::open(url).expect("REDIS_URL");
+                    let redis = ConnectionManager::new(client).await.expect("Redis");
+                    let app = Router::new().route("/api/me", get(me)).with_state(redis);
+                    axum::serve(listener, app).await.expect("serve");
+                })
+            })
+        })
+        .collect();
+    for h in handles {
+        let _ = h.join();
+    }
 }
