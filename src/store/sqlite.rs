@@ -8,7 +8,9 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
+use std::cell::RefCell;
 use std::str::FromStr;
+use std::sync::Weak;
 use std::time::Duration;
 use subtle::ConstantTimeEq;
 
@@ -30,6 +32,12 @@ type Lookup = (
     String,
     tokio::sync::oneshot::Sender<StoreResult<Option<User>>>,
 );
+
+thread_local! {
+    /// Per store (by its read pool), the lookup batcher running on this thread's runtime.
+    static THREAD_LOOKUPS: RefCell<Vec<(Weak<ReadPool>, tokio::sync::mpsc::Sender<Lookup>)>> =
+        const { RefCell::new(Vec::new()) };
+}
 
 /// Most addresses in one lookup.
 const LOOKUP_MAX: usize = 64;
@@ -83,9 +91,14 @@ async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<Pen
 /// request under load (issue 5, workload 2). The addresses asked for while one lookup runs go into
 /// the next one, as one `IN (…)`; each request still gets its own answer, or the error. Ends when
 /// every store clone is dropped.
-async fn look_up_emails(read: Arc<ReadPool>, mut rx: tokio::sync::mpsc::Receiver<Lookup>) {
+///
+/// A store has one such batcher on the runtime that opened it, and one on each HTTP thread's
+/// runtime that looked an address up ([`SqliteStore::lookups_for_this_thread`]); they hold the
+/// pool weakly, so that the pool closes with the store.
+async fn look_up_emails(read: Weak<ReadPool>, mut rx: tokio::sync::mpsc::Receiver<Lookup>) {
     let mut batch: Vec<Lookup> = Vec::with_capacity(LOOKUP_MAX);
     while rx.recv_many(&mut batch, LOOKUP_MAX).await > 0 {
+        let Some(read) = read.upgrade() else { return };
         let emails: Vec<&str> = batch.iter().map(|(e, _)| e.as_str()).collect();
         let found = users_with_emails(&read, &emails).await;
         for (email, done) in batch.drain(..) {
@@ -245,12 +258,37 @@ impl SqliteStore {
         let (enqueue, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(group_commit(write.clone(), rx));
         let (lookups, rx) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(look_up_emails(read.clone(), rx));
+        tokio::spawn(look_up_emails(Arc::downgrade(&read), rx));
         Ok(SqliteStore {
             read,
             write,
             enqueue,
             lookups,
+        })
+    }
+
+    /// The lookup batcher of this thread's runtime when it is a single-threaded one (an HTTP
+    /// thread, `src/app.rs`): a request, its batch and the answer then stay on one thread, and
+    /// only the statement goes to SQLite's worker thread. Elsewhere the shared batcher.
+    fn lookups_for_this_thread(&self) -> tokio::sync::mpsc::Sender<Lookup> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.lookups.clone();
+        };
+        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
+            return self.lookups.clone();
+        }
+        let read = Arc::downgrade(&self.read);
+        THREAD_LOOKUPS.with(|own| {
+            let mut own = own.borrow_mut();
+            // Dropping the sender of a closed store ends its batcher.
+            own.retain(|(pool, tx)| pool.strong_count() > 0 && !tx.is_closed());
+            if let Some((_, tx)) = own.iter().find(|(pool, _)| pool.ptr_eq(&read)) {
+                return tx.clone();
+            }
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            runtime.spawn(look_up_emails(read.clone(), rx));
+            own.push((read, tx.clone()));
+            tx
         })
     }
 
@@ -768,7 +806,8 @@ impl UserStore for SqliteStore {
     async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
         let (done, found) = tokio::sync::oneshot::channel();
         let gone = || StoreError::Unavailable("the account lookup has stopped".into());
-        self.lookups
+        let lookups = self.lookups_for_this_thread();
+        lookups
             .send((email.as_str().to_owned(), done))
             .await
             .map_err(|_| gone())?;

@@ -37,3 +37,42 @@ async fn a_code_request_writes_all_or_nothing() {
     });
     crate::suite::a_code_request_writes_all_or_nothing(desk, sessions, queue).await
 }
+
+/// Each store answers lookups by address from its own database, whichever runtime asks: a
+/// single-threaded one (as the HTTP threads run, with a batcher of their own) or the
+/// multi-threaded one, and also after another store was opened and closed on the same thread.
+async fn each_store_answers_from_its_own_database() {
+    use crate::suite::{email, new_user};
+    let first = open().await;
+    first
+        .create_user(&new_user("alice", "alice@example.com"))
+        .await
+        .unwrap();
+    let found = first.find_by_email(&email("alice@example.com")).await;
+    assert_eq!(found.unwrap().map(|u| u.username), Some("alice".into()));
+    drop(first);
+
+    let second = open().await;
+    second
+        .create_user(&new_user("bob", "bob@example.com"))
+        .await
+        .unwrap();
+    let (a, b) = (email("alice@example.com"), email("bob@example.com"));
+    let (alice, bob) = tokio::join!(second.find_by_email(&a), second.find_by_email(&b));
+    assert_eq!(
+        alice.unwrap().map(|u| u.username),
+        None,
+        "alice is not in the second store"
+    );
+    assert_eq!(bob.unwrap().map(|u| u.username), Some("bob".into()));
+}
+
+#[tokio::test]
+async fn lookups_on_a_single_threaded_runtime_answer_from_their_own_store() {
+    each_store_answers_from_its_own_database().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookups_on_a_multi_threaded_runtime_answer_from_their_own_store() {
+    each_store_answers_from_its_own_database().await
+}
