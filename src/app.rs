@@ -255,8 +255,9 @@ pub async fn start(
 /// a request is parsed, handled and answered on one thread, with that thread's own Redis
 /// connection (`store/redis/per_thread.rs`). Tokio's multi-threaded runtime moved requests and
 /// Redis replies between its workers: up to 0.3 thread wake-ups per `GET /api/me`, and a rate
-/// that switched between two levels run to run (docs/benchmarks.md, finding 1). Everything else
-/// (mail worker, sweeper, SQL pools) stays on the main runtime.
+/// that switched between two levels run to run (docs/benchmarks.md, finding 1). SQLite account
+/// lookups are batched on the thread too (`store/sqlite.rs`); everything else (mail worker,
+/// sweeper, SQL writes) stays on the main runtime.
 struct HttpThreads {
     addr: SocketAddr,
     /// Listening and non-blocking, one per thread.
