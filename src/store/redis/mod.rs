@@ -438,9 +438,13 @@ impl RedisStore {
         // The URL may hold a password: it is not repeated in the error.
         let client = ::redis::Client::open(url)
             .map_err(|e| StoreError::Internal(format!("invalid Redis URL: {}", e.category())))?;
+        // No response timeout of the client's own: every operation is already bounded by
+        // `op_timeout` (`bounded`, which also covers waiting for a reconnection), and a second
+        // timer per command cost a timer registration per request (issue 5). An answer that
+        // does not come ends the operation the same way: an error, the connection kept.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout))
+            .set_response_timeout(None)
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_secs(1))
             .set_number_of_retries(8);
