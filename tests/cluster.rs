@@ -414,6 +414,60 @@ async fn redis_down_gives_503_within_two_seconds_and_the_service_recovers() {
     }
 }
 
+/// A Redis that stops answering, its connections still open (no error for the client to see):
+/// every operation is bounded by the store timeout alone (`bounded`; the Redis client sets no
+/// response timeout of its own, issue 5), so answers still come within two seconds, and the
+/// same connections serve again once Redis does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_that_hangs_gives_503_within_two_seconds_and_the_service_recovers() {
+    let d = Deployment::new().await;
+    d.add_user("hal", "hal@example.com");
+    let a = d.instance();
+    let SignIn { sid, .. } = sign_in(&d, &a, &a, "hal", "hal@example.com").await;
+    get(a.url("/api/me"), &sid).await.expect(200, "OK");
+    d.redis.freeze();
+    let two = Duration::from_secs(2);
+    for _ in 0..3 {
+        answered_within(
+            two,
+            "GET /api/me",
+            async || get(a.url("/api/me"), &sid).await,
+            (503, "STORE_UNAVAILABLE"),
+        )
+        .await;
+    }
+    answered_within(
+        two,
+        "POST /api/login/email-code",
+        async || {
+            post(
+                a.url("/api/login/email-code"),
+                None,
+                json!({"email": "z@example.com"}),
+            )
+            .await
+        },
+        (503, "STORE_UNAVAILABLE"),
+    )
+    .await;
+    d.redis.thaw();
+    recovers(
+        "GET /api/me",
+        async || get(a.url("/api/me"), &sid).await,
+        (200, "OK"),
+    )
+    .await;
+    for n in 0..16 {
+        post(
+            a.url("/api/login/email-code"),
+            None,
+            json!({"email": format!("thawed{n}@example.com")}),
+        )
+        .await
+        .expect(200, "CODE_SENT");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_down_gives_503_within_two_seconds_and_the_service_recovers() {
     let db = MariaDb::start();

@@ -88,6 +88,29 @@ impl RedisServer {
         }
     }
 
+    /// Stops the server from answering (SIGSTOP): connections stay open, nothing comes back,
+    /// as with a Redis that hangs. [`RedisServer::thaw`] lets it go on.
+    pub fn freeze(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a frozen server answer again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, which: &str) {
+        let pid = std::fs::read_to_string(self.dir.path().join("server.pid"))
+            .expect("the server's pid file");
+        let ok = Command::new("kill")
+            .arg(which)
+            .arg(pid.trim())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill {which} {} failed", pid.trim());
+    }
+
     /// Starts the server again on the same port (empty: nothing is persisted).
     pub fn restart(&self) {
         self.stop();
