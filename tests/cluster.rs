@@ -319,6 +319,31 @@ async fn answered_within(
     assert_eq!((a.status.as_u16(), a.code()), want, "{what}: {:?}", a.body);
 }
 
+/// `GET /api/me` and a code request, each answered 503 `STORE_UNAVAILABLE` within `within`.
+async fn me_and_code_request_unavailable_within(within: Duration, a: &Instance, sid: &str) {
+    answered_within(
+        within,
+        "GET /api/me",
+        async || get(a.url("/api/me"), sid).await,
+        (503, "STORE_UNAVAILABLE"),
+    )
+    .await;
+    answered_within(
+        within,
+        "POST /api/login/email-code",
+        async || {
+            post(
+                a.url("/api/login/email-code"),
+                None,
+                json!({"email": "x@example.com"}),
+            )
+            .await
+        },
+        (503, "STORE_UNAVAILABLE"),
+    )
+    .await;
+}
+
 async fn recovers(what: &str, mut f: impl AsyncFnMut() -> Answer, want: (u16, &str)) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -343,27 +368,7 @@ async fn redis_down_gives_503_within_two_seconds_and_the_service_recovers() {
     let SignIn { pre, code, sid } = sign_in(&d, &a, &a, "dot", "dot@example.com").await;
     d.redis.stop();
     let two = Duration::from_secs(2);
-    answered_within(
-        two,
-        "GET /api/me",
-        async || get(a.url("/api/me"), &sid).await,
-        (503, "STORE_UNAVAILABLE"),
-    )
-    .await;
-    answered_within(
-        two,
-        "POST /api/login/email-code",
-        async || {
-            post(
-                a.url("/api/login/email-code"),
-                None,
-                json!({"email": "x@example.com"}),
-            )
-            .await
-        },
-        (503, "STORE_UNAVAILABLE"),
-    )
-    .await;
+    me_and_code_request_unavailable_within(two, &a, &sid).await;
     answered_within(
         two,
         "POST /api/login/get-token",
@@ -426,30 +431,9 @@ async fn redis_that_hangs_gives_503_within_two_seconds_and_the_service_recovers(
     let SignIn { sid, .. } = sign_in(&d, &a, &a, "hal", "hal@example.com").await;
     get(a.url("/api/me"), &sid).await.expect(200, "OK");
     d.redis.freeze();
-    let two = Duration::from_secs(2);
     for _ in 0..3 {
-        answered_within(
-            two,
-            "GET /api/me",
-            async || get(a.url("/api/me"), &sid).await,
-            (503, "STORE_UNAVAILABLE"),
-        )
-        .await;
+        me_and_code_request_unavailable_within(Duration::from_secs(2), &a, &sid).await;
     }
-    answered_within(
-        two,
-        "POST /api/login/email-code",
-        async || {
-            post(
-                a.url("/api/login/email-code"),
-                None,
-                json!({"email": "z@example.com"}),
-            )
-            .await
-        },
-        (503, "STORE_UNAVAILABLE"),
-    )
-    .await;
     d.redis.thaw();
     recovers(
         "GET /api/me",
