@@ -149,7 +149,7 @@ impl Core {
         let delivery = self
             .stores
             .mail
-            .delivery(&code.mail_ref)
+            .delivery(&code)
             .await?
             .unwrap_or(Delivery::Failed);
         Ok(CodeStatus {

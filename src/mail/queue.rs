@@ -47,7 +47,7 @@ impl Worker {
                 }
             };
             let busy = !batch.is_empty();
-            let sent: Vec<String> =
+            let sent: Vec<QueuedMail> =
                 futures::future::join_all(batch.into_iter().map(|q| self.deliver(q)))
                     .await
                     .into_iter()
@@ -74,8 +74,8 @@ impl Worker {
         }
     }
 
-    /// Sends one mail; its reference when it was delivered (marked sent with the batch).
-    async fn deliver(&self, q: QueuedMail) -> Option<String> {
+    /// Sends one mail; the mail again when it was delivered (marked sent with the batch).
+    async fn deliver(&self, q: QueuedMail) -> Option<QueuedMail> {
         let now = self.clock.now_ms();
         if q.mail.expires_at <= now {
             self.drop_expired(&q, "the code expired before the mail could be delivered")
@@ -90,11 +90,7 @@ impl Worker {
                 // help.
                 metrics::counter!(m::MAIL_DROPPED).increment(1);
                 tracing::error!(mail = %q.mail.mail_ref, error = %e, "mail dropped: cannot open it");
-                if let Err(e) = self
-                    .queue
-                    .mark_failed(&q.mail.mail_ref, &e.to_string())
-                    .await
-                {
+                if let Err(e) = self.queue.mark_failed(&q, &e.to_string()).await {
                     tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot mark mail failed");
                 }
                 return None;
@@ -103,7 +99,7 @@ impl Worker {
         match self.transport.send(&self.from, &q.mail, &written).await {
             Ok(()) => {
                 metrics::counter!(m::MAIL_DELIVERED).increment(1);
-                Some(q.mail.mail_ref)
+                Some(q)
             }
             Err(e) => {
                 let next = self.clock.now_ms() + backoff(q.attempts).as_millis() as Millis;
@@ -112,11 +108,7 @@ impl Worker {
                 } else {
                     metrics::counter!(m::MAIL_RETRIED).increment(1);
                     tracing::warn!(error = %e, mail = %q.mail.mail_ref, attempts = q.attempts + 1, "mail delivery failed; will retry");
-                    if let Err(e) = self
-                        .queue
-                        .mark_retry(&q.mail.mail_ref, next, &e.to_string())
-                        .await
-                    {
+                    if let Err(e) = self.queue.mark_retry(&q, next, &e.to_string()).await {
                         tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot reschedule mail");
                     }
                 }
@@ -139,7 +131,7 @@ impl Worker {
             reason = why,
             "mail dropped: its code expired undelivered"
         );
-        if let Err(e) = self.queue.mark_failed(&q.mail.mail_ref, why).await {
+        if let Err(e) = self.queue.mark_failed(q, why).await {
             tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot mark mail failed");
         }
     }

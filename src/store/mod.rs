@@ -324,17 +324,21 @@ pub struct OutgoingMail {
     pub created_at: Millis,
 }
 
-/// A mail as claimed. It is named by its reference (`mail.mail_ref`, unique) in every store.
+/// A mail as claimed. It is named by its reference (`mail.mail_ref`, unique) in every store;
+/// `receipt` is what its store needs to find the lease again when the worker reports back.
 #[derive(Debug, Clone)]
 pub struct QueuedMail {
     pub mail: OutgoingMail,
     pub attempts: u32,
+    /// The reference in SQL; in Redis the queue entry itself, which holds the mail.
+    pub receipt: String,
 }
 
 /// The durable mail queue (SPEC §3 Robustness): a code request returns once its mail is here.
+/// Every mail carries a code: the store may keep the mail's delivery state with that code.
 #[async_trait]
 pub trait MailQueue: Send + Sync {
-    async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()>;
+    async fn enqueue(&self, code: &CodeRecord, mail: &OutgoingMail) -> StoreResult<()>;
     /// Leases up to `max` due mails to this worker until `lease_until`.
     async fn claim_due(
         &self,
@@ -343,16 +347,17 @@ pub trait MailQueue: Send + Sync {
         max: u32,
     ) -> StoreResult<Vec<QueuedMail>>;
     /// Marks delivered mails sent, in one write (the worker delivers in batches).
-    async fn mark_sent(&self, refs: &[String], now: Millis) -> StoreResult<()>;
+    async fn mark_sent(&self, mails: &[QueuedMail], now: Millis) -> StoreResult<()>;
     async fn mark_retry(
         &self,
-        mail_ref: &str,
+        mail: &QueuedMail,
         next_attempt_at: Millis,
         error: &str,
     ) -> StoreResult<()>;
-    async fn mark_failed(&self, mail_ref: &str, error: &str) -> StoreResult<()>;
-    /// See [`delivery_of`]: `failed` also while a failed mail waits for its retry.
-    async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>>;
+    async fn mark_failed(&self, mail: &QueuedMail, error: &str) -> StoreResult<()>;
+    /// How the mail of this code stands (see [`delivery_of`]: `failed` also while a failed mail
+    /// waits for its retry); `None` when the store knows no such mail.
+    async fn delivery(&self, code: &CodeRecord) -> StoreResult<Option<Delivery>>;
     /// The earliest instant a queued mail becomes due, to sleep until then.
     async fn next_due(&self) -> StoreResult<Option<Millis>>;
 }
@@ -422,7 +427,7 @@ pub async fn in_steps(
         Some(s) => sessions.create_session_with_code(s, code).await?,
         None => sessions.issue_code(code).await?,
     }
-    queue.enqueue(mail).await?;
+    queue.enqueue(code, mail).await?;
     Ok(Limit::Allowed)
 }
 

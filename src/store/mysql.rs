@@ -895,6 +895,7 @@ const MAIL_COLS: &str = "id, attempts, mail_ref, to_addr, mail_order, expires_at
 fn mail_from_row(r: &MySqlRow) -> Result<QueuedMail, sqlx::Error> {
     Ok(QueuedMail {
         attempts: count(r, "attempts")?,
+        receipt: text(r, "mail_ref")?,
         mail: OutgoingMail {
             mail_ref: text(r, "mail_ref")?,
             to: text(r, "to_addr")?,
@@ -948,7 +949,7 @@ async fn claim_once(
 
 #[async_trait]
 impl MailQueue for MySqlStore {
-    async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
+    async fn enqueue(&self, _code: &CodeRecord, m: &OutgoingMail) -> StoreResult<()> {
         self.run(|| {
             sqlx::query(
                 "INSERT INTO mail_queue (mail_ref, to_addr, mail_order, status, \
@@ -976,7 +977,8 @@ impl MailQueue for MySqlStore {
             .await
     }
 
-    async fn mark_sent(&self, refs: &[String], _now: Millis) -> StoreResult<()> {
+    async fn mark_sent(&self, mails: &[QueuedMail], _now: Millis) -> StoreResult<()> {
+        let refs: Vec<&str> = mails.iter().map(|m| m.mail.mail_ref.as_str()).collect();
         if refs.is_empty() {
             return Ok(());
         }
@@ -988,8 +990,8 @@ impl MailQueue for MySqlStore {
         );
         self.run(|| {
             let mut q = sqlx::query(&sql);
-            for r in refs {
-                q = q.bind(r);
+            for r in &refs {
+                q = q.bind(*r);
             }
             q.execute(&self.pool)
         })
@@ -999,10 +1001,11 @@ impl MailQueue for MySqlStore {
 
     async fn mark_retry(
         &self,
-        mail_ref: &str,
+        mail: &QueuedMail,
         next_attempt_at: Millis,
         error: &str,
     ) -> StoreResult<()> {
+        let mail_ref = &mail.mail.mail_ref;
         self.run(|| {
             sqlx::query(
                 "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = ?, \
@@ -1017,7 +1020,8 @@ impl MailQueue for MySqlStore {
         Ok(())
     }
 
-    async fn mark_failed(&self, mail_ref: &str, error: &str) -> StoreResult<()> {
+    async fn mark_failed(&self, mail: &QueuedMail, error: &str) -> StoreResult<()> {
+        let mail_ref = &mail.mail.mail_ref;
         self.run(|| {
             sqlx::query(
                 "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' \
@@ -1031,7 +1035,8 @@ impl MailQueue for MySqlStore {
         Ok(())
     }
 
-    async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
+    async fn delivery(&self, code: &CodeRecord) -> StoreResult<Option<Delivery>> {
+        let mail_ref = &code.mail_ref;
         let row = self
             .run(|| {
                 sqlx::query("SELECT status, last_error FROM mail_queue WHERE mail_ref = ?")

@@ -849,7 +849,7 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl MailQueue for SqliteStore {
-    async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
+    async fn enqueue(&self, _code: &CodeRecord, m: &OutgoingMail) -> StoreResult<()> {
         let (done, committed) = tokio::sync::oneshot::channel();
         let gone = || StoreError::Unavailable("the mail queue writer has stopped".into());
         self.enqueue
@@ -882,6 +882,7 @@ impl MailQueue for SqliteStore {
             .map(|r| -> Result<QueuedMail, sqlx::Error> {
                 Ok(QueuedMail {
                     attempts: r.try_get::<i64, _>("attempts")?.max(0) as u32,
+                    receipt: r.try_get("mail_ref")?,
                     mail: OutgoingMail {
                         mail_ref: r.try_get("mail_ref")?,
                         to: r.try_get("to_addr")?,
@@ -895,7 +896,8 @@ impl MailQueue for SqliteStore {
             .map_err(err)
     }
 
-    async fn mark_sent(&self, refs: &[String], _now: Millis) -> StoreResult<()> {
+    async fn mark_sent(&self, mails: &[QueuedMail], _now: Millis) -> StoreResult<()> {
+        let refs: Vec<&str> = mails.iter().map(|m| m.mail.mail_ref.as_str()).collect();
         if refs.is_empty() {
             return Ok(());
         }
@@ -906,8 +908,8 @@ impl MailQueue for SqliteStore {
             placeholders(refs.len())
         );
         let mut q = sqlx::query(&sql);
-        for r in refs {
-            q = q.bind(r);
+        for r in &refs {
+            q = q.bind(*r);
         }
         q.execute(&self.write).await.map_err(err)?;
         Ok(())
@@ -915,10 +917,11 @@ impl MailQueue for SqliteStore {
 
     async fn mark_retry(
         &self,
-        mail_ref: &str,
+        mail: &QueuedMail,
         next_attempt_at: Millis,
         error: &str,
     ) -> StoreResult<()> {
+        let mail_ref = &mail.mail.mail_ref;
         sqlx::query(
             "UPDATE mail_queue SET attempts = attempts + 1, next_attempt_at = ?, lease_until = 0, \
              last_error = ? WHERE mail_ref = ?",
@@ -932,7 +935,8 @@ impl MailQueue for SqliteStore {
         Ok(())
     }
 
-    async fn mark_failed(&self, mail_ref: &str, error: &str) -> StoreResult<()> {
+    async fn mark_failed(&self, mail: &QueuedMail, error: &str) -> StoreResult<()> {
+        let mail_ref = &mail.mail.mail_ref;
         sqlx::query(
             "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' \
              WHERE mail_ref = ?",
@@ -945,7 +949,8 @@ impl MailQueue for SqliteStore {
         Ok(())
     }
 
-    async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
+    async fn delivery(&self, code: &CodeRecord) -> StoreResult<Option<Delivery>> {
+        let mail_ref = &code.mail_ref;
         let row: Option<(String, Option<String>)> =
             sqlx::query_as("SELECT status, last_error FROM mail_queue WHERE mail_ref = ?")
                 .bind(mail_ref)

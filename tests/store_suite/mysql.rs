@@ -34,8 +34,9 @@ async fn sessions() -> Arc<dyn SessionStore> {
 async fn users() -> Arc<dyn UserStore> {
     Arc::new(open().await)
 }
-async fn queue() -> Arc<dyn MailQueue> {
-    Arc::new(open().await)
+async fn queue() -> (Arc<dyn SessionStore>, Arc<dyn MailQueue>) {
+    let store = open().await;
+    (Arc::new(store.clone()), Arc::new(store))
 }
 
 crate::session_store_tests!(sessions);
@@ -107,7 +108,10 @@ async fn a_stopped_server_is_unavailable_and_the_store_recovers() {
     let store = open_on(&server.url("recovery")).await;
     let rec = session(1, Some(7));
     store.create_session(&rec).await.unwrap();
-    store.enqueue(&mail(1)).await.unwrap();
+    store
+        .enqueue(&crate::suite::code_for(&mail(1)), &mail(1))
+        .await
+        .unwrap();
 
     let server = Arc::new(server);
     let s = server.clone();
@@ -226,12 +230,12 @@ async fn sweep_deletes_only_what_has_expired() {
     store.hit_limit("new", 5, w, NOW).await.unwrap();
     let mut old = mail(1);
     old.created_at = NOW - 25 * 60 * MIN;
-    store.enqueue(&old).await.unwrap();
-    let sent = store.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     store
-        .mark_sent(&[sent[0].mail.mail_ref.clone()], NOW)
+        .enqueue(&crate::suite::code_for(&old), &old)
         .await
         .unwrap();
+    let sent = store.claim_due(NOW, NOW + MIN, 10).await.unwrap();
+    store.mark_sent(&sent[..1], NOW).await.unwrap();
 
     store.sweep(NOW).await.unwrap();
 
@@ -249,5 +253,11 @@ async fn sweep_deletes_only_what_has_expired() {
         store.peek_limit("new", 0, NOW).await.unwrap(),
         Limit::Limited { .. }
     ));
-    assert_eq!(store.delivery("race1").await.unwrap(), None);
+    assert_eq!(
+        store
+            .delivery(&crate::suite::code_for(&mail(1)))
+            .await
+            .unwrap(),
+        None
+    );
 }

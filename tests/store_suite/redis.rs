@@ -42,12 +42,16 @@ async fn sessions() -> Arc<dyn SessionStore> {
 
 crate::session_store_tests!(sessions);
 
-async fn queues() -> (Arc<dyn MailQueue>, Arc<dyn MailQueue>) {
+async fn queues() -> (
+    Arc<dyn MailQueue>,
+    Arc<dyn MailQueue>,
+    Arc<dyn SessionStore>,
+) {
     let server = RedisServer::shared();
     let prefix = unique_prefix();
-    let a = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let a = Arc::new(open_on(server, &prefix, Duration::from_secs(2)).await);
     let b = open_on(server, &prefix, Duration::from_secs(2)).await;
-    (Arc::new(a), Arc::new(b))
+    (a.clone(), Arc::new(b), a)
 }
 
 crate::mail_queue_tests!(queues);
@@ -232,114 +236,126 @@ fn queued_mail(mail_ref: &str, created_at: i64) -> mailcode::store::OutgoingMail
     }
 }
 
-/// A queued mail is one key, named by its reference, that keeps only its state once it is sent
-/// (with its TTL), and a mail whose TTL ended leaves the queue without coming back.
+/// A queued mail is an entry of the list of new mails, no key of its own; its delivery state
+/// goes into its code (which keeps its TTL), and the queue keys go once they are empty. What an
+/// older build queued (a bare reference) or an entry nobody can read is dropped when claimed,
+/// without holding up the mails behind it.
 #[tokio::test]
-async fn a_mail_is_one_key_that_keeps_only_its_state_once_sent() {
+async fn a_mail_is_a_queue_entry_and_its_state_lives_in_its_code() {
     use mailcode::store::Delivery;
     let server = RedisServer::shared();
     let prefix = unique_prefix();
     let s = open_on(server, &prefix, Duration::from_secs(2)).await;
     let mut con = raw(server).await;
     let names = Keys::new(&prefix);
-    let mail = |r: &str| queued_mail(r, NOW);
-    s.enqueue(&mail("sent1")).await.unwrap();
-    s.enqueue(&mail("gone1")).await.unwrap();
-    let mut keys = keys_under(&mut con, &prefix).await;
-    keys.sort();
-    assert_eq!(
-        keys,
-        [
-            names.mail_item("gone1"),
-            names.mail_item("sent1"),
-            names.mail_new()
-        ],
-        "one key per mail, and the list of new ones"
-    );
-    // A mail whose TTL ended: its reference is dropped at the next claim.
-    let _: () = redis::cmd("DEL")
-        .arg(names.mail_item("gone1"))
-        .query_async(&mut con)
+    let c = CodeRecord {
+        mail_ref: "sent1".into(),
+        ..code(7, CodePurpose::Login, "a@example.com", "mac")
+    };
+    s.create_session_with_code(&session(7, None), &c)
         .await
         .unwrap();
+    s.enqueue(&c, &queued_mail("sent1", NOW)).await.unwrap();
+    let mut keys = keys_under(&mut con, &prefix).await;
+    keys.sort();
+    let mut expected = vec![
+        names.code(&key(7), CodePurpose::Login),
+        names.session(&key(7)),
+        names.mail_new(),
+    ];
+    expected.sort();
+    assert_eq!(keys, expected, "no key per mail");
+    assert_eq!(s.delivery(&c).await.unwrap(), Some(Delivery::Queued));
     let claimed = s.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
     assert_eq!(claimed[0].mail.mail_ref, "sent1");
-    s.mark_sent(&["sent1".into(), "gone1".into()], NOW + 1)
-        .await
-        .unwrap();
-    assert_eq!(s.delivery("sent1").await.unwrap(), Some(Delivery::Sent));
-    assert_eq!(s.delivery("gone1").await.unwrap(), None, "not brought back");
-    let left: HashMap<String, String> = redis::cmd("HGETALL")
-        .arg(names.mail_item("sent1"))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert!(
-        !left.contains_key("o") && !left.contains_key("t"),
-        "order and address go once sent: {left:?}"
-    );
+    s.mark_sent(&claimed, NOW + 1).await.unwrap();
+    assert_eq!(s.delivery(&c).await.unwrap(), Some(Delivery::Sent));
     let ttl: i64 = redis::cmd("PTTL")
-        .arg(names.mail_item("sent1"))
+        .arg(names.code(&key(7), CodePurpose::Login))
         .query_async(&mut con)
         .await
         .unwrap();
-    assert!(ttl > 60 * MIN, "the state keeps its TTL: {ttl}");
+    assert!(ttl > 69 * MIN, "the code keeps its TTL: {ttl}");
+    let mut left = keys_under(&mut con, &prefix).await;
+    left.sort();
+    expected.retain(|k| *k != names.mail_new());
     assert_eq!(
-        keys_under(&mut con, &prefix).await,
-        [names.mail_item("sent1")]
+        left, expected,
+        "the mail and its address are gone once sent"
+    );
+    // A bare reference as builds before this one queued it, an entry nobody can read, then a
+    // mail: only the mail comes out, and nothing is left leased.
+    let _: () = redis::cmd("RPUSH")
+        .arg(names.mail_new())
+        .arg("old1")
+        .arg("x\u{1f}y")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    let m = queued_mail("new1", NOW);
+    s.enqueue(&crate::suite::code_for(&m), &m).await.unwrap();
+    let claimed = s.claim_due(NOW, NOW + MIN, 10).await.unwrap();
+    assert_eq!(
+        claimed
+            .iter()
+            .map(|q| q.mail.mail_ref.as_str())
+            .collect::<Vec<_>>(),
+        ["new1"]
+    );
+    let leased: Vec<String> = redis::cmd("ZRANGE")
+        .arg(names.mail_queue())
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        leased,
+        [claimed[0].receipt.clone()],
+        "only the mail is leased"
     );
 }
 
-/// New mails wait in a list, claimed oldest first; what the sorted set holds (a retry that is
-/// due, a mail queued by an older build, scored by its creation) is claimed before them; a
-/// claimed mail moves to the sorted set under its lease.
+/// New mails wait in a list, claimed oldest first; a retry that is due is claimed before them;
+/// a claimed mail moves to the sorted set under its lease.
 #[tokio::test]
-async fn new_mails_wait_in_a_list_behind_retries_and_older_builds_mail() {
+async fn new_mails_wait_in_a_list_behind_retries() {
     let server = RedisServer::shared();
     let prefix = unique_prefix();
     let s = open_on(server, &prefix, Duration::from_secs(2)).await;
     let mut con = raw(server).await;
     let names = Keys::new(&prefix);
-    let mail = queued_mail;
+    let enqueue = |m: mailcode::store::OutgoingMail| {
+        let s = s.clone();
+        async move { s.enqueue(&crate::suite::code_for(&m), &m).await.unwrap() }
+    };
     assert_eq!(s.next_due().await.unwrap(), None);
-    s.enqueue(&mail("new1", NOW + 5)).await.unwrap();
-    s.enqueue(&mail("new2", NOW + 6)).await.unwrap();
+    enqueue(queued_mail("new1", NOW + 5)).await;
+    enqueue(queued_mail("new2", NOW + 6)).await;
     assert_eq!(
         s.next_due().await.unwrap(),
         Some(NOW + 5),
         "the oldest new mail"
     );
-    // As a build before the list queued it: its hash, and its reference in the sorted set.
-    s.enqueue(&mail("old1", NOW)).await.unwrap();
-    let _: () = redis::cmd("RPOP")
-        .arg(names.mail_new())
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("ZADD")
-        .arg(names.mail_queue())
-        .arg(NOW)
-        .arg("old1")
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert_eq!(s.next_due().await.unwrap(), Some(NOW));
-    let refs = |got: Vec<mailcode::store::QueuedMail>| {
-        got.into_iter().map(|q| q.mail.mail_ref).collect::<Vec<_>>()
+    let refs = |got: &[mailcode::store::QueuedMail]| {
+        got.iter()
+            .map(|q| (q.mail.mail_ref.clone(), q.attempts))
+            .collect::<Vec<_>>()
     };
-    assert_eq!(
-        refs(s.claim_due(NOW + 10, NOW + MIN, 2).await.unwrap()),
-        ["old1", "new1"]
-    );
+    let first = s.claim_due(NOW + 10, NOW + MIN, 1).await.unwrap();
+    assert_eq!(refs(&first), [("new1".to_string(), 0)]);
+    s.mark_retry(&first[0], NOW + 7, "connection refused")
+        .await
+        .unwrap();
     assert_eq!(
         s.next_due().await.unwrap(),
         Some(NOW + 6),
-        "new2 is older than the leases"
+        "new2 is older than the retry"
     );
     assert_eq!(
-        refs(s.claim_due(NOW + 10, NOW + MIN, 10).await.unwrap()),
-        ["new2"]
+        refs(&s.claim_due(NOW + 10, NOW + MIN, 10).await.unwrap()),
+        [("new1".to_string(), 1), ("new2".to_string(), 0)]
     );
     assert_eq!(
         s.next_due().await.unwrap(),
@@ -353,7 +369,7 @@ async fn new_mails_wait_in_a_list_behind_retries_and_older_builds_mail() {
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(leased.len(), 3, "every claimed mail is leased: {leased:?}");
+    assert_eq!(leased.len(), 2, "every claimed mail is leased: {leased:?}");
     assert!(s
         .claim_due(NOW + 20, NOW + MIN, 10)
         .await

@@ -39,9 +39,14 @@ async fn sessions() -> Arc<dyn SessionStore> {
 
 crate::session_store_tests!(sessions);
 
-async fn queues() -> (Arc<dyn MailQueue>, Arc<dyn MailQueue>) {
+async fn queues() -> (
+    Arc<dyn MailQueue>,
+    Arc<dyn MailQueue>,
+    Arc<dyn SessionStore>,
+) {
     let prefix = unique_prefix();
-    (Arc::new(open(&prefix).await), Arc::new(open(&prefix).await))
+    let a = Arc::new(open(&prefix).await);
+    (a.clone(), Arc::new(open(&prefix).await), a)
 }
 
 crate::mail_queue_tests!(queues);

@@ -34,13 +34,15 @@ async fn sessions() -> Arc<dyn SessionStore> {
 
 crate::session_store_tests!(sessions);
 
-async fn queues() -> (Arc<dyn MailQueue>, Arc<dyn MailQueue>) {
+async fn queues() -> (
+    Arc<dyn MailQueue>,
+    Arc<dyn MailQueue>,
+    Arc<dyn SessionStore>,
+) {
     let url = RedisSentinel::shared().url();
     let prefix = unique_prefix();
-    (
-        Arc::new(open(&url, &prefix).await),
-        Arc::new(open(&url, &prefix).await),
-    )
+    let a = Arc::new(open(&url, &prefix).await);
+    (a.clone(), Arc::new(open(&url, &prefix).await), a)
 }
 
 crate::mail_queue_tests!(queues);

@@ -19,8 +19,9 @@ async fn sessions() -> Arc<dyn SessionStore> {
 async fn users() -> Arc<dyn UserStore> {
     Arc::new(open().await)
 }
-async fn queue() -> Arc<dyn MailQueue> {
-    Arc::new(open().await)
+async fn queue() -> (Arc<dyn SessionStore>, Arc<dyn MailQueue>) {
+    let store = open().await;
+    (Arc::new(store.clone()), Arc::new(store))
 }
 
 crate::session_store_tests!(sessions);

@@ -672,15 +672,64 @@ fn mail(r: &str, expires_at: Millis) -> OutgoingMail {
     }
 }
 
-pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
-    q.enqueue(&mail("m1", NOW + 10 * MIN)).await.unwrap();
-    assert_eq!(q.delivery("m1").await.unwrap(), Some(Delivery::Queued));
-    assert_eq!(q.delivery("nope").await.unwrap(), None);
+/// A code naming the mail `m` (of a session that need not exist), for a queue to enqueue it with.
+pub fn code_for(m: &OutgoingMail) -> CodeRecord {
+    CodeRecord {
+        mail_ref: m.mail_ref.clone(),
+        expires_at: m.expires_at,
+        ..code(99, CodePurpose::Login, &m.to, "mac")
+    }
+}
+
+/// The mail that carries `c`, as a code request queues it.
+pub fn mail_of(c: &CodeRecord) -> OutgoingMail {
+    mail(&c.mail_ref, c.expires_at)
+}
+
+/// `sessions` and `q` are one backend (the queue may keep a mail's state with its code).
+pub async fn the_mail_queue_leases_retries_and_reports(
+    sessions: Arc<dyn SessionStore>,
+    q: Arc<dyn MailQueue>,
+) {
+    let issue = |n: u32, mail_ref: &str| {
+        let sessions = sessions.clone();
+        let q = q.clone();
+        let c = CodeRecord {
+            mail_ref: mail_ref.into(),
+            ..code(n, CodePurpose::Login, "a@example.com", "mac")
+        };
+        async move {
+            if sessions
+                .load_session(&c.session, NOW)
+                .await
+                .unwrap()
+                .is_none()
+            {
+                sessions
+                    .create_session_with_code(&session(n, None), &c)
+                    .await
+                    .unwrap();
+            } else {
+                sessions.issue_code(&c).await.unwrap();
+            }
+            q.enqueue(&c, &mail_of(&c)).await.unwrap();
+            c
+        }
+    };
+    let c1 = issue(61, "m1").await;
+    assert_eq!(q.delivery(&c1).await.unwrap(), Some(Delivery::Queued));
+    let never = CodeRecord {
+        mail_ref: "nope".into(),
+        ..code(69, CodePurpose::Login, "a@example.com", "mac")
+    };
+    assert_eq!(q.delivery(&never).await.unwrap(), None);
     assert_eq!(q.next_due().await.unwrap(), Some(NOW));
     let got = q.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     assert_eq!(got.len(), 1);
+    assert_eq!(got[0].mail.mail_ref, "m1");
     assert_eq!(got[0].mail.order, "sealed order");
     assert_eq!(got[0].mail.to, "a@example.com");
+    assert_eq!(got[0].mail.expires_at, c1.expires_at);
     assert!(
         q.claim_due(NOW + 1, NOW + MIN, 10)
             .await
@@ -688,9 +737,14 @@ pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
             .is_empty(),
         "leased to the first worker"
     );
-    q.mark_retry(&got[0].mail.mail_ref, NOW + 2000, "connection refused")
+    q.mark_retry(&got[0], NOW + 2000, "connection refused")
         .await
         .unwrap();
+    assert_eq!(
+        q.delivery(&c1).await.unwrap(),
+        Some(Delivery::Failed),
+        "a failed attempt shows while the retry waits"
+    );
     assert!(
         q.claim_due(NOW + 1000, NOW + MIN, 10)
             .await
@@ -698,26 +752,34 @@ pub async fn the_mail_queue_leases_retries_and_reports(q: Arc<dyn MailQueue>) {
             .is_empty(),
         "not due yet"
     );
+    assert_eq!(q.next_due().await.unwrap(), Some(NOW + 2000));
     let again = q.claim_due(NOW + 2000, NOW + MIN, 10).await.unwrap();
     assert_eq!((again.len(), again[0].attempts), (1, 1));
-    q.mark_sent(&[again[0].mail.mail_ref.clone()], NOW + 2001)
-        .await
-        .unwrap();
-    assert_eq!(q.delivery("m1").await.unwrap(), Some(Delivery::Sent));
+    assert_eq!(again[0].mail.order, "sealed order");
+    q.mark_sent(&again, NOW + 2001).await.unwrap();
+    assert_eq!(q.delivery(&c1).await.unwrap(), Some(Delivery::Sent));
     assert!(q
         .claim_due(NOW + 10 * MIN, NOW + 11 * MIN, 10)
         .await
         .unwrap()
         .is_empty());
-    q.enqueue(&mail("m2", NOW + 10 * MIN)).await.unwrap();
+    let c2 = issue(62, "m2").await;
     let got = q.claim_due(NOW, NOW + MIN, 10).await.unwrap();
-    q.mark_failed(&got[0].mail.mail_ref, "expired")
-        .await
-        .unwrap();
-    assert_eq!(q.delivery("m2").await.unwrap(), Some(Delivery::Failed));
+    q.mark_failed(&got[0], "expired").await.unwrap();
+    assert_eq!(q.delivery(&c2).await.unwrap(), Some(Delivery::Failed));
+    // A code sent again: the older mail's fate is not the newer one's.
+    let older = issue(63, "m3").await;
+    let newer = issue(63, "m4").await;
+    let got = q.claim_due(NOW, NOW + MIN, 10).await.unwrap();
+    assert_eq!(got.len(), 2);
+    let first: Vec<QueuedMail> = got
+        .iter()
+        .filter(|m| m.mail.mail_ref == older.mail_ref)
+        .cloned()
+        .collect();
+    q.mark_sent(&first, NOW + 1).await.unwrap();
+    assert_eq!(q.delivery(&newer).await.unwrap(), Some(Delivery::Queued));
     // A crashed worker's lease ends: the mail is taken again.
-    q.enqueue(&mail("m3", NOW + 10 * MIN)).await.unwrap();
-    assert_eq!(q.claim_due(NOW, NOW + MIN, 10).await.unwrap().len(), 1);
     assert_eq!(
         q.claim_due(NOW + MIN, NOW + 2 * MIN, 10)
             .await
@@ -782,7 +844,8 @@ macro_rules! session_store_tests {
     };
 }
 
-/// `sql_store_tests!(make_users, make_queue)`: the user store and the mail queue.
+/// `sql_store_tests!(make_users, make_queue)`: the user store and the mail queue (`make_queue`
+/// gives one fresh store as its session store and its queue).
 #[macro_export]
 macro_rules! sql_store_tests {
     ($users:path, $queue:path) => {
@@ -796,7 +859,8 @@ macro_rules! sql_store_tests {
         }
         #[tokio::test]
         async fn the_mail_queue_leases_retries_and_reports() {
-            $crate::suite::the_mail_queue_leases_retries_and_reports($queue().await).await
+            let (sessions, queue) = $queue().await;
+            $crate::suite::the_mail_queue_leases_retries_and_reports(sessions, queue).await
         }
     };
 }
@@ -806,9 +870,13 @@ macro_rules! sql_store_tests {
 pub async fn workers_never_claim_the_same_mail(a: Arc<dyn MailQueue>, b: Arc<dyn MailQueue>) {
     const MAILS: usize = 60;
     for n in 0..MAILS {
-        let mut m = mail(&format!("race{n}"), NOW + 10 * MIN);
+        let c = CodeRecord {
+            mail_ref: format!("race{n}"),
+            ..code(n as u32, CodePurpose::Login, "a@example.com", "mac")
+        };
+        let mut m = mail_of(&c);
         m.to = format!("u{n}@example.com");
-        a.enqueue(&m).await.unwrap();
+        a.enqueue(&c, &m).await.unwrap();
     }
     let workers: Vec<_> = (0..8)
         .map(|w| {
@@ -851,18 +919,19 @@ pub async fn workers_never_claim_the_same_mail(a: Arc<dyn MailQueue>, b: Arc<dyn
 }
 
 /// `mail_queue_tests!(make_pair)` where `async fn make_pair() -> (Arc<dyn MailQueue>, Arc<dyn
-/// MailQueue>)` gives two fresh stores on one empty queue (as two instances): for the queues
-/// that live outside SQL.
+/// MailQueue>, Arc<dyn SessionStore>)` gives two fresh stores on one empty queue (as two
+/// instances), and the first as a session store: for the queues that live outside SQL.
 #[macro_export]
 macro_rules! mail_queue_tests {
     ($pair:path) => {
         #[tokio::test]
         async fn the_mail_queue_leases_retries_and_reports() {
-            $crate::suite::the_mail_queue_leases_retries_and_reports($pair().await.0).await
+            let (a, _, sessions) = $pair().await;
+            $crate::suite::the_mail_queue_leases_retries_and_reports(sessions, a).await
         }
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
         async fn workers_never_claim_the_same_mail() {
-            let (a, b) = $pair().await;
+            let (a, b, _) = $pair().await;
             $crate::suite::workers_never_claim_the_same_mail(a, b).await
         }
     };
@@ -876,13 +945,19 @@ pub async fn a_code_request_writes_all_or_nothing(
     queue: Arc<dyn MailQueue>,
 ) {
     let limit = |n: u32| LimitCheck::hit("desk:ip", n, Duration::from_secs(3600));
+    let c51 = code(51, CodePurpose::Login, "a@example.com", "mac51");
+    let c52 = code(52, CodePurpose::Login, "b@example.com", "mac52");
+    let c53 = CodeRecord {
+        mail_ref: "ref53".into(),
+        ..code(51, CodePurpose::Login, "a@example.com", "again")
+    };
     let first = desk
         .issue_code_and_mail(
             &[limit(1), LimitCheck::peek("desk:budget", 10)],
             NOW,
             Some(&session(51, None)),
-            &code(51, CodePurpose::Login, "a@example.com", "mac51"),
-            &mail("desk51", NOW + 10 * MIN),
+            &c51,
+            &mail_of(&c51),
         )
         .await
         .unwrap();
@@ -906,18 +981,15 @@ pub async fn a_code_request_writes_all_or_nothing(
             .unwrap(),
         CodeCheck::Right
     );
-    assert_eq!(
-        queue.delivery("desk51").await.unwrap(),
-        Some(Delivery::Queued)
-    );
+    assert_eq!(queue.delivery(&c51).await.unwrap(), Some(Delivery::Queued));
     // The same limit refuses the next request: no session, no code, no mail.
     let second = desk
         .issue_code_and_mail(
             &[limit(1)],
             NOW + 2,
             Some(&session(52, None)),
-            &code(52, CodePurpose::Login, "b@example.com", "mac52"),
-            &mail("desk52", NOW + 10 * MIN),
+            &c52,
+            &mail_of(&c52),
         )
         .await
         .unwrap();
@@ -927,19 +999,13 @@ pub async fn a_code_request_writes_all_or_nothing(
         .await
         .unwrap()
         .is_none());
-    assert_eq!(queue.delivery("desk52").await.unwrap(), None);
+    assert_eq!(queue.delivery(&c52).await.unwrap(), None);
     let claimed = queue.claim_due(NOW + 3, NOW + MIN, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
-    assert_eq!(claimed[0].mail.mail_ref, "desk51");
+    assert_eq!(claimed[0].mail.mail_ref, "ref51");
     // A second code for a session that exists already: no new session, the code replaced.
     let third = desk
-        .issue_code_and_mail(
-            &[limit(5)],
-            NOW + 4,
-            None,
-            &code(51, CodePurpose::Login, "a@example.com", "again"),
-            &mail("desk53", NOW + 10 * MIN),
-        )
+        .issue_code_and_mail(&[limit(5)], NOW + 4, None, &c53, &mail_of(&c53))
         .await
         .unwrap();
     assert_eq!(third, Limit::Allowed);
@@ -957,8 +1023,5 @@ pub async fn a_code_request_writes_all_or_nothing(
             .unwrap(),
         CodeCheck::Right
     );
-    assert_eq!(
-        queue.delivery("desk53").await.unwrap(),
-        Some(Delivery::Queued)
-    );
+    assert_eq!(queue.delivery(&c53).await.unwrap(), Some(Delivery::Queued));
 }

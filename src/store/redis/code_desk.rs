@@ -1,9 +1,8 @@
 //! A code request's writes in one round trip (issue 5, workload 2): its limits, the new
-//! session, the code and the queued mail, decided and written by one script, [`CODE_REQUEST`],
+//! session, the code and the queued mail (an entry in the list of new mails, `mail.rs`), decided and written by one script, [`CODE_REQUEST`],
 //! so that a refusal writes nothing and an allowed request writes all of it, atomically. On a
 //! Cluster those keys lie in different slots (module doc of `redis`, "Limits"), so there the
 //! same writes go in steps ([`in_steps`]): 3 round trips instead of 1.
-use super::mail::mail_ttl;
 use super::*;
 use scripts::CODE_REQUEST;
 
@@ -37,14 +36,8 @@ impl CodeDesk for RedisStore {
         call.key(self.keys.code(&code.session, code.purpose))
             .arg(encode_code(code)?)
             .arg(ttl(code.expires_at - code.created_at + CODE_GRACE_MS));
-        call.key(self.keys.mail_item(&mail.mail_ref))
-            .key(self.keys.mail_new())
-            .arg(mail.expires_at)
-            .arg(mail.created_at)
-            .arg(&mail.to)
-            .arg(&mail.order)
-            .arg(mail_ttl(mail.expires_at, mail.created_at))
-            .arg(&mail.mail_ref);
+        call.key(self.keys.mail_new())
+            .arg(self.mail_entry(code, mail)?);
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
         Ok(limit_answer(refused, reset_at, now))
     }

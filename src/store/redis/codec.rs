@@ -4,7 +4,9 @@
 //! the module doc of `redis`). Must not: talk to Redis.
 use super::corrupt;
 use crate::domain::{CodePurpose, SessionKey, SessionKind, SessionRecord, SessionUser};
-use crate::store::{CodeRecord, StoreError, StoreResult};
+use crate::store::{
+    delivery_of, CodeRecord, Delivery, OutgoingMail, QueuedMail, StoreError, StoreResult,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -67,23 +69,14 @@ impl Keys {
     pub fn limit(&self, name: &str) -> String {
         [self.0.as_str(), "l:", name].concat()
     }
-    /// The start of every mail queue key, `P{mail}`: one hash tag, so that each queue script
-    /// touches one slot of a Cluster (it builds the names of the mails it reads from this).
-    pub fn mail_base(&self) -> String {
-        format!("{}{{mail}}", self.0)
-    }
-    /// The queue of mails claimed, retried or from older builds: a sorted set of mail
-    /// references scored by when each is due (or its lease ends).
+    /// The mails claimed or waiting for a retry: a sorted set of queue entries (`mail.rs`)
+    /// scored by when each is due or its lease ends. Under the hash tag `{mail}`, as the list.
     pub fn mail_queue(&self) -> String {
         [self.0.as_str(), "{mail}q"].concat()
     }
-    /// The mails queued and never claimed yet, due at once: a list of references, oldest first.
+    /// The mails queued and never claimed yet, due at once: a list of entries, oldest first.
     pub fn mail_new(&self) -> String {
         [self.0.as_str(), "{mail}n"].concat()
-    }
-    /// One mail and its delivery state, a hash: `P{mail}m:<ref>`.
-    pub fn mail_item(&self, mail_ref: &str) -> String {
-        [self.0.as_str(), "{mail}m:", mail_ref].concat()
     }
 }
 
@@ -362,37 +355,135 @@ pub(super) fn stored_user(key: &SessionKey, raw: &str) -> Option<i64> {
     decode_session(key, record).ok()?.user.map(|u| u.id)
 }
 
-/// Attempts first: the scripts rewrite that number and keep the rest as it is.
+/// Attempts first: the scripts rewrite that number and keep the rest as it is. The last field
+/// is the delivery state of the code's mail ([`MailState`]): queued when the code is issued, as
+/// its mail is queued with it; the mail worker rewrites it (`MAIL_STATE`).
 pub(super) fn encode_code(c: &CodeRecord) -> StoreResult<String> {
     no_sep(&[&c.email, &c.mac])?;
     Ok(format!(
-        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-        c.attempts, c.expires_at, c.created_at, c.resend_available_at, c.email, c.mac, c.mail_ref
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        c.attempts,
+        c.expires_at,
+        c.created_at,
+        c.resend_available_at,
+        c.email,
+        c.mac,
+        c.mail_ref,
+        MailState::Queued.as_str()
     ))
 }
 
+/// A code record: the code, and how its mail stands.
 pub(super) fn decode_code(
     session: &SessionKey,
     purpose: CodePurpose,
     raw: &str,
-) -> StoreResult<CodeRecord> {
+) -> StoreResult<(CodeRecord, MailState)> {
     let bad = || corrupt("code");
-    let fields: Vec<&str> = raw.splitn(7, SEP).collect();
-    let &[attempts, expires, created, resend, email, mac, mail_ref] = fields.as_slice() else {
+    let fields: Vec<&str> = raw.split(SEP).collect();
+    // Seven fields: written before the mail's state moved here, its mail queued then.
+    let (fields, state) = match fields.as_slice() {
+        [head @ .., last] if head.len() == 7 => (head, MailState::parse(last).ok_or_else(bad)?),
+        all => (all, MailState::Queued),
+    };
+    let &[attempts, expires, created, resend, email, mac, mail_ref] = fields else {
         return Err(bad());
     };
     let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
-    Ok(CodeRecord {
-        session: session.clone(),
-        purpose,
-        email: email.to_owned(),
-        mac: mac.to_owned(),
-        created_at: num(created)?,
-        expires_at: num(expires)?,
-        resend_available_at: num(resend)?,
-        attempts: attempts.parse().map_err(|_| bad())?,
+    Ok((
+        CodeRecord {
+            session: session.clone(),
+            purpose,
+            email: email.to_owned(),
+            mac: mac.to_owned(),
+            created_at: num(created)?,
+            expires_at: num(expires)?,
+            resend_available_at: num(resend)?,
+            attempts: attempts.parse().map_err(|_| bad())?,
+            mail_ref: mail_ref.to_owned(),
+        },
+        state,
+    ))
+}
+
+/// Where a code's mail stands, kept in the code record (`MAIL_STATE` writes these letters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MailState {
+    Queued,
+    /// Queued again after a failed attempt.
+    Retrying,
+    Sent,
+    Failed,
+}
+
+impl MailState {
+    pub(super) fn as_str(self) -> &'static str {
+        match self {
+            MailState::Queued => "q",
+            MailState::Retrying => "qf",
+            MailState::Sent => "s",
+            MailState::Failed => "f",
+        }
+    }
+    fn parse(s: &str) -> Option<MailState> {
+        Some(match s {
+            "q" => MailState::Queued,
+            "qf" => MailState::Retrying,
+            "s" => MailState::Sent,
+            "f" => MailState::Failed,
+            _ => return None,
+        })
+    }
+    pub(super) fn delivery(self) -> Delivery {
+        match self {
+            MailState::Queued => delivery_of("queued", false),
+            MailState::Retrying => delivery_of("queued", true),
+            MailState::Sent => delivery_of("sent", false),
+            MailState::Failed => delivery_of("failed", false),
+        }
+    }
+}
+
+/// A queued mail as its queue entry, which is the whole mail (`mail.rs`):
+/// `ref␟attempts␟expires␟created␟code key␟to␟order`, the code key being the Redis key of the
+/// code the mail carries (where its delivery state goes).
+pub(super) fn encode_mail_entry(
+    code_key: &str,
+    m: &OutgoingMail,
+    attempts: u32,
+) -> StoreResult<String> {
+    no_sep(&[&m.mail_ref, code_key, &m.to, &m.order])?;
+    Ok(format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        m.mail_ref, attempts, m.expires_at, m.created_at, code_key, m.to, m.order
+    ))
+}
+
+/// The mail of a queue entry (its receipt is the entry itself) and the key of its code.
+pub(super) fn decode_mail_entry(raw: String) -> StoreResult<(QueuedMail, String)> {
+    let bad = || corrupt("queued mail");
+    let fields: Vec<&str> = raw.split(SEP).collect();
+    let &[mail_ref, attempts, expires, created, code_key, to, order] = fields.as_slice() else {
+        return Err(bad());
+    };
+    let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+    let mail = OutgoingMail {
         mail_ref: mail_ref.to_owned(),
-    })
+        to: to.to_owned(),
+        order: order.to_owned(),
+        expires_at: num(expires)?,
+        created_at: num(created)?,
+    };
+    let attempts = attempts.parse().map_err(|_| bad())?;
+    let code_key = code_key.to_owned();
+    Ok((
+        QueuedMail {
+            mail,
+            attempts,
+            receipt: raw,
+        },
+        code_key,
+    ))
 }
 
 /// Fragments of the user agents of common browsers, each stored as one control character
@@ -488,6 +579,58 @@ mod tests {
         }
         let chrome = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36";
         assert!(ua_pack(chrome).len() < 12, "{:?}", ua_pack(chrome));
+    }
+
+    #[test]
+    fn codes_keep_their_mail_state_and_entries_hold_the_whole_mail() {
+        let key = SessionKey::parse(&"cd".repeat(32)).expect("key");
+        let c = CodeRecord {
+            session: key.clone(),
+            purpose: CodePurpose::Login,
+            email: "a@example.com".into(),
+            mac: "m4c".into(),
+            created_at: 1,
+            expires_at: 2,
+            resend_available_at: 3,
+            attempts: 4,
+            mail_ref: "r".into(),
+        };
+        let raw = encode_code(&c).expect("encodes");
+        let (back, state) = decode_code(&key, CodePurpose::Login, &raw).expect("decodes");
+        assert_eq!(
+            (back.mail_ref.as_str(), back.attempts, state),
+            ("r", 4, MailState::Queued)
+        );
+        // As the worker rewrites it, and as builds before the state was kept here wrote it.
+        let sent = format!("{}\u{1f}s", raw.rsplit_once(SEP).expect("fields").0);
+        let (_, state) = decode_code(&key, CodePurpose::Login, &sent).expect("decodes");
+        assert_eq!(state.delivery(), Delivery::Sent);
+        let old = raw.rsplit_once(SEP).expect("fields").0;
+        let (_, state) = decode_code(&key, CodePurpose::Login, old).expect("decodes");
+        assert_eq!(state, MailState::Queued);
+        assert!(decode_code(&key, CodePurpose::Login, &format!("{raw}x")).is_err());
+
+        let m = OutgoingMail {
+            mail_ref: "ref".into(),
+            to: "a@example.com".into(),
+            order: "sealed".into(),
+            expires_at: 10,
+            created_at: 5,
+        };
+        let entry = encode_mail_entry("P{t}c:login", &m, 2).expect("encodes");
+        let (q, code_key) = decode_mail_entry(entry.clone()).expect("decodes");
+        assert_eq!(code_key, "P{t}c:login");
+        assert_eq!((q.attempts, q.receipt.as_str()), (2, entry.as_str()));
+        assert_eq!(
+            (q.mail.to, q.mail.order, q.mail.expires_at),
+            (m.to.clone(), m.order.clone(), 10)
+        );
+        let bad = OutgoingMail {
+            to: "a\u{1f}b".into(),
+            ..m
+        };
+        assert!(encode_mail_entry("k", &bad, 0).is_err());
+        assert!(decode_mail_entry("ref".into()).is_err());
     }
 
     #[test]

@@ -6,51 +6,93 @@
 //! Redis the mail is as durable as the code it carries: both survive a restart of mailcode, and
 //! both survive a restart of Redis exactly when Redis persists (AOF or RDB), as sessions do.
 //!
-//! Layout, all under the hash tag `{mail}` (one Cluster slot, so that the worker's scripts and
-//! the queuing pipeline run on a Cluster as they are; mail is a trickle next to session reads).
-//! The order (what the mail says) arrives sealed (`crypto::MailSeal`): no code is readable here. The
-//! two queue keys are the only ones without a TTL; Redis deletes each whenever it is empty. A
-//! mail is named by its reference (random, 96 bits), the one the code record keeps for
-//! `delivery`.
+//! Layout: the two queue keys, under the hash tag `{mail}` (one Cluster slot, so that the
+//! worker's scripts run on a Cluster as they are), and the code records, which keep the state of
+//! their mail. A queue entry is the whole mail (`codec::encode_mail_entry`: reference, attempts,
+//! expiry, creation, the key of its code, address, order); the order (what the mail says)
+//! arrives sealed (`crypto::MailSeal`): no code is readable here. The queue keys have no TTL;
+//! Redis deletes each whenever it is empty.
 //!
 //! | key                | type   | holds                                                   | TTL |
 //! |--------------------|--------|---------------------------------------------------------|-----|
-//! | `P{mail}n`         | list   | references of mails queued and not claimed yet, oldest first (all due at once) | none |
-//! | `P{mail}q`         | zset   | references of claimed mails and of mails waiting for a retry, scored by when the lease ends or the retry is due (ms) | none |
-//! | `P{mail}m:<ref>`   | hash   | `s` state (`q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed), `a` attempts, `x` expiry, `c` creation, `t` to, `o` order, `e` last error | code expiry + 1 h |
+//! | `P{mail}n`         | list   | entries of mails queued and not claimed yet, oldest first (all due at once) | none |
+//! | `P{mail}q`         | zset   | entries of claimed mails and of mails waiting for a retry, scored by when the lease ends or the retry is due (ms) | none |
+//! | `P{T}c:<purpose>`  | string | the code (module doc of `redis`), its last field the state of its mail: `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed | the code's |
 //!
-//! A mail leaves the queue when it is sent or failed (its order and address are deleted, its
-//! state kept until its TTL), or when its TTL ended while nobody could send it (the next claim
-//! drops the reference). One key per mail: a code request creates five keys (issue 5).
-//! Leases work as in SQL: claiming moves a mail into the sorted set with its lease's end as
+//! A mail leaves the queue when it is sent or failed (its state written into its code first, if
+//! that code still names it: a code sent again names its newer mail), and with it its address
+//! and order. A mail whose code expired is claimed like any other and the worker marks it
+//! failed. No key per mail: a code request creates four keys (its two counted limits, the
+//! session, the code), and the mail is one entry appended to a list. Until 2026-11-29 every mail
+//! was a hash of its own (`P{mail}m:<ref>`, state and fields, the queue holding references):
+//! a fifth key per code request, created, given a TTL and read back by the worker, ~6 µs of
+//! Redis' ~37 per request in workload 2 of issue 5 (`docs/benchmarks.md`). No migration: such
+//! references are dropped when claimed (their mails never sent: ask for the code again), and
+//! their hashes expire.
+//!
+//! Leases work as in SQL: claiming moves an entry into the sorted set with its lease's end as
 //! score, so a crashed worker's mails are claimed again once it passes (at least once, never
-//! lost). New mails go to the list, not the sorted set: appending to a list costs Redis the same
-//! however long it is, while every insert into a sorted set holding the backlog walked its skip
-//! list and grew its dictionary (issue 5, workload 2, where the backlog reaches ~200,000 mails
-//! in a run: Redis CPU per code request 31.9 µs against 33.8 µs, six alternating runs); the
-//! sorted set now holds only what is leased or waiting for a retry. Builds before this one
-//! queued new mails in the sorted set, scored by creation: those are claimed as due, first.
+//! lost); the entry is the lease's receipt (`QueuedMail::receipt`). New mails go to the list,
+//! not the sorted set: appending to a list costs Redis the same however long it is, while every
+//! insert into a sorted set holding the backlog walked its skip list and grew its dictionary
+//! (issue 5, workload 2, where the backlog reaches ~200,000 mails in a run); the sorted set
+//! holds only what is leased or waiting for a retry.
 use super::*;
-use scripts::{MAIL_CLAIM, MAIL_FINISH, MAIL_NEXT_DUE, MAIL_RETRY};
-
-/// How long a mail and its state outlive the code they carry: as long as the code's own grace.
-pub(super) fn mail_ttl(expires_at: Millis, now: Millis) -> i64 {
-    ttl(expires_at - now + CODE_GRACE_MS)
-}
+use codec::{decode_mail_entry, encode_mail_entry, MailState};
+use scripts::{MAIL_CLAIM, MAIL_NEXT_DUE, MAIL_REQUEUE, MAIL_STATE};
 
 impl RedisStore {
-    async fn finish(&self, refs: &[String], state: &str) -> StoreResult<()> {
-        if refs.is_empty() {
+    /// The queue entry of a mail carrying `code`.
+    pub(super) fn mail_entry(&self, code: &CodeRecord, mail: &OutgoingMail) -> StoreResult<String> {
+        encode_mail_entry(&self.keys.code(&code.session, code.purpose), mail, 0)
+    }
+
+    /// Writes `state` into the codes of these mails (those that still name them). One script
+    /// on one Redis; on a Cluster, where the codes lie in different slots, one per code.
+    async fn set_states(&self, mails: &[QueuedMail], state: MailState) -> StoreResult<()> {
+        let mut targets = Vec::with_capacity(mails.len());
+        for m in mails {
+            let (_, code_key) = decode_mail_entry(m.receipt.clone())?;
+            targets.push((code_key, m.mail.mail_ref.as_str()));
+        }
+        let call = |targets: &[(String, &str)]| {
+            let mut call = MAIL_STATE.prepare_invoke();
+            call.arg(state.as_str());
+            for (key, mail_ref) in targets {
+                call.key(key).arg(*mail_ref);
+            }
+            call
+        };
+        if targets.is_empty() {
             return Ok(());
         }
-        let mut call = MAIL_FINISH.prepare_invoke();
-        call.key(self.keys.mail_queue())
-            .arg(self.keys.mail_base())
-            .arg(state);
-        for r in refs {
-            call.arg(r);
+        if self.is_cluster() {
+            let calls: Vec<_> = targets.chunks(1).map(call).collect();
+            let runs = calls.iter().map(|c| self.invoke::<i64>(c));
+            bounded(self.op_timeout, async {
+                futures::future::try_join_all(runs).await.map(drop)
+            })
+            .await
+        } else {
+            bounded(self.op_timeout, self.invoke::<i64>(&call(&targets)))
+                .await
+                .map(drop)
         }
-        bounded(self.op_timeout, self.invoke::<i64>(&call))
+    }
+
+    /// The state first, then out of the queue: a failure between the two leaves the mail
+    /// leased, and sent again once the lease ends (at least once).
+    async fn finish(&self, mails: &[QueuedMail], state: MailState) -> StoreResult<()> {
+        if mails.is_empty() {
+            return Ok(());
+        }
+        self.set_states(mails, state).await?;
+        let mut zrem = ::redis::cmd("ZREM");
+        zrem.arg(self.keys.mail_queue());
+        for m in mails {
+            zrem.arg(&m.receipt);
+        }
+        bounded(self.op_timeout, self.query::<i64>(&zrem))
             .await
             .map(drop)
     }
@@ -58,43 +100,16 @@ impl RedisStore {
 
 #[async_trait]
 impl MailQueue for RedisStore {
-    async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()> {
-        // Plain commands in MULTI/EXEC rather than a script: a Lua call costs Redis ~15 µs more
-        // than the commands themselves (issue 5). A code request queues its mail with
-        // `CodeDesk` instead, in the script that also checks its limits, on one Redis.
-        let item = self.keys.mail_item(&mail.mail_ref);
-        let ttl = mail_ttl(mail.expires_at, mail.created_at);
-        let mut p = ::redis::pipe();
-        // A transaction on one Redis (all or nothing); on a Cluster, where the client sends no
-        // transactions, the queue entry goes last so that a failure midway queues nothing (the
-        // rest expires with its TTL).
-        if !self.is_cluster() {
-            p.atomic();
-        }
-        p.cmd("HSET")
-            .arg(&item)
-            .arg("s")
-            .arg("q")
-            .arg("a")
-            .arg(0)
-            .arg("x")
-            .arg(mail.expires_at)
-            .arg("c")
-            .arg(mail.created_at)
-            .arg("t")
-            .arg(&mail.to)
-            .arg("o")
-            .arg(&mail.order)
-            .ignore()
-            .cmd("PEXPIRE")
-            .arg(&item)
-            .arg(ttl)
-            .ignore()
-            .cmd("RPUSH")
+    async fn enqueue(&self, code: &CodeRecord, mail: &OutgoingMail) -> StoreResult<()> {
+        // A code request queues its mail with `CodeDesk` instead, in the script that also
+        // checks its limits, on one Redis.
+        let cmd = ::redis::cmd("RPUSH")
             .arg(self.keys.mail_new())
-            .arg(&mail.mail_ref)
-            .ignore();
-        self.run_pipeline(&p).await
+            .arg(self.mail_entry(code, mail)?)
+            .to_owned();
+        bounded(self.op_timeout, self.query::<i64>(&cmd))
+            .await
+            .map(drop)
     }
 
     async fn claim_due(
@@ -106,74 +121,73 @@ impl MailQueue for RedisStore {
         let mut call = MAIL_CLAIM.prepare_invoke();
         call.key(self.keys.mail_queue())
             .key(self.keys.mail_new())
-            .arg(self.keys.mail_base())
             .arg(now)
             .arg(lease_until)
             .arg(max);
-        let flat: Vec<String> = bounded(self.op_timeout, self.invoke(&call)).await?;
-        let number = |s: &str| s.parse::<i64>().map_err(|_| corrupt("queued mail"));
-        flat.chunks(6)
-            .map(|f| match f {
-                [mail_ref, attempts, expires, created, to, order] => Ok(QueuedMail {
-                    attempts: u32::try_from(number(attempts)?)
-                        .map_err(|_| corrupt("queued mail"))?,
-                    mail: OutgoingMail {
-                        mail_ref: mail_ref.clone(),
-                        to: to.clone(),
-                        order: order.clone(),
-                        expires_at: number(expires)?,
-                        created_at: number(created)?,
-                    },
-                }),
-                _ => Err(corrupt("queued mail")),
-            })
-            .collect()
+        let entries: Vec<String> = bounded(self.op_timeout, self.invoke(&call)).await?;
+        let mut mails = Vec::with_capacity(entries.len());
+        let mut unreadable = Vec::new();
+        for e in entries {
+            match decode_mail_entry(e.clone()) {
+                Ok((m, _)) => mails.push(m),
+                Err(_) => unreadable.push(e),
+            }
+        }
+        if !unreadable.is_empty() {
+            // Only this store writes entries; one it cannot read must not stop the queue.
+            tracing::error!(
+                entries = unreadable.len(),
+                "unreadable mail queue entries dropped"
+            );
+            let mut zrem = ::redis::cmd("ZREM");
+            zrem.arg(self.keys.mail_queue()).arg(&unreadable);
+            bounded(self.op_timeout, self.query::<i64>(&zrem)).await?;
+        }
+        Ok(mails)
     }
 
-    async fn mark_sent(&self, refs: &[String], _now: Millis) -> StoreResult<()> {
-        self.finish(refs, "s").await
+    async fn mark_sent(&self, mails: &[QueuedMail], _now: Millis) -> StoreResult<()> {
+        self.finish(mails, MailState::Sent).await
     }
 
     async fn mark_retry(
         &self,
-        mail_ref: &str,
+        mail: &QueuedMail,
         next_attempt_at: Millis,
-        error: &str,
+        _error: &str,
     ) -> StoreResult<()> {
-        let mut call = MAIL_RETRY.prepare_invoke();
+        let (_, code_key) = decode_mail_entry(mail.receipt.clone())?;
+        let again = encode_mail_entry(&code_key, &mail.mail, mail.attempts + 1)?;
+        self.set_states(std::slice::from_ref(mail), MailState::Retrying)
+            .await?;
+        let mut call = MAIL_REQUEUE.prepare_invoke();
         call.key(self.keys.mail_queue())
-            .arg(self.keys.mail_base())
-            .arg(mail_ref)
-            .arg(next_attempt_at)
-            .arg(error);
+            .arg(&mail.receipt)
+            .arg(again)
+            .arg(next_attempt_at);
         bounded(self.op_timeout, self.invoke::<i64>(&call))
             .await
             .map(drop)
     }
 
-    async fn mark_failed(&self, mail_ref: &str, _error: &str) -> StoreResult<()> {
-        self.finish(&[mail_ref.to_owned()], "f").await
+    async fn mark_failed(&self, mail: &QueuedMail, _error: &str) -> StoreResult<()> {
+        self.finish(std::slice::from_ref(mail), MailState::Failed)
+            .await
     }
 
-    async fn delivery(&self, mail_ref: &str) -> StoreResult<Option<Delivery>> {
-        let cmd = ::redis::cmd("HGET")
-            .arg(self.keys.mail_item(mail_ref))
-            .arg("s")
+    async fn delivery(&self, code: &CodeRecord) -> StoreResult<Option<Delivery>> {
+        let cmd = ::redis::cmd("GET")
+            .arg(self.keys.code(&code.session, code.purpose))
             .to_owned();
-        let state: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
-        Ok(state.map(|s| match s.as_str() {
-            "s" => delivery_of("sent", false),
-            "f" => delivery_of("failed", false),
-            "qf" => delivery_of("queued", true),
-            _ => delivery_of("queued", false),
-        }))
+        let raw: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
+        let Some(raw) = raw else { return Ok(None) };
+        let (stored, state) = codec::decode_code(&code.session, code.purpose, &raw)?;
+        Ok((stored.mail_ref == code.mail_ref).then(|| state.delivery()))
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
         let mut call = MAIL_NEXT_DUE.prepare_invoke();
-        call.key(self.keys.mail_queue())
-            .key(self.keys.mail_new())
-            .arg(self.keys.mail_base());
+        call.key(self.keys.mail_queue()).key(self.keys.mail_new());
         bounded(self.op_timeout, self.invoke(&call)).await
     }
 }

@@ -11,7 +11,7 @@
 //! | key               | type   | holds                                             | TTL             |
 //! |-------------------|--------|---------------------------------------------------|-----------------|
 //! | `P{T}s`           | string | the session record, compact (below)               | until it expires |
-//! | `P{T}c:<purpose>` | string | `attempts␟expires␟created␟resend␟email␟mac␟ref`   | expiry + 1 h    |
+//! | `P{T}c:<purpose>` | string | `attempts␟expires␟created␟resend␟email␟mac␟ref␟mail state` (`mail.rs`) | expiry + 1 h |
 //! | `P{T}w`           | string | the tag of the session a code of `T` was redeemed into (marker) | the new session's |
 //! | `Pu:{<user id>}`  | zset   | the user's session keys `K`, 32 raw bytes each, scored by absolute expiry in whole seconds (rounded up) | the latest score |
 //! | `Pl:<name>`       | string | `<hits>:<window end, ms>`, then `,<spacing>=<gap end, ms>` for each running gap | until the window and the gaps end |
@@ -852,7 +852,7 @@ impl RedisStore {
         let mut best: Option<CodeRecord> = None;
         for (purpose, raw) in CodePurpose::ALL.into_iter().zip(raws) {
             let Some(raw) = raw else { continue };
-            let c = decode_code(session, purpose, &raw)?;
+            let (c, _) = decode_code(session, purpose, &raw)?;
             if c.expires_at > now && best.as_ref().is_none_or(|b| c.created_at > b.created_at) {
                 best = Some(c);
             }

@@ -3,7 +3,8 @@
 //! commit protocol in the module doc of `redis`), except [`HITS`] given several limits and
 //! [`CODE_REQUEST`]: they take the limit keys of a request, which share no tag, so on a Cluster
 //! the store runs `HITS` once per limit instead (see "Limits" there), and a code request's
-//! writes as separate steps.
+//! writes as separate steps; and [`MAIL_STATE`] given several codes, which on a Cluster runs
+//! once per code (`mail.rs`).
 use ::redis::Script;
 use std::sync::LazyLock;
 
@@ -209,77 +210,72 @@ pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// A code request's writes in one step, on one Redis (`CodeDesk`): its limits as HITS; when
-/// they allow, the new session (if any), the code and the queued mail (as `mail.rs` queues it).
-/// KEYS: the limits, then the session, the code, the mail, the queue. ARGV: as HITS, then from
-/// `b = 4 * limits + 2`: session record or '', its TTL, code record, its TTL, the mail's expiry,
-/// creation, to, order, TTL, reference. Returns as HITS.
+/// they allow, the new session (if any), the code and the queued mail (its entry in the list of
+/// new mails, as `mail.rs` queues it). KEYS: the limits, then the session, the code, the list.
+/// ARGV: as HITS, then from `b = 4 * limits + 2`: session record or '', its TTL, code record,
+/// its TTL, the mail's queue entry. Returns as HITS.
 pub(super) static CODE_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        "local NLIM = #KEYS - 4\n",
+        "local NLIM = #KEYS - 3\n",
         limits_lua!(),
         r#"
 local b = 4 * NLIM + 2
 local k = NLIM
 if ARGV[b] ~= '' then redis.call('SET', KEYS[k + 1], ARGV[b], 'PX', ARGV[b + 1]) end
 redis.call('SET', KEYS[k + 2], ARGV[b + 2], 'PX', ARGV[b + 3])
-redis.call('HSET', KEYS[k + 3], 's', 'q', 'a', 0, 'x', ARGV[b + 4], 'c', ARGV[b + 5],
-  't', ARGV[b + 6], 'o', ARGV[b + 7])
-redis.call('PEXPIRE', KEYS[k + 3], ARGV[b + 8])
-redis.call('RPUSH', KEYS[k + 4], ARGV[b + 9])
+redis.call('RPUSH', KEYS[k + 3], ARGV[b + 4])
 return {0, 0}
 "#
     ))
 });
 
-// The mail queue's worker side (`mail.rs`; queuing is a plain transaction). Every key is under
-// the hash tag `{mail}`: KEYS name the queue, ARGV[1] is the common start `P{mail}` from which a
-// script builds the names of the mails it touches (`P{mail}m:<ref>`, a hash whose field `s` is
-// the delivery state: `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed), all
-// in the same slot.
+// The mail queue's worker side (`mail.rs`). A queue entry is the whole mail (`codec`'s
+// `encode_mail_entry`: `ref␟attempts␟expires␟created␟code key␟to␟order`); the queue's two keys
+// are under the hash tag `{mail}`, so each of these scripts touches one slot of a Cluster,
+// except `MAIL_STATE`, which touches codes only.
 
-/// KEYS: queue, new mails. ARGV: base, now, lease end, how many. Leases the due mails, those of
-/// the queue first (retries, ended leases), then new ones (their score becomes the lease end:
-/// they enter the queue), and returns ref, attempts, expires, created, to, order for each,
-/// flat; drops references whose mail is gone (its TTL ended).
+/// KEYS: queue, new mails. ARGV: now, lease end, how many. Leases the due mails, those of the
+/// queue first (retries, ended leases), then new ones (they enter the queue, scored by the
+/// lease's end), and returns their entries. An entry without a separator is a bare reference
+/// queued by an older build, whose mail this one cannot read: dropped.
 pub(super) static MAIL_CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local max = tonumber(ARGV[4])
-local refs = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, max)
-if #refs < max then
-  local new = redis.call('LPOP', KEYS[2], max - #refs)
+local max = tonumber(ARGV[3])
+local got = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, max)
+if #got < max then
+  local new = redis.call('LPOP', KEYS[2], max - #got)
   if new then
-    for _, r in ipairs(new) do table.insert(refs, r) end
+    for _, m in ipairs(new) do table.insert(got, m) end
   end
 end
-local out = {}
-for _, r in ipairs(refs) do
-  local f = redis.call('HMGET', ARGV[1] .. 'm:' .. r, 'a', 'x', 'c', 't', 'o')
-  if not f[1] or not f[5] then
-    redis.call('ZREM', KEYS[1], r)
+local out, lease = {}, {}
+for _, m in ipairs(got) do
+  if string.find(m, '\031', 1, true) then
+    table.insert(out, m)
+    table.insert(lease, ARGV[2])
+    table.insert(lease, m)
   else
-    redis.call('ZADD', KEYS[1], ARGV[3], r)
-    table.insert(out, r)
-    for i = 1, 5 do table.insert(out, f[i]) end
+    redis.call('ZREM', KEYS[1], m)
   end
 end
+if #lease > 0 then redis.call('ZADD', KEYS[1], unpack(lease)) end
 return out
 "#,
     )
 });
 
-/// KEYS: queue, new mails. ARGV: base. The earliest instant a mail becomes due: the score at
-/// the head of the queue, or the creation of the oldest new mail (0 when that one is gone:
-/// due now, the next claim drops it); nil when both are empty.
+/// KEYS: queue, new mails. The earliest instant a mail becomes due: the score at the head of
+/// the queue, or the creation of the oldest new mail; nil when both are empty.
 pub(super) static MAIL_NEXT_DUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local due = nil
 local z = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
 if z[2] then due = tonumber(z[2]) end
-local r = redis.call('LINDEX', KEYS[2], 0)
-if r then
-  local c = tonumber(redis.call('HGET', ARGV[1] .. 'm:' .. r, 'c') or 0) or 0
+local m = redis.call('LINDEX', KEYS[2], 0)
+if m then
+  local c = tonumber(string.match(m, '^[^\031]*\031[^\031]*\031[^\031]*\031(%-?%d+)\031') or 0) or 0
   if not due or c < due then due = c end
 end
 return due
@@ -287,34 +283,36 @@ return due
     )
 });
 
-/// KEYS: queue. ARGV: base, state (`s` or `f`), refs… Takes the mails out of the queue and
-/// keeps only their state (until the TTL set when queued): the order and the address go.
-pub(super) static MAIL_FINISH: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: codes. ARGV: the state (`codec::MailState`), then for each code the reference of its
+/// mail. Writes the state into each code record that still names that mail (a code sent again
+/// names a newer one), keeping its TTL. Returns how many it wrote.
+pub(super) static MAIL_STATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-for i = 3, #ARGV do
-  local m = ARGV[1] .. 'm:' .. ARGV[i]
-  redis.call('ZREM', KEYS[1], ARGV[i])
-  -- A mail whose TTL ended is not brought back (a hash without TTL).
-  if redis.call('HDEL', m, 'o', 't', 'e') > 0 then redis.call('HSET', m, 's', ARGV[2]) end
+local n = 0
+for i, key in ipairs(KEYS) do
+  local v = redis.call('GET', key)
+  if v then
+    local f = {}
+    for x in string.gmatch(v .. '\031', '([^\031]*)\031') do table.insert(f, x) end
+    if (#f == 7 or #f == 8) and f[7] == ARGV[i + 1] then
+      f[8] = ARGV[1]
+      redis.call('SET', key, table.concat(f, '\031'), 'KEEPTTL')
+      n = n + 1
+    end
+  end
 end
-return #ARGV - 2
+return n
 "#,
     )
 });
 
-/// KEYS: queue. ARGV: base, ref, when it is due again, the error. Counts the failed attempt.
-/// 0 when the mail is gone.
-pub(super) static MAIL_RETRY: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: queue. ARGV: the entry as leased, the same with one more attempt, when it is due.
+/// Puts a mail whose attempt failed back for its retry; 0 when it was no longer in the queue.
+pub(super) static MAIL_REQUEUE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local m = ARGV[1] .. 'm:' .. ARGV[2]
-if redis.call('HEXISTS', m, 'o') == 0 then
-  redis.call('ZREM', KEYS[1], ARGV[2])
-  return 0
-end
-redis.call('HINCRBY', m, 'a', 1)
-redis.call('HSET', m, 'e', ARGV[4], 's', 'qf')
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
 return 1
 "#,
