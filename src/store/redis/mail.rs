@@ -25,8 +25,8 @@
 //! failed. No key per mail: a code request creates four keys (its two counted limits, the
 //! session, the code), and the mail is one entry appended to a list. Until 2026-11-29 every mail
 //! was a hash of its own (`P{mail}m:<ref>`, state and fields, the queue holding references):
-//! a fifth key per code request, created, given a TTL and read back by the worker, ~6 µs of
-//! Redis' ~37 per request in workload 2 of issue 5 (`docs/benchmarks.md`). No migration: such
+//! a fifth key per code request, created, given a TTL and read back by the worker: ~8 µs of
+//! Redis' ~44 per request in workload 2 of issue 5, +15 % of its rate (`docs/benchmarks.md`). No migration: such
 //! references are dropped when claimed (their mails never sent: ask for the code again), and
 //! their hashes expire.
 //!
@@ -50,6 +50,9 @@ impl RedisStore {
     /// Writes `state` into the codes of these mails (those that still name them). One script
     /// on one Redis; on a Cluster, where the codes lie in different slots, one per code.
     async fn set_states(&self, mails: &[QueuedMail], state: MailState) -> StoreResult<()> {
+        if mails.is_empty() {
+            return Ok(());
+        }
         let mut targets = Vec::with_capacity(mails.len());
         for m in mails {
             let (_, code_key) = decode_mail_entry(m.receipt.clone())?;
@@ -63,11 +66,11 @@ impl RedisStore {
             }
             call
         };
-        if targets.is_empty() {
-            return Ok(());
-        }
         if self.is_cluster() {
-            let calls: Vec<_> = targets.chunks(1).map(call).collect();
+            let calls: Vec<_> = targets
+                .iter()
+                .map(|t| call(std::slice::from_ref(t)))
+                .collect();
             let runs = calls.iter().map(|c| self.invoke::<i64>(c));
             bounded(self.op_timeout, async {
                 futures::future::try_join_all(runs).await.map(drop)
