@@ -83,6 +83,7 @@ impl Core {
             resend_available_at: now + ms(p.code_cooldown),
             attempts: 0,
             mail_ref: hex::encode(rand::random::<[u8; 12]>()),
+            delivery: None,
         };
 
         let body = match (purpose, &account) {

@@ -39,6 +39,10 @@ pub struct CodeRecord {
     pub resend_available_at: Millis,
     pub attempts: u32,
     pub mail_ref: String,
+    /// How its mail stands, as read with the code where the store keeps the two together
+    /// (Redis); `None` where the queue keeps it apart (SQL) or for a code not read from a
+    /// store. [`MailQueue::delivery`] answers either way.
+    pub delivery: Option<Delivery>,
 }
 
 /// The answer to a submitted code, before anything else is checked.

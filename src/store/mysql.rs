@@ -628,6 +628,7 @@ impl SessionStore for MySqlStore {
                 resend_available_at: r.try_get("resend_available_at")?,
                 attempts: count(&r, "attempts")?,
                 mail_ref: text(&r, "mail_ref")?,
+                delivery: None,
             })
         };
         decode().map(Some).map_err(err)

@@ -632,6 +632,7 @@ impl SessionStore for SqliteStore {
             resend_available_at: r.try_get("resend_available_at").map_err(err)?,
             attempts: r.try_get::<i64, _>("attempts").map_err(err)?.max(0) as u32,
             mail_ref: r.try_get("mail_ref").map_err(err)?,
+            delivery: None,
         }))
     }
 

@@ -47,6 +47,7 @@ pub fn code(n: u32, purpose: CodePurpose, to: &str, mac: &str) -> CodeRecord {
         resend_available_at: NOW + MIN,
         attempts: 0,
         mail_ref: format!("ref{n}"),
+        delivery: None,
     }
 }
 
@@ -758,6 +759,12 @@ pub async fn the_mail_queue_leases_retries_and_reports(
     assert_eq!(again[0].mail.order, "sealed order");
     q.mark_sent(&again, NOW + 2001).await.unwrap();
     assert_eq!(q.delivery(&c1).await.unwrap(), Some(Delivery::Sent));
+    let current = sessions
+        .current_code(&c1.session, NOW + 2001)
+        .await
+        .unwrap()
+        .expect("the session's code");
+    assert_eq!(q.delivery(&current).await.unwrap(), Some(Delivery::Sent));
     assert!(q
         .claim_due(NOW + 10 * MIN, NOW + 11 * MIN, 10)
         .await
@@ -769,7 +776,17 @@ pub async fn the_mail_queue_leases_retries_and_reports(
     assert_eq!(q.delivery(&c2).await.unwrap(), Some(Delivery::Failed));
     // A code sent again: the older mail's fate is not the newer one's.
     let older = issue(63, "m3").await;
+    // Read by the status route just before the code is sent again: still the older mail's.
+    let read_before = sessions
+        .current_code(&older.session, NOW)
+        .await
+        .unwrap()
+        .expect("the session's code");
     let newer = issue(63, "m4").await;
+    assert_eq!(
+        q.delivery(&read_before).await.unwrap(),
+        Some(Delivery::Queued)
+    );
     let got = q.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     assert_eq!(got.len(), 2);
     let first: Vec<QueuedMail> = got

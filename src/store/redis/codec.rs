@@ -401,6 +401,7 @@ pub(super) fn decode_code(
             resend_available_at: num(resend)?,
             attempts: attempts.parse().map_err(|_| bad())?,
             mail_ref: mail_ref.to_owned(),
+            delivery: Some(state.delivery()),
         },
         state,
     ))
@@ -594,6 +595,7 @@ mod tests {
             resend_available_at: 3,
             attempts: 4,
             mail_ref: "r".into(),
+            delivery: None,
         };
         let raw = encode_code(&c).expect("encodes");
         let (back, state) = decode_code(&key, CodePurpose::Login, &raw).expect("decodes");

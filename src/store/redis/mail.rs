@@ -179,6 +179,11 @@ impl MailQueue for RedisStore {
     }
 
     async fn delivery(&self, code: &CodeRecord) -> StoreResult<Option<Delivery>> {
+        // Read with the code: the state of the very mail that code names, even if a code sent
+        // again has replaced it since.
+        if code.delivery.is_some() {
+            return Ok(code.delivery);
+        }
         let cmd = ::redis::cmd("GET")
             .arg(self.keys.code(&code.session, code.purpose))
             .to_owned();
