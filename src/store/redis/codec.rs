@@ -373,12 +373,12 @@ pub(super) fn encode_code(c: &CodeRecord) -> StoreResult<String> {
     ))
 }
 
-/// A code record: the code, and how its mail stands.
+/// A code record, with how its mail stands (`CodeRecord::delivery`).
 pub(super) fn decode_code(
     session: &SessionKey,
     purpose: CodePurpose,
     raw: &str,
-) -> StoreResult<(CodeRecord, MailState)> {
+) -> StoreResult<CodeRecord> {
     let bad = || corrupt("code");
     let fields: Vec<&str> = raw.split(SEP).collect();
     // Seven fields: written before the mail's state moved here, its mail queued then.
@@ -390,21 +390,18 @@ pub(super) fn decode_code(
         return Err(bad());
     };
     let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
-    Ok((
-        CodeRecord {
-            session: session.clone(),
-            purpose,
-            email: email.to_owned(),
-            mac: mac.to_owned(),
-            created_at: num(created)?,
-            expires_at: num(expires)?,
-            resend_available_at: num(resend)?,
-            attempts: attempts.parse().map_err(|_| bad())?,
-            mail_ref: mail_ref.to_owned(),
-            delivery: Some(state.delivery()),
-        },
-        state,
-    ))
+    Ok(CodeRecord {
+        session: session.clone(),
+        purpose,
+        email: email.to_owned(),
+        mac: mac.to_owned(),
+        created_at: num(created)?,
+        expires_at: num(expires)?,
+        resend_available_at: num(resend)?,
+        attempts: attempts.parse().map_err(|_| bad())?,
+        mail_ref: mail_ref.to_owned(),
+        delivery: Some(state.delivery()),
+    })
 }
 
 /// Where a code's mail stands, kept in the code record (`MAIL_STATE` writes these letters).
@@ -598,18 +595,25 @@ mod tests {
             delivery: None,
         };
         let raw = encode_code(&c).expect("encodes");
-        let (back, state) = decode_code(&key, CodePurpose::Login, &raw).expect("decodes");
+        let back = decode_code(&key, CodePurpose::Login, &raw).expect("decodes");
         assert_eq!(
-            (back.mail_ref.as_str(), back.attempts, state),
-            ("r", 4, MailState::Queued)
+            (back.mail_ref.as_str(), back.attempts, back.delivery),
+            ("r", 4, Some(Delivery::Queued))
         );
         // As the worker rewrites it, and as builds before the state was kept here wrote it.
         let sent = format!("{}\u{1f}s", raw.rsplit_once(SEP).expect("fields").0);
-        let (_, state) = decode_code(&key, CodePurpose::Login, &sent).expect("decodes");
-        assert_eq!(state.delivery(), Delivery::Sent);
+        let sent = decode_code(&key, CodePurpose::Login, &sent).expect("decodes");
+        assert_eq!(sent.delivery, Some(Delivery::Sent));
+        let retrying = format!("{}\u{1f}qf", raw.rsplit_once(SEP).expect("fields").0);
+        let retrying = decode_code(&key, CodePurpose::Login, &retrying).expect("decodes");
+        assert_eq!(
+            retrying.delivery,
+            Some(Delivery::Failed),
+            "failed while it waits"
+        );
         let old = raw.rsplit_once(SEP).expect("fields").0;
-        let (_, state) = decode_code(&key, CodePurpose::Login, old).expect("decodes");
-        assert_eq!(state, MailState::Queued);
+        let old = decode_code(&key, CodePurpose::Login, old).expect("decodes");
+        assert_eq!(old.delivery, Some(Delivery::Queued));
         assert!(decode_code(&key, CodePurpose::Login, &format!("{raw}x")).is_err());
 
         let m = OutgoingMail {

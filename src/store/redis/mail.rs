@@ -21,7 +21,7 @@
 //!
 //! A mail leaves the queue when it is sent or failed (its state written into its code first, if
 //! that code still names it: a code sent again names its newer mail), and with it its address
-//! and order. A mail whose code expired is claimed like any other and the worker marks it
+//! and order. The status route reads the state with the code (`CodeRecord::delivery`): one read. A mail whose code expired is claimed like any other and the worker marks it
 //! failed. No key per mail: a code request creates four keys (its two counted limits, the
 //! session, the code), and the mail is one entry appended to a list. Until 2026-11-29 every mail
 //! was a hash of its own (`P{mail}m:<ref>`, state and fields, the queue holding references):
@@ -189,8 +189,8 @@ impl MailQueue for RedisStore {
             .to_owned();
         let raw: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
         let Some(raw) = raw else { return Ok(None) };
-        let (stored, state) = codec::decode_code(&code.session, code.purpose, &raw)?;
-        Ok((stored.mail_ref == code.mail_ref).then(|| state.delivery()))
+        let stored = codec::decode_code(&code.session, code.purpose, &raw)?;
+        Ok(stored.delivery.filter(|_| stored.mail_ref == code.mail_ref))
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {

@@ -852,7 +852,7 @@ impl RedisStore {
         let mut best: Option<CodeRecord> = None;
         for (purpose, raw) in CodePurpose::ALL.into_iter().zip(raws) {
             let Some(raw) = raw else { continue };
-            let (c, _) = decode_code(session, purpose, &raw)?;
+            let c = decode_code(session, purpose, &raw)?;
             if c.expires_at > now && best.as_ref().is_none_or(|b| c.created_at > b.created_at) {
                 best = Some(c);
             }
