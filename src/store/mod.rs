@@ -190,7 +190,9 @@ pub trait SessionStore: Send + Sync {
         except: Option<&SessionKey>,
     ) -> StoreResult<u64>;
 
-    /// Stores a code, replacing the session's previous code for the same purpose.
+    /// Stores a code, replacing the session's previous code for the same purpose. A backend may
+    /// keep codes with their session (Redis): then a code for a session that no longer exists
+    /// is not kept, since it could never be entered.
     async fn issue_code(&self, code: &CodeRecord) -> StoreResult<()>;
     /// Starts a session together with its first code (a new visitor asking for a code), as
     /// [`create_session`](Self::create_session) then [`issue_code`](Self::issue_code); a backend

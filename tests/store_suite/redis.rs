@@ -9,7 +9,7 @@ use mailcode::crypto::{new_session_id, session_key, Secret};
 use mailcode::domain::{CodePurpose, OneTimeCode, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::{session_tag, Keys, RedisStore};
 use mailcode::store::{
-    CodeRecord, Limit, LimitCheck, MailQueue, Redeem, Redeemed, SessionStore, StoreError,
+    CodeCheck, CodeRecord, Limit, LimitCheck, MailQueue, Redeem, Redeemed, SessionStore, StoreError,
 };
 use redis::aio::MultiplexedConnection;
 use redis_server::RedisServer;
@@ -175,13 +175,17 @@ async fn every_key_has_a_ttl() {
     write_one_of_each(&s).await;
     let mut con = raw(server).await;
     let keys = keys_under(&mut con, &prefix).await;
-    let kinds = ["}s", "}c:", "u:{5}", "l:email:"];
+    let kinds = ["}s", "u:{5}", "l:email:"];
     for kind in kinds {
         assert!(
             keys.iter().any(|k| k.contains(kind)),
             "a {kind} key was written: {keys:?}"
         );
     }
+    assert!(
+        !keys.iter().any(|k| k.contains("}c:")),
+        "codes live in their sessions' records: {keys:?}"
+    );
     for k in &keys {
         let ttl: i64 = redis::cmd("PTTL")
             .arg(k)
@@ -205,10 +209,11 @@ async fn every_key_has_a_ttl() {
     let names = Keys::new(&prefix);
     let sess = pttl(names.session(&key(2))).await;
     assert!(sess > 29 * MIN && sess <= 30 * MIN, "session: {sess}");
-    let code_ttl = pttl(names.code(&key(3), CodePurpose::Register)).await;
+    // A code put into a session's record leaves the session's TTL as it was.
+    let with_code = pttl(names.session(&key(3))).await;
     assert!(
-        code_ttl > 69 * MIN && code_ttl <= 70 * MIN,
-        "code: {code_ttl}"
+        with_code > 29 * MIN && with_code <= 30 * MIN,
+        "session with a code: {with_code}"
     );
     let index = pttl(names.index(5)).await;
     assert!(index > 7 * 24 * 60 * MIN - MIN, "index: {index}");
@@ -258,13 +263,9 @@ async fn a_mail_is_a_queue_entry_and_its_state_lives_in_its_code() {
     s.enqueue(&c, &queued_mail("sent1", NOW)).await.unwrap();
     let mut keys = keys_under(&mut con, &prefix).await;
     keys.sort();
-    let mut expected = vec![
-        names.code(&key(7), CodePurpose::Login),
-        names.session(&key(7)),
-        names.mail_new(),
-    ];
+    let mut expected = vec![names.session(&key(7)), names.mail_new()];
     expected.sort();
-    assert_eq!(keys, expected, "no key per mail");
+    assert_eq!(keys, expected, "no key per mail, nor per code");
     assert_eq!(s.delivery(&c).await.unwrap(), Some(Delivery::Queued));
     let claimed = s.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     assert_eq!(claimed.len(), 1);
@@ -272,11 +273,11 @@ async fn a_mail_is_a_queue_entry_and_its_state_lives_in_its_code() {
     s.mark_sent(&claimed, NOW + 1).await.unwrap();
     assert_eq!(s.delivery(&c).await.unwrap(), Some(Delivery::Sent));
     let ttl: i64 = redis::cmd("PTTL")
-        .arg(names.code(&key(7), CodePurpose::Login))
+        .arg(names.session(&key(7)))
         .query_async(&mut con)
         .await
         .unwrap();
-    assert!(ttl > 69 * MIN, "the code keeps its TTL: {ttl}");
+    assert!(ttl > 29 * MIN, "the session keeps its TTL: {ttl}");
     let mut left = keys_under(&mut con, &prefix).await;
     left.sort();
     expected.retain(|k| *k != names.mail_new());
@@ -431,10 +432,10 @@ async fn redis_holds_no_session_id_and_no_code() {
     }
     // What is there instead: the hashes.
     let names = Keys::new(&prefix);
-    let old_code = names.code(&old, CodePurpose::Login);
+    let old_session = names.session(&old);
     assert!(before
         .iter()
-        .any(|(k, v)| k == &old_code && v.contains(&mac)));
+        .any(|(k, v)| k == &old_session && v.contains(&mac)));
     assert!(after.iter().any(|(k, _)| k == &names.session(&new)));
     assert!(after.iter().any(|(_, v)| v.contains(new.as_str())), "index");
 }
@@ -717,6 +718,10 @@ async fn a_lost_final_write_of_a_sign_in_is_repaired_and_an_uncommitted_one_is_n
         .query_async(&mut con)
         .await
         .unwrap();
+    // A code put into the record while it is pending stays through its activation.
+    s.issue_code(&code(2, CodePurpose::Reset, "user8@example.com", "kept"))
+        .await
+        .unwrap();
     assert_eq!(s.list_user_sessions(8, NOW + 1).await.unwrap().len(), 1);
     assert!(s.load_session(&key(2), NOW + 1).await.unwrap().is_some());
     let now_active: String = redis::cmd("GET")
@@ -724,7 +729,17 @@ async fn a_lost_final_write_of_a_sign_in_is_repaired_and_an_uncommitted_one_is_n
         .query_async(&mut con)
         .await
         .unwrap();
-    assert_eq!(now_active, active, "activated by the first read");
+    assert!(
+        now_active.starts_with(&format!("{active}\n")),
+        "activated by the first read: {now_active:?}"
+    );
+    let e8 = email("user8@example.com");
+    assert_eq!(
+        s.check_code(&key(2), CodePurpose::Reset, &e8, "kept", NOW + 1, 5)
+            .await
+            .unwrap(),
+        CodeCheck::Right
+    );
 
     // Without the marker (the script never ran or another request won): not a session.
     set_pending(&mut con).await;
@@ -742,6 +757,130 @@ async fn a_lost_final_write_of_a_sign_in_is_repaired_and_an_uncommitted_one_is_n
     assert_eq!(s.revoke_user_sessions(8, None).await.unwrap(), 1);
 }
 
+/// A session's codes live in its record, one key: a new visitor's session and first code are
+/// written whole; a code put later keeps the others and the session's TTL, replaces its own
+/// purpose's and drops one an hour past its expiry; touching keeps them; a user agent cannot
+/// forge one; a session gone gets none.
+#[tokio::test]
+async fn a_session_keeps_its_codes_in_its_record() {
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let s = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let mut con = raw(server).await;
+    let names = Keys::new(&prefix);
+    let a = email("a@example.com");
+    let check = |n: u32, purpose: CodePurpose, mac: &'static str, now: i64| {
+        let s = s.clone();
+        let a = a.clone();
+        async move {
+            s.check_code(&key(n), purpose, &a, mac, now, 5)
+                .await
+                .unwrap()
+        }
+    };
+
+    s.create_session_with_code(
+        &session(5, None),
+        &code(5, CodePurpose::Login, "a@example.com", "login1"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        keys_under(&mut con, &prefix).await,
+        [names.session(&key(5))],
+        "one key for a new visitor's session and code"
+    );
+    s.issue_code(&code(5, CodePurpose::Reset, "a@example.com", "reset1"))
+        .await
+        .unwrap();
+    assert_eq!(keys_under(&mut con, &prefix).await.len(), 1);
+    assert_eq!(
+        check(5, CodePurpose::Login, "nope", NOW).await,
+        CodeCheck::Wrong { attempts_left: 4 }
+    );
+    assert_eq!(
+        check(5, CodePurpose::Reset, "nope", NOW).await,
+        CodeCheck::Wrong { attempts_left: 4 },
+        "each code counts its own attempts"
+    );
+    s.touch_session(&key(5), NOW + MIN, NOW + 31 * MIN)
+        .await
+        .unwrap();
+    assert_eq!(
+        check(5, CodePurpose::Login, "login1", NOW + MIN).await,
+        CodeCheck::Right
+    );
+    assert_eq!(
+        check(5, CodePurpose::Reset, "reset1", NOW + MIN).await,
+        CodeCheck::Right
+    );
+    let loaded = s.load_session(&key(5), NOW + MIN).await.unwrap().unwrap();
+    assert_eq!(
+        loaded.user_agent, "test/1.0",
+        "the codes are not the session's"
+    );
+    // An hour past its expiry, a login code is dropped when another code is put.
+    let late = NOW + 10 * MIN + 61 * MIN;
+    assert_eq!(
+        check(5, CodePurpose::Login, "login1", late).await,
+        CodeCheck::Expired
+    );
+    s.issue_code(&CodeRecord {
+        created_at: late,
+        expires_at: late + 10 * MIN,
+        ..code(5, CodePurpose::Register, "a@example.com", "reg1")
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        check(5, CodePurpose::Login, "login1", late).await,
+        CodeCheck::Missing
+    );
+    assert_eq!(
+        check(5, CodePurpose::Register, "reg1", late).await,
+        CodeCheck::Right
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(names.session(&key(5)))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(
+        ttl > 29 * MIN && ttl <= 31 * MIN,
+        "the session's TTL: {ttl}"
+    );
+
+    // A user agent shaped like a code is stored as text and forges none.
+    let forged =
+        "x\nlogin\u{1f}0\u{1f}99999999999999\u{1f}0\u{1f}0\u{1f}a@example.com\u{1f}forged\u{1f}r";
+    s.create_session_with_code(
+        &SessionRecord {
+            user_agent: forged.into(),
+            ..session(6, None)
+        },
+        &code(6, CodePurpose::Reset, "a@example.com", "real"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        check(6, CodePurpose::Login, "forged", NOW).await,
+        CodeCheck::Missing
+    );
+    assert_eq!(
+        check(6, CodePurpose::Reset, "real", NOW).await,
+        CodeCheck::Right
+    );
+    let loaded = s.load_session(&key(6), NOW).await.unwrap().unwrap();
+    assert_eq!(loaded.user_agent, forged.replace('\n', " "));
+
+    // No session, no code: nothing written.
+    s.issue_code(&code(9, CodePurpose::Login, "a@example.com", "m"))
+        .await
+        .unwrap();
+    assert!(s.current_code(&key(9), NOW).await.unwrap().is_none());
+    assert_eq!(keys_under(&mut con, &prefix).await.len(), 2);
+}
+
 #[tokio::test]
 async fn corrupt_data_is_an_internal_error() {
     let server = RedisServer::shared();
@@ -749,9 +888,16 @@ async fn corrupt_data_is_an_internal_error() {
     let s = open_on(server, &prefix, Duration::from_secs(2)).await;
     let mut con = raw(server).await;
     let names = Keys::new(&prefix);
+    // A session whose record reads, with a code in it that does not.
+    s.create_session(&session(2, None)).await.unwrap();
+    let _: () = redis::cmd("APPEND")
+        .arg(names.session(&key(2)))
+        .arg("\nlogin\u{1f}junk")
+        .query_async(&mut con)
+        .await
+        .unwrap();
     for (name, junk) in [
         (names.session(&key(1)), "not a session"),
-        (names.code(&key(1), CodePurpose::Login), "junk"),
         (names.limit("k"), "1:x"),
         (names.limit("gaps"), "1:99999999999999,login"),
     ] {
@@ -767,11 +913,15 @@ async fn corrupt_data_is_an_internal_error() {
     assert!(internal(s.touch_session(&key(1), NOW, NOW + MIN).await));
     let e = email("a@example.com");
     assert!(internal(
-        s.check_code(&key(1), CodePurpose::Login, &e, "m", NOW, 5)
+        s.check_code(&key(2), CodePurpose::Login, &e, "m", NOW, 5)
             .await
             .map(drop)
     ));
-    assert!(internal(s.current_code(&key(1), NOW).await.map(drop)));
+    assert!(internal(s.current_code(&key(2), NOW).await.map(drop)));
+    assert!(
+        s.load_session(&key(2), NOW).await.unwrap().is_some(),
+        "the session itself still reads"
+    );
     assert!(internal(s.peek_limit("k", 1, NOW).await.map(drop)));
     let check = [
         LimitCheck::hit("ok", 5, Duration::from_secs(60)),
@@ -790,6 +940,7 @@ async fn corrupt_data_is_an_internal_error() {
     ));
     // A corrupt session can still be deleted.
     assert!(s.delete_session(&key(1)).await.unwrap());
+    assert!(s.delete_session(&key(2)).await.unwrap());
 }
 
 /// Runs `op` until it succeeds or `within` has passed.

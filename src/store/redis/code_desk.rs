@@ -1,5 +1,6 @@
 //! A code request's writes in one round trip (issue 5, workload 2): its limits, the new
-//! session, the code and the queued mail (an entry in the list of new mails, `mail.rs`),
+//! session with the code in its record (or the code put into the visitor's session record),
+//! and the queued mail (an entry in the list of new mails, `mail.rs`),
 //! decided and written by one script, [`CODE_REQUEST`], so that a refusal writes nothing and an
 //! allowed request writes all of it, atomically. On a
 //! Cluster those keys lie in different slots (module doc of `redis`, "Limits"), so there the
@@ -30,13 +31,13 @@ impl CodeDesk for RedisStore {
         call.key(self.keys.session(&code.session));
         match new_session {
             Some(s) => call
-                .arg(encode_session(s)?)
+                .arg(encode_session_with_code(s, code)?)
                 .arg(ttl(s.expires_at() - s.last_seen_at)),
             None => call.arg("").arg(0),
         };
-        call.key(self.keys.code(&code.session, code.purpose))
+        call.arg(code.purpose.as_str())
             .arg(encode_code(code)?)
-            .arg(ttl(code.expires_at - code.created_at + CODE_GRACE_MS));
+            .arg(CODE_GRACE_MS);
         call.key(self.keys.mail_new())
             .arg(self.mail_entry(code, mail)?);
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;

@@ -16,6 +16,10 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 pub(super) const SEP: char = '\u{1f}';
 /// Starts a pending session record: `~<old session's tag>␟<record>`.
 pub(super) const PENDING: char = '~';
+/// Starts each code kept in a session's record, after the session's own fields:
+/// `\n<purpose>␟<code record>`. No field of a session or a code holds it (see [`no_sep`] and
+/// [`ua_pack`]), so the first one ends the session's part.
+pub(super) const CODE_MARK: char = '\n';
 /// How many bytes of a hash of a session key name its Redis keys (see [`tag`]).
 const TAG_BYTES: usize = 24;
 /// Its length in base64url.
@@ -39,7 +43,9 @@ impl Keys {
         key.push_str("}s");
         key
     }
-    /// A session's code for one purpose: `P{tag}c:<purpose>`.
+    /// The name of a session's code for one purpose, `P{tag}c:<purpose>`: what a queued mail
+    /// names its code by. Not a key since 2026-11-29: the code lives in its session's record
+    /// (module doc of `redis`); [`Keys::home_of_code`] finds it from this name.
     pub fn code(&self, k: &SessionKey, purpose: CodePurpose) -> String {
         let purpose = purpose.as_str();
         let mut key = String::with_capacity(self.0.len() + TAG_CHARS + 4 + purpose.len());
@@ -50,9 +56,16 @@ impl Keys {
         key.push_str(purpose);
         key
     }
-    /// The three code keys, in the order of [`CodePurpose::ALL`].
-    pub(super) fn codes(&self, k: &SessionKey) -> Vec<String> {
-        CodePurpose::ALL.map(|p| self.code(k, p)).to_vec()
+    /// The key of the session record that holds the code of this name ([`Keys::code`]), and
+    /// the code's purpose; `None` for a name this store did not make.
+    pub(super) fn home_of_code(&self, name: &str) -> Option<(String, CodePurpose)> {
+        let (head, purpose) = name.strip_prefix(self.0.as_str())?.rsplit_once("}c:")?;
+        let purpose = CodePurpose::parse(purpose)?;
+        let tag = head.strip_prefix('{')?;
+        if tag.len() != TAG_CHARS || tag.contains(['{', '}']) {
+            return None;
+        }
+        Some(([self.0.as_str(), head, "}s"].concat(), purpose))
     }
     /// The marker of a sign-in out of the session with this tag: `P{tag}w`.
     pub fn marker(&self, k: &SessionKey) -> String {
@@ -123,10 +136,12 @@ fn push_tag(k: &SessionKey, out: &mut String) {
     URL_SAFE_NO_PAD.encode_string(&digest[..TAG_BYTES], out);
 }
 
+/// Refuses a field that holds a separator of the stored formats: [`SEP`], or [`CODE_MARK`]
+/// (no address, name, IP, mac or reference holds either).
 fn no_sep(fields: &[&str]) -> StoreResult<()> {
-    if fields.iter().any(|f| f.contains(SEP)) {
+    if fields.iter().any(|f| f.contains([SEP, CODE_MARK])) {
         return Err(StoreError::Internal(
-            "a field holds U+001F, which cannot be stored".into(),
+            "a field holds U+001F or a line feed, which cannot be stored".into(),
         ));
     }
     Ok(())
@@ -289,8 +304,12 @@ pub(super) fn encode_session(s: &SessionRecord) -> StoreResult<String> {
     Ok(out)
 }
 
+/// Reads a session record; the codes kept after it, if any, are left for [`codes_in`].
 pub(super) fn decode_session(key: &SessionKey, raw: &str) -> StoreResult<SessionRecord> {
     let bad = || corrupt("session");
+    let raw = raw
+        .split_once(CODE_MARK)
+        .map_or(raw, |(session, _)| session);
     let fields: Vec<&str> = raw.splitn(7, SEP).collect();
     let &[created, seen, idle, absolute, who, ip, rest] = fields.as_slice() else {
         return Err(bad());
@@ -371,6 +390,38 @@ pub(super) fn encode_code(c: &CodeRecord) -> StoreResult<String> {
         c.mail_ref,
         MailState::Queued.as_str()
     ))
+}
+
+/// A code as its session's record keeps it: `\n<purpose>␟<code record>` (`CODE_MARK`).
+fn encode_code_entry(c: &CodeRecord) -> StoreResult<String> {
+    let mut out = String::with_capacity(96);
+    out.push(CODE_MARK);
+    out.push_str(c.purpose.as_str());
+    out.push(SEP);
+    out.push_str(&encode_code(c)?);
+    Ok(out)
+}
+
+/// A new session's record with its first code in it: what a new visitor's code request writes,
+/// one key.
+pub(super) fn encode_session_with_code(s: &SessionRecord, c: &CodeRecord) -> StoreResult<String> {
+    let mut out = encode_session(s)?;
+    out.push_str(&encode_code_entry(c)?);
+    Ok(out)
+}
+
+/// The codes kept in a stored session record (active or pending), each as its purpose and
+/// its code record, in stored order.
+pub(super) fn codes_in(raw: &str) -> StoreResult<Vec<(CodePurpose, &str)>> {
+    let mut parts = raw.split(CODE_MARK);
+    parts.next();
+    parts
+        .map(|entry| {
+            let (purpose, record) = entry.split_once(SEP).ok_or_else(|| corrupt("code"))?;
+            let purpose = CodePurpose::parse(purpose).ok_or_else(|| corrupt("code"))?;
+            Ok((purpose, record))
+        })
+        .collect()
 }
 
 /// A code record, with how its mail stands (`CodeRecord::delivery`).
@@ -525,6 +576,14 @@ const UA_CODES: [char; 26] = [
 const UA_RAW: char = '\u{1e}';
 
 fn ua_pack(ua: &str) -> String {
+    // A line feed would start a code (`CODE_MARK`); no header holds one, a caller's text might.
+    let spaced;
+    let ua = if ua.contains(CODE_MARK) {
+        spaced = ua.replace(CODE_MARK, " ");
+        spaced.as_str()
+    } else {
+        ua
+    };
     if ua.contains(|c: char| c == UA_RAW || UA_CODES.contains(&c)) {
         return format!("{UA_RAW}{ua}");
     }
@@ -637,6 +696,74 @@ mod tests {
         };
         assert!(encode_mail_entry("k", &bad, 0).is_err());
         assert!(decode_mail_entry("ref".into()).is_err());
+    }
+
+    /// A session's record keeps its codes after its own fields; a mail's name of its code
+    /// leads back to that record.
+    #[test]
+    fn codes_live_in_their_session_record() {
+        let key = SessionKey::parse(&"ab".repeat(32)).expect("key");
+        let s = SessionRecord {
+            key: key.clone(),
+            kind: SessionKind::Cookie,
+            user: None,
+            created_at: 1_800_000_000_000,
+            last_seen_at: 1_800_000_000_000,
+            idle_expires_at: 1_800_001_800_000,
+            absolute_expires_at: 1_800_604_800_000,
+            user_agent: "ua\nwith a line feed".into(),
+            ip: "127.0.0.1".into(),
+        };
+        let c = CodeRecord {
+            session: key.clone(),
+            purpose: CodePurpose::Reset,
+            email: "a@example.com".into(),
+            mac: "m4c".into(),
+            created_at: 1,
+            expires_at: 2,
+            resend_available_at: 3,
+            attempts: 0,
+            mail_ref: "r".into(),
+            delivery: None,
+        };
+        let raw = encode_session_with_code(&s, &c).expect("encodes");
+        assert_eq!(
+            raw.matches(CODE_MARK).count(),
+            1,
+            "the user agent holds none"
+        );
+        let back = decode_session(&key, &raw).expect("decodes");
+        assert_eq!(back.user_agent, "ua with a line feed");
+        let codes = codes_in(&raw).expect("reads");
+        assert_eq!(codes.len(), 1);
+        assert_eq!(codes[0].0, CodePurpose::Reset);
+        let code = decode_code(&key, CodePurpose::Reset, codes[0].1).expect("decodes");
+        assert_eq!((code.mac.as_str(), code.expires_at), ("m4c", 2));
+        assert!(codes_in(&encode_session(&s).expect("encodes"))
+            .expect("reads")
+            .is_empty());
+        assert!(codes_in(&format!("{raw}\nnothing")).is_err());
+        let bad = CodeRecord {
+            email: "a\n@example.com".into(),
+            ..c
+        };
+        assert!(encode_session_with_code(&s, &bad).is_err());
+
+        let keys = Keys::new("P:");
+        let name = keys.code(&key, CodePurpose::Register);
+        assert_eq!(
+            keys.home_of_code(&name),
+            Some((keys.session(&key), CodePurpose::Register))
+        );
+        for other in [
+            "P:{x}c:login",
+            "Q:{x}c:login",
+            "P:{}c:nothing",
+            "",
+            "P:{{}}c:login",
+        ] {
+            assert_eq!(keys.home_of_code(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -7,9 +7,10 @@
 //! both survive a restart of Redis exactly when Redis persists (AOF or RDB), as sessions do.
 //!
 //! Layout: the two queue keys, under the hash tag `{mail}` (one Cluster slot, so that the
-//! worker's scripts run on a Cluster as they are), and the code records, which keep the state of
-//! their mail. A queue entry is the whole mail (`codec::encode_mail_entry`: reference, attempts,
-//! expiry, creation, the key of its code, address, order); the order (what the mail says)
+//! worker's scripts run on a Cluster as they are), and the code records (in their sessions'
+//! records), which keep the state of their mail. A queue entry is the whole mail
+//! (`codec::encode_mail_entry`: reference, attempts, expiry, creation, the name of its code,
+//! `P{T}c:<purpose>`, which `Keys::home_of_code` turns into its session's key, address, order); the order (what the mail says)
 //! arrives sealed (`crypto::MailSeal`): no code is readable here. The queue keys have no TTL;
 //! Redis deletes each whenever it is empty.
 //!
@@ -17,13 +18,13 @@
 //! |--------------------|--------|---------------------------------------------------------|-----|
 //! | `P{mail}n`         | list   | entries of mails queued and not claimed yet, oldest first (all due at once) | none |
 //! | `P{mail}q`         | zset   | entries of claimed mails and of mails waiting for a retry, scored by when the lease ends or the retry is due (ms) | none |
-//! | `P{T}c:<purpose>`  | string | the code (module doc of `redis`), its last field the state of its mail: `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed | the code's |
+//! | `P{T}s`            | string | the session, its codes after it (module doc of `redis`), each code's last field the state of its mail: `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed | the session's |
 //!
 //! A mail leaves the queue when it is sent or failed (its state written into its code first, if
 //! that code still names it: a code sent again names its newer mail), and with it its address
 //! and order. The status route reads the state with the code (`CodeRecord::delivery`): one read. A mail whose code expired is claimed like any other and the worker marks it
-//! failed. No key per mail: a code request creates four keys (its two counted limits, the
-//! session, the code), and the mail is one entry appended to a list. Until 2026-11-29 every mail
+//! failed. No key per mail: a new visitor's code request creates three keys (its two counted
+//! limits, the session with its code), and the mail is one entry appended to a list. Until 2026-11-29 every mail
 //! was a hash of its own (`P{mail}m:<ref>`, state and fields, the queue holding references):
 //! a fifth key per code request, created, given a TTL and read back by the worker: ~8 µs of
 //! Redis' ~44 per request in workload 2 of issue 5, +15 % of its rate (`docs/benchmarks.md`). No migration: such
@@ -55,14 +56,23 @@ impl RedisStore {
         }
         let mut targets = Vec::with_capacity(mails.len());
         for m in mails {
-            let (_, code_key) = decode_mail_entry(m.receipt.clone())?;
-            targets.push((code_key, m.mail.mail_ref.as_str()));
+            let (_, code) = decode_mail_entry(m.receipt.clone())?;
+            // A name this store did not make has no code to tell: its mail still leaves.
+            match self.keys.home_of_code(&code) {
+                Some((session, purpose)) => {
+                    targets.push((session, purpose, m.mail.mail_ref.as_str()))
+                }
+                None => tracing::error!("a queued mail names no code of this store"),
+            }
         }
-        let call = |targets: &[(String, &str)]| {
+        if targets.is_empty() {
+            return Ok(());
+        }
+        let call = |targets: &[(String, CodePurpose, &str)]| {
             let mut call = MAIL_STATE.prepare_invoke();
             call.arg(state.as_str());
-            for (key, mail_ref) in targets {
-                call.key(key).arg(*mail_ref);
+            for (session, purpose, mail_ref) in targets {
+                call.key(session).arg(purpose.as_str()).arg(*mail_ref);
             }
             call
         };
@@ -185,12 +195,17 @@ impl MailQueue for RedisStore {
             return Ok(code.delivery);
         }
         let cmd = ::redis::cmd("GET")
-            .arg(self.keys.code(&code.session, code.purpose))
+            .arg(self.keys.session(&code.session))
             .to_owned();
         let raw: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
         let Some(raw) = raw else { return Ok(None) };
-        let stored = codec::decode_code(&code.session, code.purpose, &raw)?;
-        Ok(stored.delivery.filter(|_| stored.mail_ref == code.mail_ref))
+        for (purpose, record) in codec::codes_in(&raw)? {
+            if purpose == code.purpose {
+                let stored = codec::decode_code(&code.session, purpose, record)?;
+                return Ok(stored.delivery.filter(|_| stored.mail_ref == code.mail_ref));
+            }
+        }
+        Ok(None)
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {

@@ -10,8 +10,7 @@
 //!
 //! | key               | type   | holds                                             | TTL             |
 //! |-------------------|--------|---------------------------------------------------|-----------------|
-//! | `P{T}s`           | string | the session record, compact (below)               | until it expires |
-//! | `P{T}c:<purpose>` | string | `attempts␟expires␟created␟resend␟email␟mac␟ref␟mail state` (`mail.rs`) | expiry + 1 h |
+//! | `P{T}s`           | string | the session record, compact (below), then its codes | until it expires |
 //! | `P{T}w`           | string | the tag of the session a code of `T` was redeemed into (marker) | the new session's |
 //! | `Pu:{<user id>}`  | zset   | the user's session keys `K`, 32 raw bytes each, scored by absolute expiry in whole seconds (rounded up) | the latest score |
 //! | `Pl:<name>`       | string | `<hits>:<window end, ms>`, then `,<spacing>=<gap end, ms>` for each running gap | until the window and the gaps end |
@@ -30,6 +29,21 @@
 //! character each (`codec::UA_TOKENS`). A record that starts with `~<old session's tag>␟` is
 //! *pending* (see below). TTLs count from the caller's `now` (`create_session` has none: from
 //! the record's `last_seen_at`).
+//!
+//! A session's codes live in its record, after its own fields: `\n<purpose>␟attempts␟expires␟
+//! created␟resend␟email␟mac␟ref␟mail state` for each purpose that has one (the mail state is the
+//! worker's, `mail.rs`). No field of a session holds a line feed (a user agent's is stored as a
+//! space), so the first one ends the session's part. A new visitor's code request writes the
+//! session with its code, one key; a code for an existing session is put into its record by a
+//! script (`CODE_PUT`, or inside `CODE_REQUEST`), which keeps the record's TTL and the other
+//! purposes' codes, replaces its own purpose's and drops codes an hour past their expiry
+//! (until then a late entry reads *expired*, as in SQL). A session gone gets no code, since none
+//! could ever be entered; a code ends with its session (signing in, signing out, expiry) in the
+//! same `DEL`. Until 2026-11-29 each code was a key of its own, `P{T}c:<purpose>` (TTL expiry +
+//! 1 h): a new visitor's code request created one key more, ~14 % of workload 2's rate in issue
+//! 5 (`docs/benchmarks.md`). That name is still how a queued mail names its code
+//! (`Keys::home_of_code`); codes stored under it by earlier builds are not read (visitors ask
+//! for a new code) and expire within 70 minutes.
 //!
 //! Size (issue 5: at most 300 bytes per signed-in session, `MEMORY USAGE`, Redis 7.0): a
 //! signed-in browser session of a typical user costs 152 to 168 bytes, and the user's index
@@ -53,8 +67,8 @@
 //! may go out within 60 s of an earlier one, once); builds from before cannot read a record
 //! with a spacing (`corrupt limit record`), so instances of both must not share a Redis.
 //!
-//! Redis Cluster: every script touches one hash tag only, a session and its codes share the tag
-//! `{T}`. Redeeming a code into a new session cannot: the new session lives under its own tag.
+//! Redis Cluster: every script touches one hash tag only, a session's keys (its record with its
+//! codes, its marker) share the tag `{T}`. Redeeming a code into a new session cannot: the new session lives under its own tag.
 //! So sign-in is a small commit protocol whose commit point is one script in the old session's
 //! slot: (1) the new record is written *pending*, which nobody accepts as a session, and entered
 //! in the user's index; (2) the script checks and consumes the code, deletes the old session and
@@ -92,7 +106,7 @@
 //! listing a user's sessions reads each record with its own `GET` (sent together) instead of
 //! one `MGET`; revoking already deletes one session per script; `HITS` as above. Every other
 //! command and script touches one tag (a session's `{T}`, an index's `{<user id>}`, one limit).
-//! A session's codes are read with one `MGET`, all under its tag.
+//! A session's codes are read with its record, one `GET`.
 //!
 //! Sentinel mode: `redis+sentinel://[:PASS@]HOST:PORT[,HOST2:PORT2…]/<master name>[/<db>]`
 //! (port 26379 when left out; the password is the master's, taken literally, the sentinels
@@ -137,11 +151,11 @@ use tokio::time::Instant;
 
 use super::*;
 use codec::{
-    decode_code, decode_session, encode_code, encode_session, from_index_member, index_member,
-    stored_user, tag, PENDING, SEP,
+    codes_in, decode_code, decode_session, encode_code, encode_session, encode_session_with_code,
+    from_index_member, index_member, stored_user, tag, PENDING, SEP,
 };
 pub use codec::{tag as session_tag, Keys};
-use scripts::{CHECK, DELETE, HITS, INDEX_ADD, REDEEM, TOUCH};
+use scripts::{ACTIVATE, CHECK, CODE_PUT, DELETE, HITS, INDEX_ADD, REDEEM, TOUCH};
 
 /// The shortest TTL ever set, so that a key logically dead already still vanishes soon.
 const MIN_TTL_MS: i64 = 1_000;
@@ -475,14 +489,6 @@ impl RedisStore {
         cmd.query_async(&mut self.conn()).await.map_err(err)
     }
 
-    /// Runs a pipeline (or transaction) whose answers are not needed, within the time bound.
-    async fn run_pipeline(&self, p: &::redis::Pipeline) -> StoreResult<()> {
-        bounded(self.op_timeout, async {
-            p.query_async::<()>(&mut self.conn()).await.map_err(err)
-        })
-        .await
-    }
-
     async fn invoke<T: ::redis::FromRedisValue>(
         &self,
         call: &::redis::ScriptInvocation<'_>,
@@ -515,10 +521,10 @@ impl RedisStore {
         .map(drop)
     }
 
-    /// Deletes a session and its codes; returns the record that was there.
+    /// Deletes a session and its codes (in its record); returns the record that was there.
     async fn delete_one(&self, key: &SessionKey) -> StoreResult<Option<String>> {
         let mut call = DELETE.prepare_invoke();
-        call.key(self.keys.session(key)).key(self.keys.codes(key));
+        call.key(self.keys.session(key));
         self.invoke(&call).await
     }
 
@@ -536,22 +542,16 @@ impl RedisStore {
         if marker != Some(tag(key)) {
             return Ok(None);
         }
-        self.activate(key, active).await?;
+        self.activate(key).await?;
         Ok(Some(record))
     }
 
-    /// Rewrites a pending record as active, unless the session was deleted meanwhile.
-    async fn activate(&self, key: &SessionKey, active: &str) -> StoreResult<bool> {
-        let set: Value = self
-            .query(
-                ::redis::cmd("SET")
-                    .arg(self.keys.session(key))
-                    .arg(active)
-                    .arg("XX")
-                    .arg("KEEPTTL"),
-            )
-            .await?;
-        Ok(set != Value::Nil)
+    /// Rewrites a pending record as active (a script: codes put into it meanwhile stay),
+    /// unless the session was deleted meanwhile.
+    async fn activate(&self, key: &SessionKey) -> StoreResult<bool> {
+        let mut call = ACTIVATE.prepare_invoke();
+        call.key(self.keys.session(key));
+        Ok(self.invoke::<i64>(&call).await? == 1)
     }
 
     async fn load(&self, key: &SessionKey, now: Millis) -> StoreResult<Option<SessionRecord>> {
@@ -562,15 +562,15 @@ impl RedisStore {
         Ok(self.accept(key, &raw).await?.filter(|s| s.is_live(now)))
     }
 
-    /// The command that stores a code.
-    fn code_set(&self, c: &CodeRecord) -> StoreResult<::redis::Cmd> {
-        let record = encode_code(c)?;
-        Ok(::redis::cmd("SET")
-            .arg(self.keys.code(&c.session, c.purpose))
-            .arg(record)
-            .arg("PX")
-            .arg(ttl(c.expires_at - c.created_at + CODE_GRACE_MS))
-            .to_owned())
+    /// Keeps a code in its session's record; `false` when there is no such session.
+    async fn put_code(&self, c: &CodeRecord) -> StoreResult<bool> {
+        let mut call = CODE_PUT.prepare_invoke();
+        call.key(self.keys.session(&c.session))
+            .arg(c.purpose.as_str())
+            .arg(encode_code(c)?)
+            .arg(c.created_at)
+            .arg(CODE_GRACE_MS);
+        Ok(self.invoke::<i64>(&call).await? == 1)
     }
 
     async fn create(&self, s: &SessionRecord) -> StoreResult<()> {
@@ -703,10 +703,9 @@ impl RedisStore {
         let (email, mac, now, max) = submitted;
         let (what, new, marker_ttl) = action;
         let mut call = script.prepare_invoke();
-        call.key(self.keys.code(session, purpose))
-            .key(self.keys.session(session))
-            .key(self.keys.codes(session))
+        call.key(self.keys.session(session))
             .key(self.keys.marker(session))
+            .arg(purpose.as_str())
             .arg(email.as_str())
             .arg(mac)
             .arg(now)
@@ -783,7 +782,7 @@ impl RedisStore {
         }
         // (3) Signed in whatever happens now: a record left pending is activated when first read.
         let finish = async {
-            if self.activate(&new.key, &active).await? {
+            if self.activate(&new.key).await? {
                 self.query::<i64>(::redis::cmd("DEL").arg(self.keys.marker(session)))
                     .await?;
             }
@@ -846,13 +845,13 @@ impl RedisStore {
     }
 
     async fn current(&self, session: &SessionKey, now: Millis) -> StoreResult<Option<CodeRecord>> {
-        let raws: Vec<Option<String>> = self
-            .query(::redis::cmd("MGET").arg(self.keys.codes(session)))
+        let raw: Option<String> = self
+            .query(::redis::cmd("GET").arg(self.keys.session(session)))
             .await?;
+        let Some(raw) = raw else { return Ok(None) };
         let mut best: Option<CodeRecord> = None;
-        for (purpose, raw) in CodePurpose::ALL.into_iter().zip(raws) {
-            let Some(raw) = raw else { continue };
-            let c = decode_code(session, purpose, &raw)?;
+        for (purpose, record) in codes_in(&raw)? {
+            let c = decode_code(session, purpose, record)?;
             if c.expires_at > now && best.as_ref().is_none_or(|b| c.created_at > b.created_at) {
                 best = Some(c);
             }
@@ -911,35 +910,28 @@ impl SessionStore for RedisStore {
         bounded(self.op_timeout, self.revoke(user_id, except)).await
     }
 
+    /// Kept in the session's record: a session gone meanwhile gets no code (it could never be
+    /// entered), which is not an error.
     async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
-        let cmd = self.code_set(c)?;
-        bounded(self.op_timeout, self.query::<Value>(&cmd))
-            .await
-            .map(drop)
+        bounded(self.op_timeout, self.put_code(c)).await.map(drop)
     }
 
-    /// One round trip for a new visitor's session and code (both under the session's tag). A
-    /// session with a user takes the general path: it also enters its user's index.
+    /// A new visitor's session and code are one record, one `SET`. A session with a user takes
+    /// the general path: it also enters its user's index.
     async fn create_session_with_code(&self, s: &SessionRecord, c: &CodeRecord) -> StoreResult<()> {
         if s.user.is_some() || c.session != s.key {
             self.create_session(s).await?;
             return self.issue_code(c).await;
         }
-        let mut p = ::redis::pipe();
-        // A transaction on one Redis; on a Cluster (no transactions in its client) the session
-        // goes first, so that a failure midway leaves at most a session without a code.
-        if !self.is_cluster() {
-            p.atomic();
-        }
-        p.cmd("SET")
+        let cmd = ::redis::cmd("SET")
             .arg(self.keys.session(&s.key))
-            .arg(encode_session(s)?)
+            .arg(encode_session_with_code(s, c)?)
             .arg("PX")
             .arg(ttl(s.expires_at() - s.last_seen_at))
-            .ignore()
-            .add_command(self.code_set(c)?)
-            .ignore();
-        self.run_pipeline(&p).await
+            .to_owned();
+        bounded(self.op_timeout, self.query::<Value>(&cmd))
+            .await
+            .map(drop)
     }
 
     async fn check_code(

@@ -3,8 +3,8 @@
 //! commit protocol in the module doc of `redis`), except [`HITS`] given several limits and
 //! [`CODE_REQUEST`]: they take the limit keys of a request, which share no tag, so on a Cluster
 //! the store runs `HITS` once per limit instead (see "Limits" there), and a code request's
-//! writes as separate steps; and [`MAIL_STATE`] given several codes, which on a Cluster runs
-//! once per code (`mail.rs`).
+//! writes as separate steps; and [`MAIL_STATE`] given the codes of several sessions, which on a
+//! Cluster runs once per code (`mail.rs`).
 use ::redis::Script;
 use std::sync::LazyLock;
 
@@ -56,28 +56,72 @@ return 1
     )
 });
 
-/// The judgement shared by CHECK and REDEEM, as `sqlite.rs`'s `judge`. KEYS: the code, the
-/// session, its three codes, its marker. ARGV: email, mac, now, max attempts, action, the new
-/// session's tag (the marker's value), marker TTL. Verdict: 0 missing, 1 expired, 2 dead,
-/// 3 right, 4 wrong.
+/// The codes kept in a session's record (`codec::encode_code_entry`: `\n<purpose>␟<code
+/// record>` each, after the session's own fields, which hold no line feed). `codes_of` splits a
+/// stored value into the session's part and the list of its codes, `{purpose, record}` in
+/// stored order; `with_codes` joins them back; `put` replaces or adds the code of a purpose and
+/// drops the codes whose expiry passed more than `grace` ms before `now` (a code read after its
+/// expiry reads as expired for that long, then as missing, as SQL's sweep has it).
+macro_rules! codes_lua {
+    () => {
+        r#"
+local function codes_of(v)
+  local i = string.find(v, '\n', 1, true)
+  if not i then return v, {} end
+  local list = {}
+  for p, c in string.gmatch(string.sub(v, i), '\n([^\031\n]*)\031([^\n]*)') do
+    table.insert(list, {p, c})
+  end
+  return string.sub(v, 1, i - 1), list
+end
+local function with_codes(head, list)
+  local parts = {head}
+  for _, pc in ipairs(list) do table.insert(parts, pc[1] .. '\031' .. pc[2]) end
+  return table.concat(parts, '\n')
+end
+local function put(list, p, c, now, grace)
+  local out = {}
+  for _, pc in ipairs(list) do
+    local x = tonumber(string.match(pc[2], '^%d+\031(%-?%d+)\031') or '')
+    if pc[1] ~= p and x and x + grace > now then table.insert(out, pc) end
+  end
+  table.insert(out, {p, c})
+  return out
+end
+"#
+    };
+}
+
+/// The judgement shared by CHECK and REDEEM, as `sqlite.rs`'s `judge`, of the code a session's
+/// record keeps for a purpose (`codes_lua`). KEYS: the session, its marker. ARGV: purpose,
+/// email, mac, now, max attempts, action, the new session's tag (the marker's value), marker
+/// TTL. Verdict: 0 missing, 1 expired, 2 dead, 3 right, 4 wrong.
 macro_rules! judge_lua {
     () => {
         r#"
 local v = redis.call('GET', KEYS[1])
 local verdict, a = 0, 0
+local head, list, at, c = nil, {}, nil, nil
 if v then
-  local n, x, e, m = string.match(v, '^(%d+)\031(%-?%d+)\031%-?%d+\031%-?%d+\031([^\031]*)\031([^\031]*)\031')
+  head, list = codes_of(v)
+  for i, pc in ipairs(list) do
+    if pc[1] == ARGV[1] then at, c = i, pc[2] end
+  end
+end
+if c then
+  local n, x, e, m = string.match(c, '^(%d+)\031(%-?%d+)\031%-?%d+\031%-?%d+\031([^\031]*)\031([^\031]*)\031')
   if not n then return redis.error_reply('corrupt code record') end
   a = tonumber(n)
-  if e ~= ARGV[1] then verdict = 0
-  elseif tonumber(x) <= tonumber(ARGV[3]) then verdict = 1
-  elseif a >= tonumber(ARGV[4]) then verdict = 2
-  elseif m == ARGV[2] then verdict = 3
+  if e ~= ARGV[2] then verdict = 0
+  elseif tonumber(x) <= tonumber(ARGV[4]) then verdict = 1
+  elseif a >= tonumber(ARGV[5]) then verdict = 2
+  elseif m == ARGV[3] then verdict = 3
   else verdict = 4 end
 end
 local function spend()
-  redis.call('SET', KEYS[1], string.format('%d', a + 1) .. string.sub(v, #string.match(v, '^%d+') + 1), 'KEEPTTL')
   a = a + 1
+  list[at][2] = string.format('%d', a) .. string.sub(c, #string.match(c, '^%d+') + 1)
+  redis.call('SET', KEYS[1], with_codes(head, list), 'KEEPTTL')
 end
 "#
     };
@@ -86,6 +130,7 @@ end
 /// A wrong code spends an attempt. Returns {verdict, attempts}.
 pub(super) static CHECK: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        codes_lua!(),
         judge_lua!(),
         r#"
 if verdict == 4 then spend() end
@@ -95,30 +140,63 @@ return {verdict, a}
 });
 
 /// Only a right code does anything: 'attempt' spends one ({1, attempts}); 'signin' consumes
-/// the code, ends the old session and its codes and marks the sign-in ({2, attempts}); {0, _}
-/// otherwise.
+/// the code and ends the old session with its codes (one key) and marks the sign-in ({2,
+/// attempts}); {0, _} otherwise.
 pub(super) static REDEEM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        codes_lua!(),
         judge_lua!(),
         r#"
 if verdict ~= 3 then return {0, a} end
-if ARGV[5] == 'attempt' then
+if ARGV[6] == 'attempt' then
   spend()
   return {1, a}
 end
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5])
-redis.call('SET', KEYS[6], ARGV[6], 'PX', ARGV[7])
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[8])
 return {2, a}
 "#
     ))
 });
 
-/// KEYS: a session and its three codes. Returns the record that was there.
+/// KEYS: a session. ARGV: purpose, code record, now, grace. Keeps the code in the session's
+/// record (`put`), keeping its TTL. 1 = kept, 0 = no such session (nothing written).
+pub(super) static CODE_PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        codes_lua!(),
+        r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local head, list = codes_of(v)
+list = put(list, ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]))
+redis.call('SET', KEYS[1], with_codes(head, list), 'KEEPTTL')
+return 1
+"#
+    ))
+});
+
+/// KEYS: a session. Rewrites a pending record (`~<tag>␟<record>`) as active, its codes and TTL
+/// kept. 1 = active now (or already), 0 = no such session.
+pub(super) static ACTIVATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+if string.sub(v, 1, 1) ~= '~' then return 1 end
+local i = string.find(v, '\031', 1, true)
+if not i then return redis.error_reply('corrupt session record') end
+redis.call('SET', KEYS[1], string.sub(v, i + 1), 'KEEPTTL')
+return 1
+"#,
+    )
+});
+
+/// KEYS: a session (its codes are in its record). Returns the record that was there.
 pub(super) static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local v = redis.call('GET', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('DEL', KEYS[1])
 return v
 "#,
     )
@@ -210,20 +288,31 @@ pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
 });
 
 /// A code request's writes in one step, on one Redis (`CodeDesk`): its limits as HITS; when
-/// they allow, the new session (if any), the code and the queued mail (its entry in the list of
-/// new mails, as `mail.rs` queues it). KEYS: the limits, then the session, the code, the list.
-/// ARGV: as HITS, then from `b = 4 * limits + 2`: session record or '', its TTL, code record,
-/// its TTL, the mail's queue entry. Returns as HITS.
+/// they allow, the code (in a new session's record written whole, or put into the record of the
+/// visitor's session, `codes_lua`) and the queued mail (its entry in the list of new mails, as
+/// `mail.rs` queues it). KEYS: the limits, then the session, the list. ARGV: as HITS, then
+/// from `b = 4 * limits + 2`: the new session's record with its code, or '' for an existing
+/// session; its TTL; the code's purpose; its record; grace (`put`); the mail's queue entry.
+/// Returns as HITS; an existing session gone meanwhile gets neither code nor mail ({0, 0}: the
+/// code could never be entered).
 pub(super) static CODE_REQUEST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
-        "local NLIM = #KEYS - 3\n",
+        "local NLIM = #KEYS - 2\n",
+        codes_lua!(),
         limits_lua!(),
         r#"
 local b = 4 * NLIM + 2
 local k = NLIM
-if ARGV[b] ~= '' then redis.call('SET', KEYS[k + 1], ARGV[b], 'PX', ARGV[b + 1]) end
-redis.call('SET', KEYS[k + 2], ARGV[b + 2], 'PX', ARGV[b + 3])
-redis.call('RPUSH', KEYS[k + 3], ARGV[b + 4])
+if ARGV[b] ~= '' then
+  redis.call('SET', KEYS[k + 1], ARGV[b], 'PX', ARGV[b + 1])
+else
+  local v = redis.call('GET', KEYS[k + 1])
+  if not v then return {0, 0} end
+  local head, list = codes_of(v)
+  list = put(list, ARGV[b + 2], ARGV[b + 3], now, tonumber(ARGV[b + 4]))
+  redis.call('SET', KEYS[k + 1], with_codes(head, list), 'KEEPTTL')
+end
+redis.call('RPUSH', KEYS[k + 2], ARGV[b + 5])
 return {0, 0}
 "#
     ))
@@ -283,28 +372,40 @@ return due
     )
 });
 
-/// KEYS: codes. ARGV: the state (`codec::MailState`), then for each code the reference of its
-/// mail. Writes the state into each code record that still names that mail (a code sent again
-/// names a newer one), keeping its TTL. Returns how many it wrote.
+/// KEYS: the sessions whose records keep the codes. ARGV: the state (`codec::MailState`),
+/// then for each code its purpose and the reference of its mail. Writes the state into each
+/// code that still names that mail (a code sent again names a newer one), keeping the record's
+/// TTL. Returns how many it wrote.
 pub(super) static MAIL_STATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(concat!(
+        codes_lua!(),
         r#"
 local n = 0
 for i, key in ipairs(KEYS) do
   local v = redis.call('GET', key)
   if v then
-    local f = {}
-    for x in string.gmatch(v .. '\031', '([^\031]*)\031') do table.insert(f, x) end
-    if (#f == 7 or #f == 8) and f[7] == ARGV[i + 1] then
-      f[8] = ARGV[1]
-      redis.call('SET', key, table.concat(f, '\031'), 'KEEPTTL')
+    local head, list = codes_of(v)
+    local p, ref, hit = ARGV[2 * i], ARGV[2 * i + 1], false
+    for _, pc in ipairs(list) do
+      if pc[1] == p then
+        local f = {}
+        for x in string.gmatch(pc[2] .. '\031', '([^\031]*)\031') do table.insert(f, x) end
+        if (#f == 7 or #f == 8) and f[7] == ref then
+          f[8] = ARGV[1]
+          pc[2] = table.concat(f, '\031')
+          hit = true
+        end
+      end
+    end
+    if hit then
+      redis.call('SET', key, with_codes(head, list), 'KEEPTTL')
       n = n + 1
     end
   end
 end
 return n
-"#,
-    )
+"#
+    ))
 });
 
 /// KEYS: queue. ARGV: the entry as leased, the same with one more attempt, when it is due.
