@@ -29,15 +29,21 @@ impl CodeDesk for RedisStore {
             self.push_limit(&mut call, c, now);
         }
         call.key(self.keys.session(&code.session));
+        // A new session carries its code in its record; only an existing one needs it apart.
         match new_session {
             Some(s) => call
                 .arg(encode_session_with_code(s, code)?)
-                .arg(ttl(s.expires_at() - s.last_seen_at)),
-            None => call.arg("").arg(0),
+                .arg(ttl(s.expires_at() - s.last_seen_at))
+                .arg("")
+                .arg("")
+                .arg(""),
+            None => call
+                .arg("")
+                .arg(0)
+                .arg(code.purpose.as_str())
+                .arg(encode_code(code)?)
+                .arg(CODE_GRACE_MS),
         };
-        call.arg(code.purpose.as_str())
-            .arg(encode_code(code)?)
-            .arg(CODE_GRACE_MS);
         call.key(self.keys.mail_new())
             .arg(self.mail_entry(code, mail)?);
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;

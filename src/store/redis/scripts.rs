@@ -292,7 +292,8 @@ pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
 /// visitor's session, `codes_lua`) and the queued mail (its entry in the list of new mails, as
 /// `mail.rs` queues it). KEYS: the limits, then the session, the list. ARGV: as HITS, then
 /// from `b = 4 * limits + 2`: the new session's record with its code, or '' for an existing
-/// session; its TTL; the code's purpose; its record; grace (`put`); the mail's queue entry.
+/// session; its TTL; for an existing session the code's purpose, its record and grace (`put`),
+/// else three ''; the mail's queue entry.
 /// Returns as HITS; an existing session gone meanwhile gets neither code nor mail ({0, 0}: the
 /// code could never be entered).
 pub(super) static CODE_REQUEST: LazyLock<Script> = LazyLock::new(|| {
