@@ -10,8 +10,8 @@
 //! worker's scripts run on a Cluster as they are), and the code records (in their sessions'
 //! records), which keep the state of their mail. A queue entry is the whole mail
 //! (`codec::encode_mail_entry`: reference, attempts, expiry, creation, the name of its code,
-//! `P{T}c:<purpose>`, which `Keys::home_of_code` turns into its session's key, address, order); the order (what the mail says)
-//! arrives sealed (`crypto::MailSeal`): no code is readable here. The queue keys have no TTL;
+//! `P{T}c:<purpose>`, which `Keys::home_of_code` turns into its session's key, address, order);
+//! the order (what the mail says) arrives sealed (`crypto::MailSeal`): no code is readable here. The queue keys have no TTL;
 //! Redis deletes each whenever it is empty.
 //!
 //! | key                | type   | holds                                                   | TTL |

@@ -68,7 +68,8 @@
 //! with a spacing (`corrupt limit record`), so instances of both must not share a Redis.
 //!
 //! Redis Cluster: every script touches one hash tag only, a session's keys (its record with its
-//! codes, its marker) share the tag `{T}`. Redeeming a code into a new session cannot: the new session lives under its own tag.
+//! codes, its marker) share the tag `{T}`. Redeeming a code into a new session cannot: the new
+//! session lives under its own tag.
 //! So sign-in is a small commit protocol whose commit point is one script in the old session's
 //! slot: (1) the new record is written *pending*, which nobody accepts as a session, and entered
 //! in the user's index; (2) the script checks and consumes the code, deletes the old session and
@@ -562,15 +563,15 @@ impl RedisStore {
         Ok(self.accept(key, &raw).await?.filter(|s| s.is_live(now)))
     }
 
-    /// Keeps a code in its session's record; `false` when there is no such session.
-    async fn put_code(&self, c: &CodeRecord) -> StoreResult<bool> {
+    /// Keeps a code in its session's record; a session gone meanwhile gets none (`CODE_PUT`).
+    async fn put_code(&self, c: &CodeRecord) -> StoreResult<()> {
         let mut call = CODE_PUT.prepare_invoke();
         call.key(self.keys.session(&c.session))
             .arg(c.purpose.as_str())
             .arg(encode_code(c)?)
             .arg(c.created_at)
             .arg(CODE_GRACE_MS);
-        Ok(self.invoke::<i64>(&call).await? == 1)
+        self.invoke::<i64>(&call).await.map(drop)
     }
 
     async fn create(&self, s: &SessionRecord) -> StoreResult<()> {
@@ -913,7 +914,7 @@ impl SessionStore for RedisStore {
     /// Kept in the session's record: a session gone meanwhile gets no code (it could never be
     /// entered), which is not an error.
     async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
-        bounded(self.op_timeout, self.put_code(c)).await.map(drop)
+        bounded(self.op_timeout, self.put_code(c)).await
     }
 
     /// A new visitor's session and code are one record, one `SET`. A session with a user takes
