@@ -515,27 +515,81 @@ async fn the_limits_of_a_code_request_are_one_command() {
     let s = open_on(&server, "mailcode:", Duration::from_secs(2)).await;
     let mut con = raw(&server).await;
     let hour = Duration::from_secs(3600);
-    let checks = [
-        LimitCheck::hit("ip:code:203.0.113.7", 30, hour),
-        LimitCheck::peek("guess:a@example.com", 10),
-        LimitCheck::hit("email:a@example.com", 5, hour).spaced("login", Duration::from_secs(60)),
-    ];
-    s.hit_limits(&checks, NOW).await.unwrap(); // loads the script once
+    let checks = |n: u32| {
+        [
+            LimitCheck::hit(format!("ip:code:203.0.113.{n}"), 30, hour),
+            LimitCheck::peek(format!("guess:{n}@example.com"), 10),
+            LimitCheck::hit(format!("email:{n}@example.com"), 5, hour)
+                .spaced("login", Duration::from_secs(60)),
+        ]
+    };
+    s.hit_limits(&checks(1), NOW).await.unwrap(); // loads the script once
+
+    // A client and an address new in this window: each counted limit is written by one
+    // `SET … NX GET`, with nothing to read first.
     let before = command_calls(&mut con).await;
+    assert_eq!(s.hit_limits(&checks(2), NOW).await.unwrap(), Limit::Allowed);
+    let fresh = command_calls(&mut con).await;
     assert_eq!(
-        s.hit_limits(&checks, NOW + 61_000).await.unwrap(),
-        Limit::Allowed
-    );
-    let after = command_calls(&mut con).await;
-    assert_eq!(
-        calls_since(&before, &after),
+        calls_since(&before, &fresh),
         vec![
             ("evalsha".to_owned(), 1),
-            ("get".to_owned(), 3),
+            ("get".to_owned(), 1),
             ("set".to_owned(), 2)
         ],
-        "one EVALSHA for all three limits (its GETs and SETs run inside Redis), the \
-         cooldown in the address's record"
+        "one EVALSHA for all three limits (its commands run inside Redis), the cooldown in \
+         the address's record, a new record written without reading first"
+    );
+    let ip_record: String = redis::cmd("GET")
+        .arg("mailcode:l:ip:code:203.0.113.2")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(ip_record, format!("1:{}", NOW + 3_600_000));
+    let email_record: String = redis::cmd("GET")
+        .arg("mailcode:l:email:2@example.com")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(
+        email_record,
+        format!("1:{},login={}", NOW + 3_600_000, NOW + 60_000)
+    );
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("mailcode:l:email:2@example.com")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(ttl > 3_590_000 && ttl <= 3_600_000, "{ttl}");
+
+    // Both counted again a minute later: the `SET … NX GET` finds each record and writes
+    // nothing, the count goes on from it.
+    let fresh = command_calls(&mut con).await;
+    assert_eq!(
+        s.hit_limits(&checks(2), NOW + 61_000).await.unwrap(),
+        Limit::Allowed
+    );
+    let again = command_calls(&mut con).await;
+    assert_eq!(
+        calls_since(&fresh, &again),
+        vec![
+            ("evalsha".to_owned(), 1),
+            ("get".to_owned(), 1),
+            ("set".to_owned(), 4)
+        ],
+    );
+    let ip_record: String = redis::cmd("GET")
+        .arg("mailcode:l:ip:code:203.0.113.2")
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert_eq!(ip_record, format!("2:{}", NOW + 3_600_000));
+    // Within the cooldown: refused by the spacing, counted nowhere past it.
+    assert_eq!(
+        s.hit_limits(&checks(2), NOW + 62_000).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 59_000
+        }
     );
 }
 

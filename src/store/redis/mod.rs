@@ -390,7 +390,35 @@ impl RedisStore {
             op_timeout,
         };
         SessionStore::ping(&store).await?;
+        store.check_version().await?;
         Ok(store)
+    }
+
+    /// Refuses a server older than Redis 7.0, whose `SET` cannot combine `NX` with `GET`
+    /// (`limits_lua`): better a clear error at start than every limited request failing. A
+    /// server that does not answer `INFO` (an ACL or a managed service may forbid it) is taken
+    /// on trust, with a warning.
+    async fn check_version(&self) -> StoreResult<()> {
+        let info: ::redis::Value = match bounded(
+            self.op_timeout,
+            self.query(::redis::cmd("INFO").arg("server")),
+        )
+        .await
+        {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the Redis version (INFO server); it must be 7.0 or later");
+                return Ok(());
+            }
+        };
+        let mut texts = Vec::new();
+        info_texts(&info, &mut texts);
+        match texts.iter().find_map(|t| too_old(t)) {
+            Some(found) => Err(StoreError::Internal(format!(
+                "Redis {found} is too old: mailcode needs Redis 7.0 or later (or Valkey)"
+            ))),
+            None => Ok(()),
+        }
     }
 
     async fn connect_cluster(urls: &str, op_timeout: Duration) -> StoreResult<Conn> {
@@ -1053,6 +1081,28 @@ impl SessionStore for RedisStore {
     }
 }
 
+/// The texts of an `INFO` answer: one from a single server, one per node from a Cluster.
+fn info_texts(v: &::redis::Value, out: &mut Vec<String>) {
+    use ::redis::Value as V;
+    match v {
+        V::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
+        V::SimpleString(s) => out.push(s.clone()),
+        V::VerbatimString { text, .. } => out.push(text.clone()),
+        V::Array(items) | V::Set(items) => items.iter().for_each(|i| info_texts(i, out)),
+        V::Map(pairs) => pairs.iter().for_each(|(_, i)| info_texts(i, out)),
+        _ => {}
+    }
+}
+
+/// The version an `INFO server` text names when it is older than 7.0.
+fn too_old(info: &str) -> Option<String> {
+    let version = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("redis_version:"))?;
+    let major: u32 = version.split('.').next()?.parse().ok()?;
+    (major < 7).then(|| version.to_owned())
+}
+
 /// A session's score in its user's index: its absolute expiry in whole seconds, rounded up (a
 /// number of seconds takes 4 bytes less than one of milliseconds in the index's listpack).
 fn index_score(absolute_expires_at: Millis) -> i64 {
@@ -1125,6 +1175,34 @@ fn ttl(ms: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn servers_older_than_redis_7_are_named() {
+        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
+        assert_eq!(too_old(&info("6.2.14")), Some("6.2.14".into()));
+        assert_eq!(too_old(&info("7.0.15")), None);
+        assert_eq!(too_old(&info("7.2.4")), None);
+        assert_eq!(too_old("# Server\r\n"), None, "no version: taken on trust");
+        // A Cluster answers one text per node: every node counts.
+        let mut texts = Vec::new();
+        info_texts(
+            &::redis::Value::Map(vec![
+                (
+                    ::redis::Value::SimpleString("a:7000".into()),
+                    ::redis::Value::BulkString(info("7.0.15").into_bytes()),
+                ),
+                (
+                    ::redis::Value::SimpleString("b:7001".into()),
+                    ::redis::Value::VerbatimString {
+                        format: ::redis::VerbatimFormat::Text,
+                        text: info("6.0.9"),
+                    },
+                ),
+            ]),
+            &mut texts,
+        );
+        assert_eq!(texts.iter().find_map(|t| too_old(t)), Some("6.0.9".into()));
+    }
 
     #[test]
     fn sentinel_urls_parse() {
