@@ -378,35 +378,67 @@ pub(super) fn stored_user(key: &SessionKey, raw: &str) -> Option<i64> {
 /// is the delivery state of the code's mail ([`MailState`]): queued when the code is issued, as
 /// its mail is queued with it; the mail worker rewrites it (`MAIL_STATE`).
 pub(super) fn encode_code(c: &CodeRecord) -> StoreResult<String> {
+    let mut out = String::with_capacity(CODE_RECORD_LEN);
+    push_code(&mut out, c)?;
+    Ok(out)
+}
+
+/// About the length of a code record (a 254-byte address takes more).
+const CODE_RECORD_LEN: usize = 160;
+
+fn push_code(out: &mut String, c: &CodeRecord) -> StoreResult<()> {
     no_sep(&[&c.email, &c.mac])?;
-    Ok(format!(
-        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-        c.attempts,
-        c.expires_at,
-        c.created_at,
-        c.resend_available_at,
-        c.email,
-        c.mac,
-        c.mail_ref,
-        MailState::Queued.as_str()
-    ))
+    push_fields(
+        out,
+        &[
+            Field::Num(i64::from(c.attempts)),
+            Field::Num(c.expires_at),
+            Field::Num(c.created_at),
+            Field::Num(c.resend_available_at),
+            Field::Text(&c.email),
+            Field::Text(&c.mac),
+            Field::Text(&c.mail_ref),
+            Field::Text(MailState::Queued.as_str()),
+        ],
+    );
+    Ok(())
+}
+
+/// A field of a stored record, for [`push_fields`].
+enum Field<'a> {
+    Text(&'a str),
+    Num(i64),
+}
+
+/// Appends `fields` joined by [`SEP`], numbers in decimal: written without `fmt`, since a code
+/// request builds two such records (issue 5, workload 2).
+fn push_fields(out: &mut String, fields: &[Field]) {
+    let mut digits = itoa::Buffer::new();
+    for (i, f) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(SEP);
+        }
+        match f {
+            Field::Text(t) => out.push_str(t),
+            Field::Num(n) => out.push_str(digits.format(*n)),
+        }
+    }
 }
 
 /// A code as its session's record keeps it: `\n<purpose>␟<code record>` (`CODE_MARK`).
-fn encode_code_entry(c: &CodeRecord) -> StoreResult<String> {
-    let mut out = String::with_capacity(96);
+fn push_code_entry(out: &mut String, c: &CodeRecord) -> StoreResult<()> {
     out.push(CODE_MARK);
     out.push_str(c.purpose.as_str());
     out.push(SEP);
-    out.push_str(&encode_code(c)?);
-    Ok(out)
+    push_code(out, c)
 }
 
 /// A new session's record with its first code in it: what a new visitor's code request writes,
 /// one key.
 pub(super) fn encode_session_with_code(s: &SessionRecord, c: &CodeRecord) -> StoreResult<String> {
     let mut out = encode_session(s)?;
-    out.push_str(&encode_code_entry(c)?);
+    out.reserve(CODE_RECORD_LEN + 8);
+    push_code_entry(&mut out, c)?;
     Ok(out)
 }
 
@@ -502,10 +534,21 @@ pub(super) fn encode_mail_entry(
     attempts: u32,
 ) -> StoreResult<String> {
     no_sep(&[&m.mail_ref, code_key, &m.to, &m.order])?;
-    Ok(format!(
-        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
-        m.mail_ref, attempts, m.expires_at, m.created_at, code_key, m.to, m.order
-    ))
+    let mut out =
+        String::with_capacity(64 + m.mail_ref.len() + code_key.len() + m.to.len() + m.order.len());
+    push_fields(
+        &mut out,
+        &[
+            Field::Text(&m.mail_ref),
+            Field::Num(i64::from(attempts)),
+            Field::Num(m.expires_at),
+            Field::Num(m.created_at),
+            Field::Text(code_key),
+            Field::Text(&m.to),
+            Field::Text(&m.order),
+        ],
+    );
+    Ok(out)
 }
 
 /// The mail of a queue entry (its receipt is the entry itself) and the key of its code.

@@ -56,7 +56,7 @@ return 1
     )
 });
 
-/// The codes kept in a session's record (`codec::encode_code_entry`: `\n<purpose>␟<code
+/// The codes kept in a session's record (`codec::push_code_entry`: `\n<purpose>␟<code
 /// record>` each, after the session's own fields, which hold no line feed). `codes_of` splits a
 /// stored value into the session's part and the list of its codes, `{purpose, record}` in
 /// stored order; `with_codes` joins them back; `put` replaces or adds the code of a purpose and
