@@ -6,7 +6,9 @@
 /// few dozen passwords held hundreds of MiB; mimalloc maps such blocks on their own and returns
 /// them when freed.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Mimalloc = alloc::Mimalloc;
+
+mod alloc;
 
 fn main() -> std::process::ExitCode {
     mailcode::cli::main()

@@ -14,7 +14,11 @@ use axum::Router;
 use redis::aio::ConnectionManager;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::Mimalloc = alloc::Mimalloc;
+
+/// mailcode's own allocator, so that the floor allocates as mailcode does.
+#[path = "../../../src/alloc.rs"]
+mod alloc;
 
 async fn me(State(mut redis): State<ConnectionManager>, headers: HeaderMap) -> impl IntoResponse {
     let sid = headers
