@@ -515,14 +515,20 @@ impl RedisStore {
     }
 
     async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> StoreResult<T> {
-        cmd.query_async(&mut self.conn()).await.map_err(err)
+        match cmd.query_async(&mut self.conn()).await {
+            Err(e) if unsent(&e) => cmd.query_async(&mut self.conn()).await.map_err(err),
+            answer => answer.map_err(err),
+        }
     }
 
     async fn invoke<T: ::redis::FromRedisValue>(
         &self,
         call: &::redis::ScriptInvocation<'_>,
     ) -> StoreResult<T> {
-        call.invoke_async(&mut self.conn()).await.map_err(err)
+        match call.invoke_async(&mut self.conn()).await {
+            Err(e) if unsent(&e) => call.invoke_async(&mut self.conn()).await.map_err(err),
+            answer => answer.map_err(err),
+        }
     }
 
     /// Enters a session in its user's index and stretches the index's TTL to the latest
@@ -1079,6 +1085,16 @@ impl SessionStore for RedisStore {
             .await
             .map(drop)
     }
+}
+
+/// A command that failed because its connection could not be made, so it was never sent: it
+/// may be sent again. A connection manager whose reconnection gave up while Redis was down
+/// (its retries spent) answers the next command with that old refusal even when Redis is back,
+/// and only then starts connecting anew; sent once more, the command waits for that connection
+/// (within the caller's `bounded`), so the first request on each HTTP thread after an outage
+/// is served instead of answered 503.
+fn unsent(e: &::redis::RedisError) -> bool {
+    e.is_connection_refusal()
 }
 
 /// The texts of an `INFO` answer: one from a single server, one per node from a Cluster.
