@@ -647,8 +647,8 @@ impl RedisStore {
         // Scores are whole seconds rounded up: an entry at or below `now` in seconds rounded
         // down has ended (one in the current second may have too: `is_live` decides below).
         let now_s = now.div_euclid(1000);
-        let (members,): (Vec<Vec<u8>>,) = ::redis::pipe()
-            .cmd("ZREMRANGEBYSCORE")
+        let mut pipe = ::redis::pipe();
+        pipe.cmd("ZREMRANGEBYSCORE")
             .arg(&index)
             .arg("-inf")
             .arg(now_s)
@@ -656,10 +656,12 @@ impl RedisStore {
             .cmd("ZRANGEBYSCORE")
             .arg(&index)
             .arg(format!("({now_s}"))
-            .arg("+inf")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(err)?;
+            .arg("+inf");
+        let (members,): (Vec<Vec<u8>>,) = match pipe.query_async(&mut self.conn()).await {
+            Err(e) if unsent(&e) => pipe.query_async(&mut self.conn()).await,
+            answer => answer,
+        }
+        .map_err(err)?;
         if members.is_empty() {
             return Ok(Vec::new());
         }
