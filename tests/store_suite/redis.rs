@@ -1205,3 +1205,23 @@ fn a_thread_with_its_own_runtime_gets_its_own_connection() {
         .unwrap()
         .is_some());
 }
+
+/// A connection that gave up reconnecting while Redis was down (its retries spent, ~5 s) still
+/// serves the first command once Redis is back: refused a connection, that command was never
+/// sent, and the store sends it once more on the connection being made anew. (Without that, the
+/// first request on each HTTP thread after such an outage was answered 503.)
+#[tokio::test]
+async fn the_first_command_after_a_long_outage_is_served() {
+    let server = RedisServer::start();
+    let s = open_on(&server, "mailcode:", Duration::from_secs(2)).await;
+    s.create_session(&session(1, None)).await.unwrap();
+    server.stop();
+    // A request during the outage fails and starts the reconnection; none comes after it (as
+    // on an HTTP thread that no request reaches) until its retries (50 ms doubling up to 1 s,
+    // 8 of them) are spent.
+    assert!(s.load_session(&key(1), NOW).await.is_err(), "Redis is down");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    server.restart();
+    // Empty after the restart (nothing is persisted), but answering.
+    assert_eq!(s.load_session(&key(1), NOW).await.unwrap(), None);
+}
