@@ -240,7 +240,7 @@ pub async fn start(
         }
     }));
 
-    let app = crate::http::router(built.state.clone());
+    let app = crate::http::App::new(built.state.clone());
     tasks.extend(http.serve(app, &stop_rx).await?);
     Ok(Running {
         addr,
@@ -328,7 +328,7 @@ impl HttpThreads {
     /// has drained its connections after `stop`.
     async fn serve(
         self,
-        app: axum::Router,
+        app: crate::http::App,
         stop: &watch::Receiver<bool>,
     ) -> Result<Vec<JoinHandle<()>>, StartError> {
         let addr = self.addr;
@@ -363,14 +363,11 @@ impl HttpThreads {
                         };
                         let _ = ready.send(Ok(()));
                         tokio::spawn(keep_a_timer_pending());
-                        let result = axum::serve(
-                            listener,
-                            app.into_make_service_with_connect_info::<SocketAddr>(),
-                        )
-                        .with_graceful_shutdown(async move {
-                            let _ = stop.changed().await;
-                        })
-                        .await;
+                        let result = axum::serve(listener, app)
+                            .with_graceful_shutdown(async move {
+                                let _ = stop.changed().await;
+                            })
+                            .await;
                         if let Err(e) = result {
                             tracing::error!(error = %e, "server stopped with an error");
                         }

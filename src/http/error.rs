@@ -199,22 +199,37 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A JSON envelope in the current request's language.
-/// The envelope of every answer, serialized straight from the handler's data.
-#[derive(Serialize)]
-struct Envelope<'a, T: Serialize> {
-    code: &'a str,
-    msg: std::borrow::Cow<'static, str>,
-    data: T,
+/// The envelope of every answer, `{"code":…,"msg":…,"data":…}`, in the current request's
+/// language, with the handler's data serialized straight into it.
+pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize) -> Response {
+    write_envelope(status, code, arg, |body| serde_json::to_writer(body, &data))
 }
 
-pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize) -> Response {
+/// [`envelope`] with the data written by `data`, which must write one JSON value.
+///
+/// The envelope's own keys are written as they are rather than through serde (which escapes
+/// every key it writes), into a `Vec` sized for most answers rather than `axum::Json`'s
+/// `BytesMut` (128 bytes, grown while writing, each of serde's small writes going through
+/// `BufMut`): issue 5, the hot path's answer.
+fn write_envelope(
+    status: StatusCode,
+    code: &str,
+    arg: &str,
+    data: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+) -> Response {
     let msg = i18n::message(code, context::lang(), arg);
-    // Into a `Vec` sized for most answers, not `axum::Json`'s `BytesMut` (128 bytes, grown
-    // while writing, each of serde's small writes going through `BufMut`): a third of the
-    // serialization's instructions on the hot path (issue 5).
     let mut body = Vec::with_capacity(384);
-    match serde_json::to_writer(&mut body, &Envelope { code, msg, data }) {
+    let written = (|| {
+        body.extend_from_slice(b"{\"code\":");
+        serde_json::to_writer(&mut body, code)?;
+        body.extend_from_slice(b",\"msg\":");
+        serde_json::to_writer(&mut body, &msg)?;
+        body.extend_from_slice(b",\"data\":");
+        data(&mut body)?;
+        body.push(b'}');
+        Ok::<_, serde_json::Error>(())
+    })();
+    match written {
         Ok(()) => (
             status,
             [(
@@ -232,6 +247,36 @@ pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize)
                 "the answer could not be serialized",
             )
                 .into_response()
+        }
+    }
+}
+
+/// A success envelope whose data `data` writes as JSON itself (see [`JsonOut`]).
+pub fn ok_written(status: StatusCode, code: &str, data: impl FnOnce(&mut JsonOut)) -> Response {
+    write_envelope(status, code, "", |body| {
+        let mut out = JsonOut { body, failed: None };
+        data(&mut out);
+        out.failed.map_or(Ok(()), Err)
+    })
+}
+
+/// JSON written piece by piece: fixed fragments as they are, strings escaped. For an answer
+/// on the hot path (issue 5), where serde's work per field (every key escaped, a call per
+/// separator) was as much as the rest of the handler.
+pub struct JsonOut<'a> {
+    body: &'a mut Vec<u8>,
+    failed: Option<serde_json::Error>,
+}
+
+impl JsonOut<'_> {
+    /// A fragment of JSON, written as it is: keys, braces, separators.
+    pub fn raw(&mut self, fragment: &str) {
+        self.body.extend_from_slice(fragment.as_bytes());
+    }
+    /// A JSON string of `s`, quoted and escaped.
+    pub fn string(&mut self, s: &str) {
+        if let Err(e) = serde_json::to_writer(&mut *self.body, s) {
+            self.failed.get_or_insert(e);
         }
     }
 }

@@ -2,22 +2,23 @@
 //! scheme (trusting `X-Forwarded-*` only from configured proxies), the Origin check for
 //! state-changing requests (CSRF), the 10 s answer bound, `Cache-Control: no-store`, logs and
 //! metrics.
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::time::Instant;
 use tracing::Instrument;
 
 use crate::http::context::{RequestContext, RequestId, CURRENT};
 use crate::http::error::ApiError;
 use crate::http::extract::ClientMeta;
-use crate::http::AppState;
+use crate::http::{App, AppState};
 use crate::i18n::Lang;
 
-pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Runs a request from `peer` through the pipeline to its route ([`App::route`]).
+pub async fn pipeline(app: &App, peer: IpAddr, req: Request) -> Response {
+    let state = app.state();
     let started = Instant::now();
     let id = RequestId::random();
     let lang = Lang::from_accept_language(
@@ -25,11 +26,6 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
             .get(header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
     let meta = client_meta(&state.http.trusted_proxies, peer, req.headers(), lang);
     let method = req.method().clone();
     let is_asset = req.uri().path().starts_with("/assets/");
@@ -38,7 +34,7 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
     // At debug level, as the access line: creating an enabled span on every request is a real
     // cost on the hot path. Errors name the request id themselves (see `error.rs`).
     let span = tracing::debug_span!("request", id = %id, %method, path = %req.uri().path());
-    let origin_problem = check_origin(&state, &meta, &method, req.headers());
+    let origin_problem = check_origin(state, &meta, &method, req.headers());
     let ctx = RequestContext { id, lang, meta };
     let limit = state.core.policy.request_timeout;
     let mut resp = CURRENT
@@ -48,7 +44,7 @@ pub async fn pipeline(State(state): State<AppState>, req: Request, next: Next) -
                 if let Some((origin, own_origin)) = origin_problem {
                     return ApiError::OriginRejected { origin, own_origin }.into_response();
                 }
-                match tokio::time::timeout(limit, next.run(req)).await {
+                match tokio::time::timeout(limit, app.route(req)).await {
                     Ok(r) => r,
                     Err(_) => ApiError::Timeout.into_response(),
                 }

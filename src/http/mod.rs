@@ -11,14 +11,20 @@ pub mod routes;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method};
+use axum::response::Response;
+use axum::serve::IncomingStream;
 use axum::Router;
-use futures::future::Either;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio::net::TcpListener;
 use tower::{Layer, Service};
-use tower_http::cors::{AllowOrigin, Cors, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::flows::Core;
 use crate::mail::{outbox::Outbox, Transport};
@@ -57,71 +63,112 @@ impl std::ops::Deref for AppState {
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let cors = cors_layer(&state.http.cors_origins);
-    routes::routes(&state)
-        .fallback(routes::not_found)
-        .method_not_allowed_fallback(routes::method_not_allowed)
-        // CORS inside the pipeline: preflights get a request id and no-store too, and a
-        // preflight from an origin that is not allowed is logged with its fix.
-        .layer(CorsWhenAsked(Arc::new(cors)))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            middleware::pipeline,
-        ))
-        .with_state(state)
+/// The application as served: [`middleware::pipeline`] around the router, one instance for
+/// all connections ([`App::for_peer`] makes each connection's service).
+///
+/// The pipeline wraps the router as a whole rather than each route (`Router::layer` with
+/// `from_fn`): one concrete service, no per-route clone of a boxed middleware stack and no
+/// `ConnectInfo` extension per request. Issue 5: the hot path's routing and middleware were a
+/// quarter of its instructions.
+#[derive(Clone)]
+pub struct App(Arc<AppParts>);
+
+struct AppParts {
+    state: AppState,
+    router: Router,
+    cors: CorsLayer,
 }
 
-/// CORS for the requests it is for: those that send an `Origin` (a browser's cross-origin calls
-/// and preflights, and same-origin ones that carry it), and the assets, which a cache may keep
-/// and hand to any origin (so their answers always name `Vary: Origin`). A request without
-/// `Origin` reads no CORS header, and every other answer is `no-store`, so no cache can hand it
-/// on: such requests skip the layer, its work and the ~150 bytes of headers it added to every
-/// answer (issue 5: most of the hot path's requests, `GET /api/me` from a page of the same
-/// origin or from a client without a browser).
-#[derive(Clone)]
-struct CorsWhenAsked(Arc<CorsLayer>);
+impl App {
+    pub fn new(state: AppState) -> App {
+        let router = routes::routes(&state)
+            .fallback(routes::not_found)
+            .method_not_allowed_fallback(routes::method_not_allowed)
+            .with_state(state.clone());
+        App(Arc::new(AppParts {
+            cors: cors_layer(&state.http.cors_origins),
+            state,
+            router,
+        }))
+    }
 
-/// Cloned for every request (axum clones a route's services to call them), so it holds the
-/// CORS settings behind an `Arc` and wraps the route in `Cors` only for a request that needs
-/// it: a plain request's clone is the route's alone.
-#[derive(Clone)]
-struct CorsWhenAskedService<S> {
-    inner: S,
-    cors: Arc<CorsLayer>,
-}
+    pub fn state(&self) -> &AppState {
+        &self.0.state
+    }
 
-impl<S> Layer<S> for CorsWhenAsked {
-    type Service = CorsWhenAskedService<S>;
-    fn layer(&self, inner: S) -> Self::Service {
-        CorsWhenAskedService {
-            inner,
-            cors: self.0.clone(),
+    /// The service of a connection from `peer`.
+    pub fn for_peer(&self, peer: IpAddr) -> Connection {
+        Connection {
+            app: self.clone(),
+            peer,
+        }
+    }
+
+    /// Hands a request that passed the pipeline to its route, through CORS when it is for it.
+    ///
+    /// CORS is for the requests that send an `Origin` (a browser's cross-origin calls and
+    /// preflights, and same-origin ones that carry it), and for the assets, which a cache may
+    /// keep and hand to any origin (so their answers always name `Vary: Origin`). A request
+    /// without `Origin` reads no CORS header, and every other answer is `no-store`, so no cache
+    /// can hand it on: such requests skip the layer, its work and the ~150 bytes of headers it
+    /// added to every answer (issue 5: most of the hot path's requests, `GET /api/me` from a
+    /// page of the same origin or from a client without a browser).
+    fn route(&self, req: Request) -> impl Future<Output = Response> + Send + 'static {
+        let app = self.0.clone();
+        async move {
+            // `Router::poll_ready` is always ready, and so is `Cors::poll_ready` around it.
+            let answer = if req.headers().contains_key(header::ORIGIN)
+                || req.uri().path().starts_with("/assets/")
+            {
+                app.cors.layer(app.router.clone()).call(req).await
+            } else if req.method() == Method::GET && req.uri().path() == routes::ME {
+                return routes::account::me_direct(app.state.clone(), req).await;
+            } else {
+                app.router.clone().call(req).await
+            };
+            match answer {
+                Ok(resp) => resp,
+                Err(never) => match never {},
+            }
         }
     }
 }
 
-impl<S, B> Service<Request> for CorsWhenAskedService<S>
-where
-    S: Service<Request, Response = axum::http::Response<B>> + Clone,
-    B: Default,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Either<S::Future, <Cors<S> as Service<Request>>::Future>;
+/// Serves each connection with the address it comes from (axum's `IncomingStream`).
+impl<'a> Service<IncomingStream<'a, TcpListener>> for App {
+    type Response = Connection;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Connection, Infallible>>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, stream: IncomingStream<'a, TcpListener>) -> Self::Future {
+        std::future::ready(Ok(self.for_peer(stream.remote_addr().ip())))
+    }
+}
+
+/// One connection's service: every request through [`middleware::pipeline`].
+#[derive(Clone)]
+pub struct Connection {
+    app: App,
+    peer: IpAddr,
+}
+
+impl Service<Request> for Connection {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        if req.headers().contains_key(header::ORIGIN) || req.uri().path().starts_with("/assets/") {
-            // `Cors::poll_ready` only asks the inner service, which was asked above; the clone
-            // is as ready as the route it was cloned from (`Route::poll_ready` always is).
-            Either::Right(self.cors.layer(self.inner.clone()).call(req))
-        } else {
-            Either::Left(self.inner.call(req))
-        }
+        let app = self.app.clone();
+        let peer = self.peer;
+        Box::pin(async move { Ok(middleware::pipeline(&app, peer, req).await) })
     }
 }
 

@@ -243,3 +243,53 @@ async fn cors_headers_only_where_a_browser_reads_them() {
         .unwrap()
         .contains("origin"));
 }
+
+/// `GET /api/me` without `Origin` skips the router (issue 5: `App::route`); with one it goes
+/// through CORS and the router. Both answer alike, signed in or not, in either language: only
+/// the CORS headers differ.
+#[tokio::test]
+async fn me_answers_alike_with_and_without_origin() {
+    let app = spawn_with(|s| s.cors_origins = vec![SPA.into()]).await;
+    let user = unique("alike");
+    let email = format!("{user}@example.com");
+    let signed_in = app.register(&user, &email).await;
+    for (client, status, code) in [(&signed_in, 200, "OK"), (&bare(), 401, "NOT_LOGGED_IN")] {
+        for lang in ["en", "zh-CN"] {
+            let get = |origin: Option<&str>| {
+                let mut req = client
+                    .get(app.url("/api/me"))
+                    .header("accept-language", lang);
+                if let Some(o) = origin {
+                    req = req.header("origin", o);
+                }
+                async move { answer(req.send().await.expect("request")).await }
+            };
+            let direct = get(None).await.expect(status, code);
+            let routed = get(Some(SPA)).await.expect(status, code);
+            assert_eq!(direct.body, routed.body, "{lang}");
+            if status == 200 {
+                assert_eq!(direct.body["data"]["username"], user.as_str());
+                assert_eq!(direct.body["data"]["email"], email.as_str());
+            }
+            for h in ["content-type", "cache-control", "set-cookie"] {
+                assert_eq!(direct.headers.get(h), routed.headers.get(h), "{h}");
+            }
+            assert_eq!(direct.headers["cache-control"], "no-store");
+            for a in [&direct, &routed] {
+                let id = a.headers["x-request-id"].to_str().unwrap();
+                assert!(
+                    id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{id}"
+                );
+            }
+            assert!(direct.headers.get("access-control-allow-origin").is_none());
+            assert_eq!(routed.headers["access-control-allow-origin"], SPA);
+        }
+    }
+    // The router still has the route for the other methods: HEAD answers, POST is refused.
+    let head = signed_in.head(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(head.status(), 200);
+    app.post(&signed_in, "/api/me", json!({}))
+        .await
+        .expect(405, "METHOD_NOT_ALLOWED");
+}

@@ -72,12 +72,10 @@ async fn a_failover_answers_unavailable_for_a_moment_then_recovers_by_itself() {
     setup.kill(setup.master_port);
 
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut failures = 0;
     let loaded = loop {
         match s.load_session(&key(1), NOW).await {
             Ok(found) => break found,
             Err(StoreError::Unavailable(_)) => {
-                failures += 1;
                 assert!(
                     Instant::now() < deadline,
                     "no recovery within 20 s after the master died"
@@ -87,7 +85,9 @@ async fn a_failover_answers_unavailable_for_a_moment_then_recovers_by_itself() {
             Err(e) => panic!("not an Unavailable error during the failover: {e:?}"),
         }
     };
-    assert!(failures > 0, "the dead master was noticed");
+    // Not asserted: that some load failed. A command refused a connection is sent once more
+    // (store `unsent`), and on a loaded machine the sentinels may have promoted the replica by
+    // then, so even the first load after the kill can be served (failed once in the full suite).
     assert!(loaded.is_some(), "the session survived the failover");
     // The promoted replica takes writes.
     s.create_session(&session(2, Some(41))).await.unwrap();

@@ -12,6 +12,10 @@ use axum::Router;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
+/// The hot path of issue 5, which [`App`](crate::http::App) hands to [`account::me_direct`]
+/// for a plain `GET` without the router's lookup.
+pub const ME: &str = "/api/me";
+
 pub fn routes(state: &AppState) -> Router<AppState> {
     let mut r = Router::new()
         .route("/api/login/email-code", post(codes::login_code))
@@ -22,7 +26,7 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/login/code", post(sign_in::passwordless))
         .route("/api/register", post(sign_in::register))
         .route("/api/password/reset", post(sign_in::reset))
-        .route("/api/me", get(account::me))
+        .route(ME, get(account::me))
         .route("/api/logout", post(account::logout))
         .route("/api/sessions", get(account::sessions))
         .route("/api/sessions/{id}", delete(account::revoke))

@@ -310,10 +310,17 @@ pub(super) fn decode_session(key: &SessionKey, raw: &str) -> StoreResult<Session
     let raw = raw
         .split_once(CODE_MARK)
         .map_or(raw, |(session, _)| session);
-    let fields: Vec<&str> = raw.splitn(7, SEP).collect();
-    let &[created, seen, idle, absolute, who, ip, rest] = fields.as_slice() else {
-        return Err(bad());
-    };
+    let mut fields = raw.splitn(7, SEP);
+    let mut field = || fields.next().ok_or_else(bad);
+    let (created, seen, idle, absolute, who, ip, rest) = (
+        field()?,
+        field()?,
+        field()?,
+        field()?,
+        field()?,
+        field()?,
+        field()?,
+    );
     let num = |s: &str| from_b62(s).ok_or_else(bad);
     let created = num(created)?;
     let after = |base: i64, d: &str| base.checked_add(num(d)?).ok_or_else(bad);
