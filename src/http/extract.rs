@@ -1,7 +1,7 @@
 //! Extractors: the JSON body (parsed once, with the errors of SPEC §3 Robustness), what the
 //! middleware learnt about the client, and the session the client presented.
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{header, request::Parts};
+use axum::http::{header, request::Parts, HeaderValue};
 use serde::de::DeserializeOwned;
 use std::net::IpAddr;
 
@@ -73,32 +73,55 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// What the middleware resolved about the client (trusted proxies applied once).
+///
+/// The headers it keeps are the request's own `HeaderValue`s, which share the request's buffer:
+/// made for every request (issue 5), so no copy of them unless a handler reads them.
 #[derive(Debug, Clone)]
 pub struct ClientMeta {
     pub ip: IpAddr,
     /// The request reached us over HTTPS (directly or per a trusted proxy).
     pub secure: bool,
     pub lang: Lang,
-    pub user_agent: String,
+    pub(crate) user_agent: Option<HeaderValue>,
     /// The host of this service as the client addressed it (a trusted proxy's
     /// `X-Forwarded-Host`, else `Host`).
-    pub host: Option<String>,
+    pub(crate) host: Option<HeaderValue>,
     /// The `Origin` the request came with, if any.
-    pub origin: Option<String>,
+    pub(crate) origin: Option<HeaderValue>,
+}
+
+/// A header's text; a value that is not visible ASCII reads as absent, as before.
+fn text(v: &Option<HeaderValue>) -> Option<&str> {
+    v.as_ref().and_then(|v| v.to_str().ok())
 }
 
 impl ClientMeta {
+    /// `User-Agent`, empty when there is none.
+    pub fn user_agent(&self) -> &str {
+        text(&self.user_agent).unwrap_or("")
+    }
+
+    /// The host of this service as the client addressed it.
+    pub fn host(&self) -> Option<&str> {
+        text(&self.host)
+    }
+
+    /// The `Origin` the request came with.
+    pub fn origin(&self) -> Option<&str> {
+        text(&self.origin)
+    }
+
     /// scheme://host of this service as the client addressed it. Built when asked (a
     /// state-changing request's Origin check, a hint) rather than for every request.
     pub fn own_origin(&self) -> Option<String> {
         let scheme = if self.secure { "https" } else { "http" };
-        self.host.as_ref().map(|h| format!("{scheme}://{h}"))
+        self.host().map(|h| format!("{scheme}://{h}"))
     }
 
     pub fn info(&self) -> ClientInfo {
         ClientInfo {
             ip: self.ip,
-            user_agent: self.user_agent.clone(),
+            user_agent: self.user_agent().to_owned(),
             lang: self.lang,
         }
     }

@@ -49,7 +49,7 @@ pub fn origin_rejected(origin: &str, own_origin: Option<&str>, allowed: &[String
 
 /// A code was submitted without the session it was sent to.
 pub fn no_session(meta: &ClientMeta, credential: Credential) {
-    let origin = meta.origin.as_deref().unwrap_or("(no Origin header)");
+    let origin = meta.origin().unwrap_or("(no Origin header)");
     if !first_in_a_while("no_session", origin) {
         return;
     }

@@ -101,7 +101,8 @@ pub fn client_meta(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap, lang: L
             })
             .unwrap_or(false);
     }
-    // The host the client addressed: a trusted proxy's X-Forwarded-Host, else Host.
+    // The host the client addressed: a trusted proxy's X-Forwarded-Host (its first value, a
+    // copy), else Host (shared with the request).
     let forwarded_host = peer_trusted
         .then(|| {
             headers
@@ -110,22 +111,15 @@ pub fn client_meta(trusted: &[IpNet], peer: IpAddr, headers: &HeaderMap, lang: L
         })
         .flatten()
         .and_then(|v| v.split(',').next())
-        .map(str::trim);
-    let host = forwarded_host.or_else(|| headers.get(header::HOST).and_then(|v| v.to_str().ok()));
+        .map(str::trim)
+        .and_then(|h| HeaderValue::from_str(h).ok());
     ClientMeta {
         ip,
         secure,
         lang,
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
-        host: host.map(str::to_owned),
-        origin: headers
-            .get(header::ORIGIN)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
+        user_agent: headers.get(header::USER_AGENT).cloned(),
+        host: forwarded_host.or_else(|| headers.get(header::HOST).cloned()),
+        origin: headers.get(header::ORIGIN).cloned(),
     }
 }
 
