@@ -112,7 +112,9 @@ impl App {
     /// without `Origin` reads no CORS header, and every other answer is `no-store`, so no cache
     /// can hand it on: such requests skip the layer, its work and the ~150 bytes of headers it
     /// added to every answer (issue 5: most of the hot path's requests, `GET /api/me` from a
-    /// page of the same origin or from a client without a browser).
+    /// page of the same origin or from a client without a browser). CORS runs inside the
+    /// pipeline: preflights get a request id and `no-store` too, and a preflight from an origin
+    /// that is not allowed is logged with its fix.
     fn route(&self, req: Request) -> impl Future<Output = Response> + Send + 'static {
         let app = self.0.clone();
         async move {
