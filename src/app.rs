@@ -88,13 +88,13 @@ pub async fn open_stores(
     settings: &Settings,
     timeout: Duration,
 ) -> Result<(Stores, SqlStore), StartError> {
-    let sql = SqlStore::open(&settings.database_url, timeout).await?;
+    let sql = SqlStore::open(settings.database_url.expose(), timeout).await?;
     let (sql_sessions, users, sql_mail) = sql.parts();
     let stores = match &settings.redis_url {
         // With Redis, the mail queue is there too, next to the codes its mails carry (see
         // `store/redis/mail.rs`), and a code request writes both in one step.
         Some(url) => {
-            let redis = RedisStore::connect(url, &settings.redis_prefix, timeout).await?;
+            let redis = RedisStore::connect(url.expose(), &settings.redis_prefix, timeout).await?;
             let codes: Arc<dyn CodeDesk> = Arc::new(redis.clone());
             let sessions: Arc<dyn SessionStore> = Arc::new(redis.clone());
             Stores {
@@ -137,7 +137,8 @@ pub async fn build(
     let secret = Secret::load_or_create(&settings.secret_file)?;
     let (stores, sql) = open_stores(settings, policy.store_timeout).await?;
     let transport = match &settings.smtp_url {
-        Some(url) => Transport::smtp(url, Duration::from_secs(10)).map_err(StartError::Config)?,
+        Some(url) => Transport::smtp(url, settings.smtp_timeout, settings.mail_concurrency)
+            .map_err(StartError::Config)?,
         None => Transport::Outbox(Outbox::new(settings.data_dir.join("outbox"))),
     };
     let cpus = std::thread::available_parallelism()
@@ -223,6 +224,9 @@ pub async fn start(
         clock: clock.clone(),
         wake: built.core.mail_wake.clone(),
         seal: built.core.mail_seal.clone(),
+        concurrency: settings.mail_concurrency,
+        attempt_deadline: settings.smtp_timeout,
+        store_timeout: built.core.policy.store_timeout,
     };
     tasks.push(tokio::spawn(worker.run(stop_rx.clone())));
 

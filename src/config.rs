@@ -6,8 +6,10 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::http::cookies::SameSite;
+use crate::secret_url::SecretUrl;
 
 /// Flags and variables; `None` means "not given here", so the toml file and defaults can apply.
 #[derive(Debug, Default, Clone, Args, Deserialize)]
@@ -17,17 +19,24 @@ pub struct ServeArgs {
     #[arg(long, env = "MAILCODE_LISTEN")]
     pub listen: Option<String>,
     /// `sqlite://…` or `mysql://…` (default `sqlite://DATA_DIR/mailcode.db`)
-    #[arg(long, env = "MAILCODE_DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[arg(long, env = "MAILCODE_DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretUrl>,
     /// redis://… for sessions, codes, rate limits and the mail queue (default: in the database)
-    #[arg(long, env = "MAILCODE_REDIS_URL")]
-    pub redis_url: Option<String>,
+    #[arg(long, env = "MAILCODE_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<SecretUrl>,
     /// Prefix of every Redis key, to share one Redis between deployments [default: mailcode:]
     #[arg(long, env = "MAILCODE_REDIS_PREFIX")]
     pub redis_prefix: Option<String>,
     /// smtp://user:pass@host:port, smtps://…, smtp://…?tls=required (default: the development outbox)
-    #[arg(long, env = "MAILCODE_SMTP_URL")]
-    pub smtp_url: Option<String>,
+    #[arg(long, env = "MAILCODE_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretUrl>,
+    /// Seconds one delivery attempt may take as a whole (connect, greeting, TLS, AUTH, MAIL,
+    /// RCPT, DATA), enforced around the SMTP client [default: 30]
+    #[arg(long, env = "MAILCODE_SMTP_TIMEOUT")]
+    pub smtp_timeout: Option<u64>,
+    /// Mails delivered at the same time, each over its own SMTP connection [default: 8]
+    #[arg(long, env = "MAILCODE_MAIL_CONCURRENCY")]
+    pub mail_concurrency: Option<usize>,
     /// The From of code mails (default: `mailcode <no-reply@localhost>`)
     #[arg(long, env = "MAILCODE_MAIL_FROM")]
     pub mail_from: Option<String>,
@@ -66,6 +75,18 @@ pub struct ServeArgs {
     /// number of CPUs]
     #[arg(long, env = "MAILCODE_HTTP_THREADS")]
     pub http_threads: Option<usize>,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive
+    /// connection is kept [default: 10]
+    #[arg(long, env = "MAILCODE_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Open client connections at most; more are refused at once [default: the open-files
+    /// limit less 1024 kept for stores, mail and files, at most 65536]
+    #[arg(long, env = "MAILCODE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Open connections from one client address at most (not applied to --trust-proxy peers)
+    /// [default: 256]
+    #[arg(long, env = "MAILCODE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
     /// Configuration file [default: ./mailcode.toml when it exists]
     #[arg(long, env = "MAILCODE_CONFIG")]
     #[serde(skip)]
@@ -75,10 +96,13 @@ pub struct ServeArgs {
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub listen: SocketAddr,
-    pub database_url: String,
-    pub redis_url: Option<String>,
+    pub database_url: SecretUrl,
+    pub redis_url: Option<SecretUrl>,
     pub redis_prefix: String,
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<SecretUrl>,
+    /// SPEC §3 Robustness: an overall deadline per delivery attempt.
+    pub smtp_timeout: Duration,
+    pub mail_concurrency: usize,
     pub mail_from: lettre::message::Mailbox,
     pub cors_origins: Vec<String>,
     pub trust_proxy: Vec<IpNet>,
@@ -89,6 +113,11 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub blocked_domains: Vec<String>,
     pub http_threads: usize,
+    /// SPEC §3 Robustness: the header timeout, which also ends idle keep-alive connections.
+    pub header_timeout: Duration,
+    /// `None`: derived from the open-files limit at start (`crate::http::server`).
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +154,12 @@ impl ServeArgs {
             cookie_same_site,
             cookie_domain,
             data_dir,
-            http_threads
+            http_threads,
+            smtp_timeout,
+            mail_concurrency,
+            header_timeout,
+            max_connections,
+            max_connections_per_ip
         );
         if self.cors_origins.is_empty() {
             self.cors_origins = file.cors_origins;
@@ -168,19 +202,21 @@ impl Settings {
             )
         })?;
         let data_dir = a.data_dir.unwrap_or_else(|| PathBuf::from("data"));
-        let database_url = a
-            .database_url
-            .unwrap_or_else(|| format!("sqlite://{}/mailcode.db", data_dir.display()));
+        let database_url = a.database_url.unwrap_or_else(|| {
+            SecretUrl::new(format!("sqlite://{}/mailcode.db", data_dir.display()))
+        });
         if !["sqlite:", "mysql://", "mariadb://"]
             .iter()
             .any(|p| database_url.starts_with(p))
         {
+            // The URL as shown is redacted (SPEC §3 Robustness: no password is ever printed).
             return Err(bad(
                 "--database-url / MAILCODE_DATABASE_URL",
-                format!("{database_url:?}: use sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB (MySQL or MariaDB)"),
+                format!("\"{database_url}\": use sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB (MySQL or MariaDB)"),
             ));
         }
-        if let Some(r) = &a.redis_url {
+        if let Some(url) = &a.redis_url {
+            let r = url.expose();
             // One URL, or several separated by commas: the nodes of a Redis Cluster (TCP only),
             // or a redis+sentinel:// URL (its sentinels separated by commas).
             let single = [
@@ -211,7 +247,7 @@ impl Settings {
                 return Err(bad(
                     "--redis-url / MAILCODE_REDIS_URL",
                     format!(
-                        "{r:?}: use redis://[:PASS@]HOST:PORT[/DB], rediss://… for TLS, for \
+                        "\"{url}\": use redis://[:PASS@]HOST:PORT[/DB], rediss://… for TLS, for \
                          Redis Cluster several node URLs separated by commas \
                          (redis://HOST1:PORT1,redis://HOST2:PORT2), or for Redis Sentinel \
                          redis+sentinel://[:PASS@]HOST1:PORT1[,HOST2:PORT2]/MASTER[/DB]"
@@ -227,10 +263,63 @@ impl Settings {
             ));
         }
         if let Some(u) = &a.smtp_url {
-            if !(u.starts_with("smtp://") || u.starts_with("smtps://")) {
-                return Err(bad("--smtp-url / MAILCODE_SMTP_URL", format!("{u:?}: use smtp://host:port, smtps://host:port or smtp://host:port?tls=required")));
+            if let Err(problem) = crate::mail::smtp::Relay::check_url(u) {
+                return Err(bad(
+                    "--smtp-url / MAILCODE_SMTP_URL",
+                    format!("\"{u}\": {problem}; use smtp://host:port, smtps://host:port or smtp://user:pass@host:port?tls=required"),
+                ));
             }
         }
+        let smtp_timeout = match a.smtp_timeout {
+            None => Duration::from_secs(30),
+            Some(n @ 1..=600) => Duration::from_secs(n),
+            Some(n) => {
+                return Err(bad(
+                    "--smtp-timeout / MAILCODE_SMTP_TIMEOUT",
+                    format!("{n}: use 1 to 600 seconds (the default is 30)"),
+                ))
+            }
+        };
+        let mail_concurrency = match a.mail_concurrency {
+            None => 8,
+            Some(n @ 1..=256) => n,
+            Some(n) => {
+                return Err(bad(
+                    "--mail-concurrency / MAILCODE_MAIL_CONCURRENCY",
+                    format!("{n}: use 1 to 256 (the default is 8)"),
+                ))
+            }
+        };
+        let header_timeout = match a.header_timeout {
+            None => Duration::from_secs(10),
+            Some(n @ 1..=3600) => Duration::from_secs(n),
+            Some(n) => {
+                return Err(bad(
+                    "--header-timeout / MAILCODE_HEADER_TIMEOUT",
+                    format!("{n}: use 1 to 3600 seconds (the default is 10)"),
+                ))
+            }
+        };
+        let max_connections = match a.max_connections {
+            None => None,
+            Some(n) if n >= 16 => Some(n),
+            Some(n) => {
+                return Err(bad(
+                    "--max-connections / MAILCODE_MAX_CONNECTIONS",
+                    format!("{n}: use 16 or more (the default follows the open-files limit)"),
+                ))
+            }
+        };
+        let max_connections_per_ip = match a.max_connections_per_ip {
+            None => 256,
+            Some(n) if n >= 1 => n,
+            Some(n) => {
+                return Err(bad(
+                    "--max-connections-per-ip / MAILCODE_MAX_CONNECTIONS_PER_IP",
+                    format!("{n}: use 1 or more (the default is 256)"),
+                ))
+            }
+        };
         let from_raw = a
             .mail_from
             .unwrap_or_else(|| "mailcode <no-reply@localhost>".into());
@@ -317,6 +406,11 @@ impl Settings {
             redis_url: a.redis_url,
             redis_prefix,
             smtp_url: a.smtp_url,
+            smtp_timeout,
+            mail_concurrency,
+            header_timeout,
+            max_connections,
+            max_connections_per_ip,
             mail_from,
             cors_origins,
             trust_proxy,

@@ -24,4 +24,5 @@ pub mod mail;
 pub mod metrics;
 pub mod passwords;
 pub mod policy;
+pub mod secret_url;
 pub mod store;

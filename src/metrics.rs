@@ -8,6 +8,12 @@ pub const CODES_SENT: &str = "mailcode_codes_issued_total";
 pub const MAIL_DELIVERED: &str = "mailcode_mail_delivered_total";
 pub const MAIL_RETRIED: &str = "mailcode_mail_retried_total";
 pub const MAIL_DROPPED: &str = "mailcode_mail_dropped_total";
+/// Every failed delivery attempt, by `kind`: `deadline` (no answer within --smtp-timeout) or
+/// `error` (refused, closed, rejected).
+pub const MAIL_ATTEMPTS_FAILED: &str = "mailcode_mail_attempts_failed_total";
+/// Connections refused at accept: `reason` is `total` (--max-connections) or `per_ip`.
+pub const HTTP_CONNECTIONS_REFUSED: &str = "mailcode_http_connections_refused_total";
+pub const HTTP_CONNECTIONS_OPEN: &str = "mailcode_http_connections_open";
 pub const SIGN_INS: &str = "mailcode_sign_ins_total";
 pub const REJECTIONS: &str = "mailcode_rejections_total";
 pub const HTTP_REQUESTS: &str = "mailcode_http_requests_total";

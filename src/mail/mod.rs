@@ -2,12 +2,15 @@
 //! development outbox) and the worker that drains the durable queue ([`queue`]).
 pub mod outbox;
 pub mod queue;
+pub mod smtp;
 pub mod templates;
 
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
-use lettre::transport::smtp::PoolConfig;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::Message;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::secret_url::SecretUrl;
 
 use crate::store::OutgoingMail;
 use templates::Rendered;
@@ -18,30 +21,34 @@ pub enum SendError {
     Build(String),
     #[error("delivery failed: {0}")]
     Deliver(String),
+    #[error("no answer within {0:?} (the deadline of one delivery attempt, --smtp-timeout)")]
+    Deadline(Duration),
 }
 
-/// How many mails the worker claims and sends at once, each over its own SMTP connection; the
-/// pool keeps as many open between batches. (lettre opens a connection for every send that finds
-/// its pool empty and closes what its pool has no room for: with its default room for 10, every
-/// batch opened and closed ~20 connections, a connect storm for a relay that counts them.)
-pub const MAIL_BATCH: u32 = 32;
+/// lettre's timeout of each SMTP read and write; an attempt as a whole has its own deadline.
+const SMTP_COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Where mail goes. The outbox exists for development only (SPEC §1).
 #[derive(Clone)]
 pub enum Transport {
-    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Smtp {
+        relay: Arc<smtp::Relay>,
+        /// SPEC §3 Robustness: one bound for a whole attempt, from connect to the end of DATA.
+        deadline: Duration,
+    },
     Outbox(outbox::Outbox),
 }
 
 impl Transport {
-    /// `smtp://`, `smtps://`, `smtp://…?tls=required` (STARTTLS), user and password in the URL.
-    pub fn smtp(url: &str, timeout: Duration) -> Result<Self, String> {
-        let t = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-            .map_err(|e| format!("bad SMTP URL: {e}"))?
-            .timeout(Some(timeout))
-            .pool_config(PoolConfig::new().max_size(MAIL_BATCH))
-            .build();
-        Ok(Transport::Smtp(t))
+    /// `smtp://`, `smtps://`, `smtp://…?tls=required` (STARTTLS), user and password in the URL;
+    /// up to `connections` connections kept open between mails.
+    pub fn smtp(url: &SecretUrl, deadline: Duration, connections: usize) -> Result<Self, String> {
+        let relay = smtp::Relay::from_url(url, SMTP_COMMAND_TIMEOUT.min(deadline), connections)
+            .map_err(|e| format!("bad SMTP URL \"{url}\": {e}"))?;
+        Ok(Transport::Smtp {
+            relay: Arc::new(relay),
+            deadline,
+        })
     }
 
     pub fn is_outbox(&self) -> bool {
@@ -57,11 +64,15 @@ impl Transport {
     ) -> Result<(), SendError> {
         let message = build_message(from, &mail.to, written)?;
         match self {
-            Transport::Smtp(t) => t
-                .send(message)
-                .await
-                .map(|_| ())
-                .map_err(|e| SendError::Deliver(e.to_string())),
+            Transport::Smtp { relay, deadline } => {
+                let bytes = message.formatted();
+                match tokio::time::timeout(*deadline, relay.send(message.envelope(), &bytes)).await
+                {
+                    Ok(sent) => sent.map_err(|e| SendError::Deliver(e.to_string())),
+                    // The send was dropped where it stood, and its connection with it.
+                    Err(_) => Err(SendError::Deadline(*deadline)),
+                }
+            }
             Transport::Outbox(o) => o
                 .write(mail, written, &message.formatted())
                 .await
@@ -72,11 +83,15 @@ impl Transport {
     /// Whether mail can leave now (readiness).
     pub async fn check(&self) -> Result<(), String> {
         match self {
-            Transport::Smtp(t) => match t.test_connection().await {
-                Ok(true) => Ok(()),
-                Ok(false) => Err("SMTP server did not answer".into()),
-                Err(e) => Err(e.to_string()),
-            },
+            Transport::Smtp { relay, deadline } => {
+                match tokio::time::timeout(*deadline, relay.check()).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!(
+                        "the SMTP server did not answer within {deadline:?}"
+                    )),
+                }
+            }
             Transport::Outbox(o) => o.check().await,
         }
     }

@@ -1,7 +1,11 @@
 //! The worker that drains the durable mail queue (SPEC §3 Robustness): retried with backoff while
 //! the code is valid, surviving restarts (the queue lives in the store, leases expire), dropped,
 //! logged and counted once the code has expired. A code request never waits for this.
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use lettre::message::Mailbox;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
@@ -9,9 +13,9 @@ use tokio::sync::{watch, Notify};
 use crate::clock::{Clock, Millis};
 use crate::crypto::MailSeal;
 use crate::mail::templates::MailOrder;
-use crate::mail::{Transport, MAIL_BATCH};
+use crate::mail::{SendError, Transport};
 use crate::metrics as m;
-use crate::store::{MailQueue, OutgoingMail, QueuedMail};
+use crate::store::{MailQueue, OutgoingMail, QueuedMail, StoreError, StoreResult};
 
 pub struct Worker {
     pub queue: Arc<dyn MailQueue>,
@@ -21,6 +25,13 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Opens what the code request sealed before it was queued.
     pub seal: MailSeal,
+    /// Mails in delivery at once (SPEC §3 Robustness: a mail that hangs holds one slot).
+    pub concurrency: usize,
+    /// The deadline of one attempt; a lease outlives it, so no other worker takes a mail that
+    /// is still being tried.
+    pub attempt_deadline: Duration,
+    /// Bounds each queue operation: a store that hangs must not stop the worker for good.
+    pub store_timeout: Duration,
 }
 
 /// Backoff after the n-th failed attempt: 1 s, 2 s, 4 s, … capped at 60 s.
@@ -28,50 +39,99 @@ pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.min(6)).min(Duration::from_secs(60))
 }
 
-/// How long a worker may hold a mail before another may take it (a crashed worker's lease ends).
-const LEASE: Duration = Duration::from_secs(60);
+/// A lease lasts this much longer than an attempt may (a crashed worker's lease ends).
+const LEASE_MARGIN: Duration = Duration::from_secs(30);
+
+/// How long a stopping worker lets the mails in delivery finish; the rest are sent again once
+/// their leases end (at least once, never lost).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+type Delivering<'a> =
+    FuturesUnordered<Pin<Box<dyn Future<Output = Option<QueuedMail>> + Send + 'a>>>;
 
 impl Worker {
+    /// Delivers as a stream, not in batches: a slot freed by one mail is refilled at once, so a
+    /// mail server that holds one connection delays that mail alone (SPEC §3 Robustness).
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let mut delivering: Delivering<'_> = FuturesUnordered::new();
         loop {
             if *stop.borrow() {
-                return;
+                break;
             }
-            let now = self.clock.now_ms();
-            let lease_until = now + LEASE.as_millis() as Millis;
-            let batch = match self.queue.claim_due(now, lease_until, MAIL_BATCH).await {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::warn!(error = %e, "mail queue unavailable");
-                    Vec::new()
-                }
-            };
-            let busy = !batch.is_empty();
-            let sent: Vec<QueuedMail> =
-                futures::future::join_all(batch.into_iter().map(|q| self.deliver(q)))
+            let free = self.concurrency.saturating_sub(delivering.len());
+            let mut claimed_all = false;
+            if free > 0 {
+                let now = self.clock.now_ms();
+                let lease_until =
+                    now + (self.attempt_deadline + LEASE_MARGIN).as_millis() as Millis;
+                match self
+                    .bounded(self.queue.claim_due(now, lease_until, free as u32))
                     .await
-                    .into_iter()
-                    .flatten()
-                    .collect();
-            if let Err(e) = self.queue.mark_sent(&sent, self.clock.now_ms()).await {
-                // Their leases end and they are sent again: at least once, never lost.
-                tracing::error!(error = %e, mails = sent.len(), "mails sent but not marked sent");
+                {
+                    Ok(batch) => {
+                        claimed_all = batch.len() == free;
+                        for q in batch {
+                            delivering.push(Box::pin(self.deliver(q)));
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "mail queue unavailable"),
+                }
             }
-            if busy {
+            if claimed_all && delivering.len() < self.concurrency {
                 continue;
             }
-            let wait = match self.queue.next_due().await {
-                Ok(Some(due)) => {
-                    Duration::from_millis((due - self.clock.now_ms()).clamp(10, 1000) as u64)
+            let wait = if delivering.len() >= self.concurrency {
+                // Every slot is taken: only a finished mail frees one.
+                Duration::from_secs(3600)
+            } else {
+                match self.bounded(self.queue.next_due()).await {
+                    Ok(Some(due)) => {
+                        Duration::from_millis((due - self.clock.now_ms()).clamp(10, 1000) as u64)
+                    }
+                    _ => Duration::from_secs(1),
                 }
-                _ => Duration::from_secs(1),
             };
             tokio::select! {
+                Some(done) = delivering.next(), if !delivering.is_empty() => {
+                    let mut sent: Vec<QueuedMail> = done.into_iter().collect();
+                    // Every other mail that finished meanwhile, marked in the same write.
+                    while let Some(Some(more)) = delivering.next().now_or_never() {
+                        sent.extend(more);
+                    }
+                    self.mark_sent(&sent).await;
+                }
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
         }
+        let finishing = async {
+            while let Some(done) = delivering.next().await {
+                let sent: Vec<QueuedMail> = done.into_iter().collect();
+                self.mark_sent(&sent).await;
+            }
+        };
+        let _ = tokio::time::timeout(STOP_GRACE, finishing).await;
+    }
+
+    async fn mark_sent(&self, sent: &[QueuedMail]) {
+        if sent.is_empty() {
+            return;
+        }
+        if let Err(e) = self
+            .bounded(self.queue.mark_sent(sent, self.clock.now_ms()))
+            .await
+        {
+            // Their leases end and they are sent again: at least once, never lost.
+            tracing::error!(error = %e, mails = sent.len(), "mails sent but not marked sent");
+        }
+    }
+
+    /// A queue operation with the store's deadline.
+    async fn bounded<T>(&self, op: impl Future<Output = StoreResult<T>>) -> StoreResult<T> {
+        tokio::time::timeout(self.store_timeout, op)
+            .await
+            .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer in time".into())))
     }
 
     /// Sends one mail; the mail again when it was delivered (marked sent with the batch).
@@ -90,7 +150,10 @@ impl Worker {
                 // help.
                 metrics::counter!(m::MAIL_DROPPED).increment(1);
                 tracing::error!(mail = %q.mail.mail_ref, error = %e, "mail dropped: cannot open it");
-                if let Err(e) = self.queue.mark_failed(&q, &e.to_string()).await {
+                if let Err(e) = self
+                    .bounded(self.queue.mark_failed(&q, &e.to_string()))
+                    .await
+                {
                     tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot mark mail failed");
                 }
                 return None;
@@ -102,13 +165,22 @@ impl Worker {
                 Some(q)
             }
             Err(e) => {
+                let kind = if matches!(e, SendError::Deadline(_)) {
+                    "deadline"
+                } else {
+                    "error"
+                };
+                metrics::counter!(m::MAIL_ATTEMPTS_FAILED, "kind" => kind).increment(1);
                 let next = self.clock.now_ms() + backoff(q.attempts).as_millis() as Millis;
                 if next >= q.mail.expires_at {
                     self.drop_expired(&q, &e.to_string()).await;
                 } else {
                     metrics::counter!(m::MAIL_RETRIED).increment(1);
                     tracing::warn!(error = %e, mail = %q.mail.mail_ref, attempts = q.attempts + 1, "mail delivery failed; will retry");
-                    if let Err(e) = self.queue.mark_retry(&q, next, &e.to_string()).await {
+                    if let Err(e) = self
+                        .bounded(self.queue.mark_retry(&q, next, &e.to_string()))
+                        .await
+                    {
                         tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot reschedule mail");
                     }
                 }
@@ -131,7 +203,7 @@ impl Worker {
             reason = why,
             "mail dropped: its code expired undelivered"
         );
-        if let Err(e) = self.queue.mark_failed(q, why).await {
+        if let Err(e) = self.bounded(self.queue.mark_failed(q, why)).await {
             tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot mark mail failed");
         }
     }

@@ -349,7 +349,7 @@ async fn store_bytes(app: &TestApp) -> String {
         Some(urls) => {
             // Every node (one, or each master of a cluster) holds its own keys.
             let mut hay = Vec::new();
-            for url in urls.split(',') {
+            for url in urls.expose().split(',') {
                 let client = redis::Client::open(url).expect("redis url");
                 let mut conn = client
                     .get_multiplexed_async_connection()

@@ -65,16 +65,17 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut settings = Settings::for_data_dir(dir.path().join("data"));
     if backend() == Backend::RedisCluster {
-        settings.redis_url = Some(redis_cluster::RedisCluster::shared().url());
+        settings.redis_url = Some(redis_cluster::RedisCluster::shared().url().into());
         settings.redis_prefix = format!("{}:", unique("t"));
     } else if backend() != Backend::Embedded {
-        settings.redis_url = Some(crate::redis_server::RedisServer::shared().url());
+        settings.redis_url = Some(crate::redis_server::RedisServer::shared().url().into());
         settings.redis_prefix = format!("{}:", unique("t"));
     }
     if backend() == Backend::RedisMariaDb {
         settings.database_url = crate::mariadb_server::MariaDb::shared()
             .fresh_database("api")
-            .await;
+            .await
+            .into();
     }
     configure(&mut settings);
     let clock = ManualClock::new();

@@ -4,9 +4,12 @@ mod helpers;
 mod mariadb_server;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
+#[path = "../support/smtp_peer.rs"]
+mod smtp_peer;
 
 mod codes;
 mod cross_origin;
+mod hostile_smtp;
 mod input;
 mod limits;
 mod ops;
