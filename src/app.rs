@@ -212,6 +212,23 @@ pub async fn start(
     policy: Policy,
 ) -> Result<Running, StartError> {
     let built = build(settings, clock.clone(), policy).await?;
+    let open_files = crate::http::server::raise_open_files_limit();
+    let rules = crate::http::server::ConnectionRules {
+        header_timeout: settings.header_timeout,
+        max_connections: settings
+            .max_connections
+            .unwrap_or_else(|| crate::http::server::default_max_connections(open_files)),
+        max_per_ip: settings.max_connections_per_ip,
+        trusted_proxies: settings.trust_proxy.clone(),
+    };
+    tracing::info!(
+        open_files,
+        max_connections = rules.max_connections,
+        max_connections_per_ip = rules.max_per_ip,
+        header_timeout_secs = rules.header_timeout.as_secs_f64(),
+        "connection limits"
+    );
+    let admission = crate::http::server::Admission::new(rules);
     let http = HttpThreads::bind(settings.listen, settings.http_threads)?;
     let addr = http.addr;
     let (stop, stop_rx) = watch::channel(false);
@@ -245,7 +262,7 @@ pub async fn start(
     }));
 
     let app = crate::http::App::new(built.state.clone());
-    tasks.extend(http.serve(app, &stop_rx).await?);
+    tasks.extend(http.serve(app, admission, &stop_rx).await?);
     Ok(Running {
         addr,
         core: built.core,
@@ -333,6 +350,7 @@ impl HttpThreads {
     async fn serve(
         self,
         app: crate::http::App,
+        admission: Arc<crate::http::server::Admission>,
         stop: &watch::Receiver<bool>,
     ) -> Result<Vec<JoinHandle<()>>, StartError> {
         let addr = self.addr;
@@ -340,7 +358,8 @@ impl HttpThreads {
         let mut done = Vec::new();
         for (i, listener) in self.listeners.into_iter().enumerate() {
             let app = app.clone();
-            let mut stop = stop.clone();
+            let admission = admission.clone();
+            let stop = stop.clone();
             let (ready, ready_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
             let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
             std::thread::Builder::new()
@@ -367,14 +386,7 @@ impl HttpThreads {
                         };
                         let _ = ready.send(Ok(()));
                         tokio::spawn(keep_a_timer_pending());
-                        let result = axum::serve(listener, app)
-                            .with_graceful_shutdown(async move {
-                                let _ = stop.changed().await;
-                            })
-                            .await;
-                        if let Err(e) = result {
-                            tracing::error!(error = %e, "server stopped with an error");
-                        }
+                        crate::http::server::serve(listener, app, admission, stop).await;
                     });
                     drop(runtime);
                     let _ = finished.send(());

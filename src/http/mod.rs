@@ -8,11 +8,11 @@ pub mod hints;
 pub mod middleware;
 pub mod openapi;
 pub mod routes;
+pub mod server;
 
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, Method};
 use axum::response::Response;
-use axum::serve::IncomingStream;
 use axum::Router;
 use ipnet::IpNet;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -22,7 +22,6 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::net::TcpListener;
 use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -136,21 +135,6 @@ impl App {
     }
 }
 
-/// Serves each connection with the address it comes from (axum's `IncomingStream`).
-impl<'a> Service<IncomingStream<'a, TcpListener>> for App {
-    type Response = Connection;
-    type Error = Infallible;
-    type Future = std::future::Ready<Result<Connection, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, stream: IncomingStream<'a, TcpListener>) -> Self::Future {
-        std::future::ready(Ok(self.for_peer(stream.remote_addr().ip())))
-    }
-}
-
 /// One connection's service: every request through [`middleware::pipeline`].
 #[derive(Clone)]
 pub struct Connection {
@@ -171,6 +155,21 @@ impl Service<Request> for Connection {
         let app = self.app.clone();
         let peer = self.peer;
         Box::pin(async move { Ok(middleware::pipeline(&app, peer, req).await) })
+    }
+}
+
+/// The same service as hyper calls it ([`server::serve`]): the body is read through axum's.
+impl hyper::service::Service<hyper::Request<hyper::body::Incoming>> for Connection {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn call(&self, req: hyper::Request<hyper::body::Incoming>) -> Self::Future {
+        let app = self.app.clone();
+        let peer = self.peer;
+        Box::pin(async move {
+            Ok(middleware::pipeline(&app, peer, req.map(axum::body::Body::new)).await)
+        })
     }
 }
 
