@@ -35,6 +35,11 @@ impl Drop for Server {
 impl Server {
     /// mailcode under `ulimit -S -n 1024`, embedded stores, on a free loopback port.
     fn start(flags: &[&str]) -> Server {
+        Self::start_under("ulimit -S -n 1024", flags)
+    }
+
+    /// mailcode under the given `ulimit` command.
+    fn start_under(ulimit: &str, flags: &[&str]) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
@@ -45,7 +50,7 @@ impl Server {
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new("sh")
             .arg("-c")
-            .arg(r#"ulimit -S -n 1024 && exec "$@""#)
+            .arg(format!(r#"{ulimit} && exec "$@""#))
             .arg("sh")
             .arg(env!("CARGO_BIN_EXE_mailcode"))
             .arg("--listen")
@@ -76,6 +81,16 @@ impl Server {
 
     fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// User and system CPU time the process used so far (/proc/PID/stat, in clock ticks).
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .expect("/proc/PID/stat");
+        // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+        let after = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
     }
 
     /// (soft, hard) open-files limits of the running process, from /proc.
@@ -334,4 +349,63 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_timeout() {
         "closed after {:?}, before the idle timeout",
         idle.elapsed()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_file_descriptors_the_server_waits_instead_of_spinning_and_recovers() {
+    raise_own_limit();
+    // A hard limit the process cannot raise, and a connection cap above it: `accept` fails with
+    // EMFILE once the descriptors are gone.
+    let server = Server::start_under(
+        "ulimit -n 128",
+        &[
+            "--header-timeout",
+            "30",
+            "--max-connections",
+            "10000",
+            "--max-connections-per-ip",
+            "100000",
+        ],
+    );
+    // Past the limit, connections the server cannot accept wait in the kernel's backlog: to
+    // the client they look held too.
+    let (held, _) = slowloris(server.addr, 300).await;
+    // Connections wait in the backlog meanwhile; the server must not spin on `accept`.
+    let before = server.cpu_ticks();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let used = server.cpu_ticks() - before;
+    // 100 ticks a second on Linux: a busy loop on 2 threads would burn ~600 in 3 s.
+    assert!(
+        used < 60,
+        "{used} ticks of CPU in 3 s while out of descriptors"
+    );
+    assert!(
+        server.log().contains("cannot accept connections"),
+        "EMFILE not logged:\n{}",
+        server.log()
+    );
+    // Once descriptors are free again, clients are served.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempt = async {
+            let mut s = connect_from(VISITOR, server.addr).await?;
+            s.write_all(b"GET /healthz HTTP/1.1\r\nhost: mailcode\r\nconnection: close\r\n\r\n")
+                .await?;
+            let mut answer = Vec::new();
+            s.read_to_end(&mut answer).await?;
+            std::io::Result::Ok(String::from_utf8_lossy(&answer).into_owned())
+        };
+        match tokio::time::timeout(Duration::from_secs(2), attempt).await {
+            Ok(Ok(a)) if a.starts_with("HTTP/1.1 200") => break,
+            _ => {
+                // Backlogged connections from the attacker are being accepted and closed first.
+                assert!(
+                    Instant::now() < deadline,
+                    "not served again after descriptors freed"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
