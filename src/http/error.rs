@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::domain::InvalidUsername;
 use crate::flows::FlowError;
 use crate::http::context;
 use crate::i18n;
@@ -19,6 +20,9 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("invalid input in {field}: {reason}")]
     InvalidInput { field: String, reason: String },
+    /// `INVALID_INPUT` for the field `username`, whose message names the rule (SPEC §3 Accounts).
+    #[error("invalid username: {0}")]
+    InvalidUsername(InvalidUsername),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -131,6 +135,12 @@ impl ApiError {
                 field.clone(),
                 json!({ "field": field, "reason": reason }),
             ),
+            ApiError::InvalidUsername(e) => (
+                "INVALID_INPUT",
+                S::BAD_REQUEST,
+                "username".into(),
+                json!({ "field": "username", "reason": e.to_string(), "rule": e.rule() }),
+            ),
             ApiError::PayloadTooLarge => (
                 "PAYLOAD_TOO_LARGE",
                 S::PAYLOAD_TOO_LARGE,
@@ -189,7 +199,15 @@ impl IntoResponse for ApiError {
             }
             _ => tracing::debug!(code, "request refused"),
         }
-        let mut resp = envelope(status, code, &arg, data);
+        let msg = match &self {
+            ApiError::InvalidUsername(e) => {
+                i18n::invalid_username(e.rule(), &e.detail(), context::lang())
+            }
+            _ => i18n::message(code, context::lang(), &arg),
+        };
+        let mut resp = write_envelope(status, code, &msg, |body| {
+            serde_json::to_writer(body, &data)
+        });
         if let ApiError::Flow(FlowError::RateLimited { retry_after_secs }) = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -202,7 +220,10 @@ impl IntoResponse for ApiError {
 /// The envelope of every answer, `{"code":…,"msg":…,"data":…}`, in the current request's
 /// language, with the handler's data serialized straight into it.
 pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize) -> Response {
-    write_envelope(status, code, arg, |body| serde_json::to_writer(body, &data))
+    let msg = i18n::message(code, context::lang(), arg);
+    write_envelope(status, code, &msg, |body| {
+        serde_json::to_writer(body, &data)
+    })
 }
 
 /// [`envelope`] with the data written by `data`, which must write one JSON value.
@@ -214,16 +235,15 @@ pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize)
 fn write_envelope(
     status: StatusCode,
     code: &str,
-    arg: &str,
+    msg: &str,
     data: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
 ) -> Response {
-    let msg = i18n::message(code, context::lang(), arg);
     let mut body = Vec::with_capacity(384);
     let written = (|| {
         body.extend_from_slice(b"{\"code\":");
         serde_json::to_writer(&mut body, code)?;
         body.extend_from_slice(b",\"msg\":");
-        serde_json::to_writer(&mut body, &msg)?;
+        serde_json::to_writer(&mut body, msg)?;
         body.extend_from_slice(b",\"data\":");
         data(&mut body)?;
         body.push(b'}');
@@ -253,7 +273,8 @@ fn write_envelope(
 
 /// A success envelope whose data `data` writes as JSON itself (see [`JsonOut`]).
 pub fn ok_written(status: StatusCode, code: &str, data: impl FnOnce(&mut JsonOut)) -> Response {
-    write_envelope(status, code, "", |body| {
+    let msg = i18n::message(code, context::lang(), "");
+    write_envelope(status, code, &msg, |body| {
         let mut out = JsonOut { body, failed: None };
         data(&mut out);
         out.failed.map_or(Ok(()), Err)
