@@ -127,8 +127,10 @@ pub async fn sessions(State(state): State<AppState>, auth: Auth) -> Result<Respo
               (status = 401, description = "NOT_LOGGED_IN"), (status = 404, description = "SESSION_NOT_FOUND")))]
 pub async fn revoke(
     State(state): State<AppState>,
-    auth: Auth,
+    // Before `Auth`: an id that does not parse is refused before the store is read (or the
+    // session renewed).
     ApiPath(id): ApiPath<String>,
+    auth: Auth,
 ) -> Result<Response, ApiError> {
     require_user(auth.session())?;
     let key = SessionKey::parse(&id).ok_or(ApiError::Flow(FlowError::SessionNotFound))?;
