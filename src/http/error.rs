@@ -259,12 +259,21 @@ fn write_envelope(
             body,
         )
             .into_response(),
-        // Only a type that cannot be JSON fails here (a map with non-string keys): a bug.
+        // Only a type that cannot be JSON fails here (a map with non-string keys): a bug. Its
+        // answer is still the envelope (SPEC §2): a `Value`, whose strings-only keys cannot fail.
         Err(e) => {
-            tracing::error!(error = %e, code, "an answer could not be serialized");
+            let id = context::request_id();
+            tracing::error!(request_id = %id, error = %e, code, "an answer could not be serialized");
+            let msg = i18n::message("INTERNAL", context::lang(), &id);
+            let body =
+                json!({"code": "INTERNAL", "msg": msg, "data": {"request_id": id}}).to_string();
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the answer could not be serialized",
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
             )
                 .into_response()
         }
@@ -305,4 +314,24 @@ impl JsonOut<'_> {
 /// A success envelope.
 pub fn ok(status: StatusCode, code: &str, data: impl Serialize) -> Response {
     envelope(status, code, "", data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Even an answer that serde cannot write (a bug) leaves as the envelope, never as text.
+    #[test]
+    fn an_answer_that_cannot_be_serialized_is_still_the_envelope() {
+        let unwritable: std::collections::BTreeMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        let resp = envelope(StatusCode::OK, "OK", "", unwritable);
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let body = futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 4096))
+            .expect("body");
+        let v: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["code"], "INTERNAL");
+        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["data"]["request_id"].is_string());
+    }
 }
