@@ -18,7 +18,7 @@ use crate::policy::Policy;
 use crate::store::timed::Timed;
 use crate::store::{
     mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, CodeDesk, InSteps, MailQueue,
-    SessionStore, Stores, UserStore,
+    SecretRecord, SessionStore, Stores, UserStore,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +37,15 @@ pub enum StartError {
     },
     #[error(transparent)]
     Secret(#[from] crate::crypto::SecretError),
+    /// Another secret is the deployment's (`crate::deployment`).
+    #[error("{}", crate::deployment::mismatch_message(ours, recorded, secret_file))]
+    SecretMismatch {
+        ours: String,
+        recorded: String,
+        secret_file: std::path::PathBuf,
+    },
+    #[error("cannot compare this instance's secret with the deployment's: {0}")]
+    SecretCheck(crate::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -74,14 +83,17 @@ impl SqlStore {
         Arc<dyn SessionStore>,
         Arc<dyn UserStore>,
         Arc<dyn MailQueue>,
+        Arc<dyn SecretRecord>,
     ) {
         match self {
             SqlStore::Sqlite(s) => (
                 Arc::new(s.clone()),
                 Arc::new(s.clone()),
                 Arc::new(s.clone()),
+                Arc::new(s.clone()),
             ),
             SqlStore::MySql(s) => (
+                Arc::new(s.clone()),
                 Arc::new(s.clone()),
                 Arc::new(s.clone()),
                 Arc::new(s.clone()),
@@ -108,7 +120,7 @@ pub async fn open_stores(
             url: settings.database_url.to_string(),
             source,
         })?;
-    let (sql_sessions, users, sql_mail) = sql.parts();
+    let (sql_sessions, users, sql_mail, sql_deployment) = sql.parts();
     let stores = match &settings.redis_url {
         // With Redis, the mail queue is there too, next to the codes its mails carry (see
         // `store/redis/mail.rs`), and a code request writes both in one step.
@@ -126,8 +138,10 @@ pub async fn open_stores(
             Stores {
                 sessions: Arc::new(Timed(sessions)),
                 users: Arc::new(Timed(users)),
-                mail: Arc::new(redis),
+                mail: Arc::new(redis.clone()),
                 codes: Arc::new(Timed(codes)),
+                // Next to the codes and mail the secret keys and seals.
+                deployment: Arc::new(redis),
             }
         }
         None => {
@@ -141,6 +155,7 @@ pub async fn open_stores(
                 users: Arc::new(Timed(users)),
                 mail: sql_mail,
                 codes,
+                deployment: sql_deployment,
             }
         }
     };
@@ -238,6 +253,7 @@ pub async fn start(
     policy: Policy,
 ) -> Result<Running, StartError> {
     let built = build(settings, clock.clone(), policy).await?;
+    check_secret(&built.core, settings).await?;
     let open_files = crate::http::server::raise_open_files_limit();
     let rules = crate::http::server::ConnectionRules {
         header_timeout: settings.header_timeout,
@@ -295,6 +311,38 @@ pub async fn start(
         stop,
         tasks,
     })
+}
+
+/// Refuses to start with a secret other than the deployment's (`crate::deployment`), before
+/// anything listens: better no instance than one that refuses every code the others sent.
+async fn check_secret(core: &Core, settings: &Settings) -> Result<(), StartError> {
+    use crate::deployment::{check, Verdict};
+    let ours = core.secret.fingerprint();
+    match check(
+        &*core.stores.deployment,
+        &core.secret,
+        core.policy.store_timeout,
+    )
+    .await
+    .map_err(StartError::SecretCheck)?
+    {
+        Verdict::Recorded => {
+            tracing::info!(
+                fingerprint = %ours,
+                "this instance's secret is now the deployment's: every other instance must use the same secret file"
+            );
+            Ok(())
+        }
+        Verdict::Same => {
+            tracing::debug!(fingerprint = %ours, "the secret is the deployment's");
+            Ok(())
+        }
+        Verdict::Mismatch { recorded } => Err(StartError::SecretMismatch {
+            ours,
+            recorded,
+            secret_file: settings.secret_file.clone(),
+        }),
+    }
 }
 
 /// How often an HTTP thread's idle timer fires (`keep_a_timer_pending`): shorter than every

@@ -1,4 +1,5 @@
-//! The command line (SPEC §4): `mailcode` (same as `serve`), `user`, `sessions`, `migrate`.
+//! The command line (SPEC §4): `mailcode` (same as `serve`), `user`, `sessions`, `migrate`,
+//! `secret`, `doctor`.
 //! Passwords are read from standard input, never from argv (argv is visible to every user).
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
@@ -35,6 +36,10 @@ pub enum Command {
     Sessions(SessionsCmd),
     /// Create or upgrade the database schema, then exit.
     Migrate,
+    /// Compare this instance's server secret with the deployment's, or make it the
+    /// deployment's (docs/operations.md, "One secret per deployment").
+    #[command(subcommand)]
+    Secret(SecretCmd),
     /// Check a running deployment from the outside, the way a browser would, and explain each
     /// problem found and its fix. Exit status 1 when something is wrong.
     Doctor(crate::doctor::DoctorArgs),
@@ -52,6 +57,16 @@ pub enum UserCmd {
     Enable { user: String },
     /// Set a new password (from standard input); ends all of the user's sessions.
     Passwd { user: String },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCmd {
+    /// Print the fingerprints of this instance's secret file and of the deployment's secret.
+    /// Exit status 1 when they differ.
+    Show,
+    /// Make this instance's secret file the deployment's secret, after the new file was put on
+    /// every instance; then restart every instance.
+    Rotate,
 }
 
 #[derive(Subcommand, Debug)]
@@ -136,6 +151,7 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
     match cmd {
         Command::Serve | Command::Doctor(_) => unreachable!("handled by main"),
         Command::Migrate => println!("database is up to date"),
+        Command::Secret(cmd) => secret(&core, &settings, cmd).await?,
         Command::User(UserCmd::Add { username, email }) => {
             let username = Username::parse(&username).map_err(|e| format!("username: {e}"))?;
             let email = Email::parse(&email).map_err(|e| format!("email: {e}"))?;
@@ -236,6 +252,64 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
                     println!("ended {n} session(s)");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+/// `mailcode secret show|rotate` (`crate::deployment`): fingerprints only, never the secret.
+async fn secret(
+    core: &crate::flows::Core,
+    settings: &Settings,
+    cmd: SecretCmd,
+) -> Result<(), String> {
+    let record = &*core.stores.deployment;
+    let limit = core.policy.store_timeout;
+    let ours = core.secret.fingerprint();
+    let file = settings.secret_file.display();
+    match cmd {
+        SecretCmd::Show => {
+            let recorded = crate::store::bounded(limit, record.recorded())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("this instance's secret: {ours} ({file})");
+            match recorded {
+                None => println!(
+                    "the deployment's secret: none recorded yet (the first instance to start records its own)"
+                ),
+                Some(r) if r == ours => println!("the deployment's secret: {r}, the same"),
+                Some(r) => {
+                    println!("the deployment's secret: {r}, another one");
+                    return Err(crate::deployment::mismatch_message(
+                        &ours,
+                        &r,
+                        &settings.secret_file,
+                    ));
+                }
+            }
+        }
+        SecretCmd::Rotate => {
+            let done = crate::deployment::rotate(record, &core.secret, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            match done.previous {
+                Some(p) if p == done.current => {
+                    println!(
+                        "the deployment's secret already is this instance's ({}, {file}): nothing changed",
+                        done.current
+                    );
+                    return Ok(());
+                }
+                Some(p) => println!(
+                    "the deployment's secret is now {} ({file}), was {p}",
+                    done.current
+                ),
+                None => println!(
+                    "the deployment's secret is now {} ({file}); none was recorded",
+                    done.current
+                ),
+            }
+            println!("{}", crate::deployment::ROTATION_EFFECTS);
         }
     }
     Ok(())

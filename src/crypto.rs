@@ -30,7 +30,7 @@ pub enum SecretError {
         path: String,
         source: std::io::Error,
     },
-    #[error("the secret file {path} does not hold 64 hexadecimal characters; delete it to generate a new one (this signs everyone out)")]
+    #[error("the secret file {path} does not hold 64 hexadecimal characters: copy the secret file of the deployment's other instances here; or delete it to generate a new one, then run `mailcode secret rotate` (codes not yet entered and mail still queued stop working)")]
     Malformed { path: String },
 }
 
@@ -100,6 +100,17 @@ impl Secret {
 }
 
 impl Secret {
+    /// What instances compare to learn whether they hold the same secret, without showing it
+    /// (`crate::deployment`): HMAC-SHA256 of a fixed label keyed with the secret, its first 8
+    /// bytes as 16 hex digits. An HMAC output tells nothing about its key, and 64 bits make two
+    /// different secrets with the same fingerprint a one-in-2^64 accident.
+    pub fn fingerprint(&self) -> String {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        mac.update(b"mailcode deployment secret fingerprint v1");
+        to_hex(&mac.finalize().into_bytes()[..8])
+    }
+
     /// The key that seals queued mail, derived from the secret (see [`MailSeal`]).
     pub fn mail_seal(&self) -> MailSeal {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
@@ -251,6 +262,18 @@ mod tests {
         altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
         assert!(seal.open(&String::from_utf8(altered).unwrap()).is_err());
         assert!(seal.open("not sealed").is_err());
+    }
+
+    #[test]
+    fn the_fingerprint_is_stable_short_and_tells_secrets_apart() {
+        let secret = super::Secret::from_bytes([7; 32]);
+        let fp = secret.fingerprint();
+        assert_eq!(fp.len(), 16);
+        assert!(fp.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(fp, super::Secret::from_bytes([7; 32]).fingerprint());
+        assert_ne!(fp, super::Secret::from_bytes([8; 32]).fingerprint());
+        // Not a piece of the secret itself.
+        assert!(!hex::encode([7u8; 32]).contains(&fp));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! 1. `check_reachable`: `GET /healthz` answers 200 with mailcode's `{code, msg, data}`;
 //! 2. `check_readiness`: `GET /readyz`: sessions, users and mail; the development outbox is a
 //!    warning on a loopback URL and a problem anywhere else (production without SMTP);
+//!    `check_secret`: a few more `/readyz` answers (each perhaps from another instance): every
+//!    instance's secret is the deployment's (docs/operations.md, "One secret per deployment");
 //! 3. `request_code`: `POST /api/login/email-code` with the page's `Origin`, as its fetch would;
 //! 4. `check_cookie`: the `Set-Cookie` of that answer: HttpOnly, SameSite, Secure against the
 //!    URL's scheme, the `__Host-` rules, Domain, SameSite against a page on another site;
@@ -741,6 +743,9 @@ async fn check_readiness(p: &Probe<'_>) -> Vec<Check> {
             ),
         ));
     }
+    if let Some(c) = check_secret(p, &answer).await {
+        checks.push(c);
+    }
     if mail.starts_with("ok") {
         checks.push(Check::Ok(t!(lang, "mail ready", "邮件就绪")));
     } else {
@@ -792,6 +797,95 @@ async fn check_readiness(p: &Probe<'_>) -> Vec<Check> {
         }
     }
     checks
+}
+
+/// How many `/readyz` answers the secret check reads: behind a load balancer each may come
+/// from another instance, and the odd one is the one that says so.
+const SECRET_PROBES: usize = 4;
+
+/// One secret per deployment (docs/operations.md): every instance's `/readyz` compares its
+/// secret's fingerprint with the deployment's; doctor reads a few answers and also compares
+/// the fingerprints they report. `None` when the stores could not say (already a problem).
+async fn check_secret(p: &Probe<'_>, first: &Answer) -> Option<Check> {
+    let lang = p.target.lang;
+    let text = |a: &Answer, key: &str| a.data(key).and_then(Value::as_str).map(str::to_owned);
+    if text(first, "secret").is_none() {
+        return Some(Check::info(
+            t!(
+                lang,
+                "one secret per deployment not checked: this mailcode's /readyz does not report it",
+                "未检查部署是否使用同一密钥：该 mailcode 的 /readyz 不报告它"
+            ),
+            t!(
+                lang,
+                "older versions do not compare secrets: upgrade, and give every instance the same MAILCODE_SECRET_FILE.",
+                "旧版本不比较密钥：请升级，并让所有实例使用同一个 MAILCODE_SECRET_FILE。"
+            ),
+        ));
+    }
+    let mut answers = vec![first.clone()];
+    for _ in 1..SECRET_PROBES {
+        if let Ok(a) = p.send(p.request(Method::GET, "/readyz")).await {
+            answers.push(a);
+        }
+    }
+    let mut fingerprints: Vec<String> = answers
+        .iter()
+        .filter_map(|a| text(a, "secret_fingerprint"))
+        .collect();
+    fingerprints.sort();
+    fingerprints.dedup();
+    let why = t!(
+        lang,
+        "a code sent through one instance is refused by another with 401 CODE_INVALID (\"the code is wrong\"), as often as the load balancer switches; the odd instance's /readyz answers 503 SECRET_MISMATCH.",
+        "经由一个实例发送的验证码会被另一个实例以 401 CODE_INVALID（“验证码错误”）拒绝，负载均衡每切换一次就会发生；不一致的实例的 /readyz 回应 503 SECRET_MISMATCH。"
+    );
+    let fix = t!(
+        lang,
+        "give every instance the same secret file (MAILCODE_SECRET_FILE or --secret-file; `mailcode secret show` on each host prints its fingerprint) and restart the odd one. If the secret was changed on purpose with `mailcode secret rotate`, restart the instances still running with the old file.",
+        "让所有实例使用同一个密钥文件（MAILCODE_SECRET_FILE 或 --secret-file；在每台主机上运行 `mailcode secret show` 可查看指纹），并重启不一致的实例。如果是用 `mailcode secret rotate` 有意更换了密钥，请重启仍在使用旧文件的实例。"
+    );
+    if let Some(odd) = answers
+        .iter()
+        .find(|a| text(a, "secret").as_deref() == Some("mismatch"))
+    {
+        let ours = text(odd, "secret_fingerprint").unwrap_or_default();
+        let recorded = text(odd, "deployment_secret_fingerprint").unwrap_or_default();
+        return Some(Check::problem(
+            t!(
+                lang,
+                "an instance's server secret (fingerprint {ours}) is not the deployment's ({recorded})",
+                "有实例的服务器密钥（指纹 {ours}）与本部署的（{recorded}）不一致"
+            ),
+            why,
+            fix,
+        ));
+    }
+    if fingerprints.len() > 1 {
+        let list = fingerprints.join(", ");
+        return Some(Check::problem(
+            t!(
+                lang,
+                "the instances behind this URL use different server secrets (fingerprints {list})",
+                "该 URL 后面的实例使用了不同的服务器密钥（指纹 {list}）"
+            ),
+            why,
+            fix,
+        ));
+    }
+    if answers
+        .iter()
+        .any(|a| text(a, "secret").as_deref() != Some("ok"))
+    {
+        return None;
+    }
+    let fp = fingerprints.first().cloned().unwrap_or_default();
+    let n = answers.len();
+    Some(Check::Ok(t!(
+        lang,
+        "one secret: the deployment's (fingerprint {fp}) in {n} answers of /readyz",
+        "同一密钥：{n} 次 /readyz 回应都是本部署的密钥（指纹 {fp}）"
+    )))
 }
 
 // ----------------------------------------------------------------------------------------------

@@ -85,6 +85,7 @@ pub fn message(code: &str, lang: Lang, arg: &str) -> Cow<'static, str> {
         "MAIL_UNAVAILABLE" => ("Mail cannot be sent right now; try again later.", "邮件暂时无法发送，请稍后再试。"),
         "STORE_UNAVAILABLE" => ("The service's storage is unavailable; try again in a moment.", "存储服务暂不可用，请稍后再试。"),
         "INTERNAL" => ("Something went wrong on our side (request id {}).", "服务器内部错误（请求编号 {}）。"),
+        "SECRET_MISMATCH" => ("This instance's server secret is not the deployment's, so it would refuse codes sent through the other instances: restart it with the deployment's secret file (MAILCODE_SECRET_FILE: the same file on every instance). The fingerprints are in `data`.", "该实例的服务器密钥与本部署不一致，会拒绝经由其他实例发送的验证码：请用本部署的密钥文件（MAILCODE_SECRET_FILE：每个实例使用同一个文件）重启它。指纹见 `data`。"),
         "TIMEOUT" => ("The request took too long; try again.", "请求超时，请重试。"),
         "NOT_FOUND" => ("There is nothing here.", "不存在。"),
         "METHOD_NOT_ALLOWED" => ("This route does not take that method.", "该路由不支持此方法。"),

@@ -7,6 +7,7 @@
 //! - [`doctor`]: checks a running deployment from the outside, the way a browser would.
 //! - [`config`]: one [`config::Settings`] value, resolved once from flags, env, toml, defaults.
 //! - [`app`]: builds the state and router, runs the server, graceful shutdown.
+//! - [`deployment`]: one secret per deployment: its fingerprint, checked at start and by `/readyz`.
 //! - [`policy`]: every number of SPEC §3 in one place.
 //! - [`mail`]: templates, the durable queue worker, SMTP and the development outbox.
 //! - [`i18n`]: every user-facing message, in English and Simplified Chinese.
@@ -15,6 +16,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod deployment;
 pub mod doctor;
 pub mod domain;
 pub mod flows;

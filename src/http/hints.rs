@@ -67,3 +67,17 @@ pub fn no_session(meta: &ClientMeta, credential: Credential) {
         ),
     }
 }
+
+/// `/readyz` found that another secret is the deployment's (`crate::deployment`).
+pub fn secret_mismatch(ours: &str, recorded: &str) {
+    if !first_in_a_while("secret_mismatch", recorded) {
+        return;
+    }
+    tracing::error!(
+        fingerprint = ours,
+        deployment_fingerprint = recorded,
+        "this instance's server secret is no longer the deployment's (rotated, or another instance recorded its own): \
+         codes sent through other instances are refused here, so /readyz answers 503 SECRET_MISMATCH; \
+         restart this instance with the deployment's secret file (MAILCODE_SECRET_FILE)"
+    );
+}

@@ -849,6 +849,52 @@ impl MySqlStore {
     }
 }
 
+/// The one-row `deployment` table (migration 0004). `INSERT IGNORE` of the one row is the
+/// atomic step: of instances starting at once, one inserts, the others find its row.
+#[async_trait]
+impl SecretRecord for MySqlStore {
+    async fn record_if_absent(&self, fingerprint: &str) -> StoreResult<Option<String>> {
+        let inserted = self
+            .run(|| {
+                sqlx::query("INSERT IGNORE INTO deployment (id, secret_fingerprint) VALUES (1, ?)")
+                    .bind(fingerprint)
+                    .execute(&self.pool)
+            })
+            .await?
+            .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.recorded().await
+    }
+
+    async fn replace(&self, fingerprint: &str) -> StoreResult<Option<String>> {
+        let before = self.recorded().await?;
+        self.run(|| {
+            sqlx::query(
+                "INSERT INTO deployment (id, secret_fingerprint) VALUES (1, ?) \
+                 ON DUPLICATE KEY UPDATE secret_fingerprint = ?",
+            )
+            .bind(fingerprint)
+            .bind(fingerprint)
+            .execute(&self.pool)
+        })
+        .await?;
+        Ok(before)
+    }
+
+    async fn recorded(&self) -> StoreResult<Option<String>> {
+        let row = self
+            .run(|| {
+                sqlx::query("SELECT secret_fingerprint FROM deployment WHERE id = 1")
+                    .fetch_optional(&self.pool)
+            })
+            .await?;
+        row.map(|r| text(&r, "secret_fingerprint").map_err(err))
+            .transpose()
+    }
+}
+
 #[async_trait]
 impl UserStore for MySqlStore {
     async fn create_user(&self, u: &NewUser) -> Result<i64, CreateUserError> {

@@ -814,6 +814,47 @@ async fn rekey_usernames(write: &SqlitePool) -> StoreResult<()> {
     Ok(())
 }
 
+/// The one-row `deployment` table (migration 0004). Statements on the writer connection, one
+/// at a time: the insert that does nothing when a row exists is the atomic step, across
+/// processes too (SQLite serialises writers).
+#[async_trait]
+impl SecretRecord for SqliteStore {
+    async fn record_if_absent(&self, fingerprint: &str) -> StoreResult<Option<String>> {
+        let inserted = sqlx::query(
+            "INSERT INTO deployment (id, secret_fingerprint) VALUES (1, ?1) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(fingerprint)
+        .execute(&self.write)
+        .await
+        .map_err(err)?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(None);
+        }
+        self.recorded().await
+    }
+
+    async fn replace(&self, fingerprint: &str) -> StoreResult<Option<String>> {
+        let before = self.recorded().await?;
+        sqlx::query(
+            "INSERT INTO deployment (id, secret_fingerprint) VALUES (1, ?1) \
+             ON CONFLICT (id) DO UPDATE SET secret_fingerprint = excluded.secret_fingerprint",
+        )
+        .bind(fingerprint)
+        .execute(&self.write)
+        .await
+        .map_err(err)?;
+        Ok(before)
+    }
+
+    async fn recorded(&self) -> StoreResult<Option<String>> {
+        sqlx::query_scalar("SELECT secret_fingerprint FROM deployment WHERE id = 1")
+            .fetch_optional(&self.write)
+            .await
+            .map_err(err)
+    }
+}
+
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, u: &NewUser) -> Result<i64, CreateUserError> {

@@ -42,6 +42,14 @@ async fn queue() -> (Arc<dyn SessionStore>, Arc<dyn MailQueue>) {
 crate::session_store_tests!(sessions);
 crate::sql_store_tests!(users, queue);
 
+/// Two stores, two pools, on one database: two instances.
+async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
+    let url = MariaDb::shared().fresh_database("secret").await;
+    (Arc::new(open_on(&url).await), Arc::new(open_on(&url).await))
+}
+
+crate::secret_record_tests!(secret_records);
+
 fn mail(n: usize) -> OutgoingMail {
     OutgoingMail {
         mail_ref: format!("race{n}"),

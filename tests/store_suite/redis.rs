@@ -9,7 +9,8 @@ use mailcode::crypto::{new_session_id, session_key, Secret};
 use mailcode::domain::{CodePurpose, OneTimeCode, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::{session_tag, Keys, RedisStore};
 use mailcode::store::{
-    CodeCheck, CodeRecord, Limit, LimitCheck, MailQueue, Redeem, Redeemed, SessionStore, StoreError,
+    CodeCheck, CodeRecord, Limit, LimitCheck, MailQueue, Redeem, Redeemed, SecretRecord,
+    SessionStore, StoreError,
 };
 use redis::aio::MultiplexedConnection;
 use redis_server::RedisServer;
@@ -55,6 +56,16 @@ async fn queues() -> (
 }
 
 crate::mail_queue_tests!(queues);
+
+async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
+    let server = RedisServer::shared();
+    let prefix = unique_prefix();
+    let a = open_on(server, &prefix, Duration::from_secs(2)).await;
+    let b = open_on(server, &prefix, Duration::from_secs(2)).await;
+    (Arc::new(a), Arc::new(b))
+}
+
+crate::secret_record_tests!(secret_records);
 
 /// On one Redis: one script decides the limits and writes the rest (see `code_desk.rs`).
 #[tokio::test]

@@ -8,7 +8,7 @@ mod cluster_servers;
 use crate::suite::{key, session, NOW};
 use cluster_servers::RedisCluster;
 use mailcode::store::redis::{Keys, RedisStore};
-use mailcode::store::{Limit, LimitCheck, MailQueue, SessionStore};
+use mailcode::store::{Limit, LimitCheck, MailQueue, SecretRecord, SessionStore};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -50,6 +50,13 @@ async fn queues() -> (
 }
 
 crate::mail_queue_tests!(queues);
+
+async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
+    let prefix = unique_prefix();
+    (Arc::new(open(&prefix).await), Arc::new(open(&prefix).await))
+}
+
+crate::secret_record_tests!(secret_records);
 
 /// On a Cluster: the same writes, in steps.
 #[tokio::test]

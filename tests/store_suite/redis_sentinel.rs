@@ -6,7 +6,7 @@ mod sentinel_servers;
 
 use crate::suite::{key, session, NOW};
 use mailcode::store::redis::RedisStore;
-use mailcode::store::{MailQueue, SessionStore, StoreError};
+use mailcode::store::{MailQueue, SecretRecord, SessionStore, StoreError};
 use sentinel_servers::RedisSentinel;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -46,6 +46,17 @@ async fn queues() -> (
 }
 
 crate::mail_queue_tests!(queues);
+
+async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
+    let url = RedisSentinel::shared().url();
+    let prefix = unique_prefix();
+    (
+        Arc::new(open(&url, &prefix).await),
+        Arc::new(open(&url, &prefix).await),
+    )
+}
+
+crate::secret_record_tests!(secret_records);
 
 #[tokio::test]
 async fn a_failover_answers_unavailable_for_a_moment_then_recovers_by_itself() {

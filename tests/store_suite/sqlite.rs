@@ -1,5 +1,7 @@
 //! The suite against SQLite, each test in its own database file.
-use mailcode::store::{sqlite::SqliteStore, CodeDesk, InSteps, MailQueue, SessionStore, UserStore};
+use mailcode::store::{
+    sqlite::SqliteStore, CodeDesk, InSteps, MailQueue, SecretRecord, SessionStore, UserStore,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +27,18 @@ async fn queue() -> (Arc<dyn SessionStore>, Arc<dyn MailQueue>) {
 }
 
 crate::session_store_tests!(sessions);
+
+/// Two stores on one database file: two processes on one data directory.
+async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let url = format!("sqlite://{}/t.db", dir.display());
+    let open = || SqliteStore::open(&url, Duration::from_secs(2));
+    let a = open().await.expect("sqlite opens");
+    let b = open().await.expect("sqlite opens again");
+    (Arc::new(a), Arc::new(b))
+}
+
+crate::secret_record_tests!(secret_records);
 crate::sql_store_tests!(users, queue);
 
 #[tokio::test]

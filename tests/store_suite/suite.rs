@@ -1184,3 +1184,65 @@ pub async fn a_code_request_writes_all_or_nothing(
     );
     assert_eq!(queue.delivery(&c53).await.unwrap(), Some(Delivery::Queued));
 }
+
+/// The fingerprint of the deployment's secret (`SecretRecord`), through two stores on one
+/// backend (two instances): recorded by exactly one of many instances starting at once, each
+/// with its own secret, and then seen by all of them; the same fingerprint again changes
+/// nothing; a rotation replaces it, and the old one does not come back.
+pub async fn one_secret_fingerprint_per_deployment(
+    a: Arc<dyn SecretRecord>,
+    b: Arc<dyn SecretRecord>,
+) {
+    assert_eq!(a.recorded().await.unwrap(), None);
+    let starts: Vec<_> = (0..16u32)
+        .map(|n| {
+            let s = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { (n, s.record_if_absent(&format!("{n:016x}")).await) })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for t in starts {
+        let (n, before) = t.await.expect("task");
+        match before.expect("recorded") {
+            None => winners.push(n),
+            Some(fp) => {
+                seen.insert(fp);
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one instance records its own");
+    let winner = format!("{:016x}", winners[0]);
+    assert_eq!(
+        seen.into_iter().collect::<Vec<_>>(),
+        vec![winner.clone()],
+        "every other instance finds the winner's"
+    );
+    assert_eq!(a.recorded().await.unwrap(), Some(winner.clone()));
+    assert_eq!(b.recorded().await.unwrap(), Some(winner.clone()));
+    assert_eq!(
+        b.record_if_absent(&winner).await.unwrap(),
+        Some(winner.clone())
+    );
+    // A rotation, through the other store.
+    let rotated = "feedfacecafebeef";
+    assert_eq!(b.replace(rotated).await.unwrap(), Some(winner.clone()));
+    assert_eq!(
+        a.record_if_absent(&winner).await.unwrap(),
+        Some(rotated.to_owned()),
+        "an instance still on the old secret sees the new one"
+    );
+    assert_eq!(a.recorded().await.unwrap(), Some(rotated.to_owned()));
+    assert_eq!(a.replace(rotated).await.unwrap(), Some(rotated.to_owned()));
+}
+
+#[macro_export]
+macro_rules! secret_record_tests {
+    ($pair:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn one_secret_fingerprint_per_deployment() {
+            let (a, b) = $pair().await;
+            $crate::suite::one_secret_fingerprint_per_deployment(a, b).await
+        }
+    };
+}

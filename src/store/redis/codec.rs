@@ -91,6 +91,11 @@ impl Keys {
     pub fn mail_new(&self) -> String {
         [self.0.as_str(), "{mail}n"].concat()
     }
+    /// The fingerprint of the deployment's secret (`store::SecretRecord`): `Pdeployment:secret`,
+    /// a string without TTL.
+    pub fn deployment_secret(&self) -> String {
+        [self.0.as_str(), "deployment:secret"].concat()
+    }
 }
 
 /// The 32 bytes of a session key (64 hex digits by construction).

@@ -14,6 +14,7 @@
 //! | `P{T}w`           | string | the tag of the session a code of `T` was redeemed into (marker) | the new session's |
 //! | `Pu:{<user id>}`  | zset   | the user's session keys `K`, 32 raw bytes each, scored by absolute expiry in whole seconds (rounded up) | the latest score |
 //! | `Pl:<name>`       | string | `<hits>:<window end, ms>`, then `,<spacing>=<gap end, ms>` for each running gap | until the window and the gaps end |
+//! | `Pdeployment:secret` | string | the fingerprint of the deployment's secret (`crate::deployment`) | none |
 //!
 //! A session record is `created␟seen␟idle␟absolute␟<kind><user id>␟ip␟username␟email␟user
 //! agent` (␟ = U+001F, which no header, email or username holds; the user agent comes last and
@@ -979,6 +980,40 @@ impl RedisStore {
             }
         }
         Ok(best)
+    }
+}
+
+/// `Pdeployment:secret`, one key without TTL (a slot of its own on a Cluster). `SET … NX GET`
+/// (Redis 7.0, which `connect` requires) records and answers what was there in one command.
+/// Without persistence a restarted Redis has forgotten it: the next check (`/readyz`) records
+/// it again, and an instance whose secret differs from the one recorded then says so.
+#[async_trait]
+impl SecretRecord for RedisStore {
+    async fn record_if_absent(&self, fingerprint: &str) -> StoreResult<Option<String>> {
+        let cmd = ::redis::cmd("SET")
+            .arg(self.keys.deployment_secret())
+            .arg(fingerprint)
+            .arg("NX")
+            .arg("GET")
+            .to_owned();
+        // Sent twice, the second answers the fingerprint the first recorded: the same verdict.
+        bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await
+    }
+
+    async fn replace(&self, fingerprint: &str) -> StoreResult<Option<String>> {
+        let cmd = ::redis::cmd("SET")
+            .arg(self.keys.deployment_secret())
+            .arg(fingerprint)
+            .arg("GET")
+            .to_owned();
+        bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await
+    }
+
+    async fn recorded(&self) -> StoreResult<Option<String>> {
+        let cmd = ::redis::cmd("GET")
+            .arg(self.keys.deployment_secret())
+            .to_owned();
+        bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await
     }
 }
 
