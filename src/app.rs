@@ -53,6 +53,15 @@ pub enum StartError {
     },
 }
 
+/// What the SQL database serves: sessions, users, the mail queue and the deployment's secret
+/// record.
+type SqlParts = (
+    Arc<dyn SessionStore>,
+    Arc<dyn UserStore>,
+    Arc<dyn MailQueue>,
+    Arc<dyn SecretRecord>,
+);
+
 /// The SQL database: users always; sessions, limits and the mail queue when there is no Redis.
 #[derive(Clone)]
 pub enum SqlStore {
@@ -77,14 +86,7 @@ impl SqlStore {
         }
     }
 
-    fn parts(
-        &self,
-    ) -> (
-        Arc<dyn SessionStore>,
-        Arc<dyn UserStore>,
-        Arc<dyn MailQueue>,
-        Arc<dyn SecretRecord>,
-    ) {
+    fn parts(&self) -> SqlParts {
         match self {
             SqlStore::Sqlite(s) => (
                 Arc::new(s.clone()),
