@@ -69,29 +69,31 @@ impl SqlStore {
         }
     }
 
-    fn parts(
-        &self,
-    ) -> (
-        Arc<dyn SessionStore>,
-        Arc<dyn UserStore>,
-        Arc<dyn MailQueue>,
-        Arc<dyn SecretRecord>,
-    ) {
+    fn parts(&self) -> SqlParts {
+        fn of<S>(s: &S) -> SqlParts
+        where
+            S: SessionStore + UserStore + MailQueue + SecretRecord + Clone + 'static,
+        {
+            SqlParts {
+                sessions: Arc::new(s.clone()),
+                users: Arc::new(s.clone()),
+                mail: Arc::new(s.clone()),
+                deployment: Arc::new(s.clone()),
+            }
+        }
         match self {
-            SqlStore::Sqlite(s) => (
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-            ),
-            SqlStore::MySql(s) => (
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-            ),
+            SqlStore::Sqlite(s) => of(s),
+            SqlStore::MySql(s) => of(s),
         }
     }
+}
+
+/// What the SQL database serves, as the traits the app uses.
+struct SqlParts {
+    sessions: Arc<dyn SessionStore>,
+    users: Arc<dyn UserStore>,
+    mail: Arc<dyn MailQueue>,
+    deployment: Arc<dyn SecretRecord>,
 }
 
 /// Opens every store the settings name. Sessions, codes, limits and the mail queue go to Redis
@@ -101,7 +103,12 @@ pub async fn open_stores(
     timeout: Duration,
 ) -> Result<(Stores, SqlStore), StartError> {
     let sql = SqlStore::open(settings.database_url.expose(), timeout).await?;
-    let (sql_sessions, users, sql_mail, sql_deployment) = sql.parts();
+    let SqlParts {
+        sessions: sql_sessions,
+        users,
+        mail: sql_mail,
+        deployment: sql_deployment,
+    } = sql.parts();
     let stores = match &settings.redis_url {
         // With Redis, the mail queue is there too, next to the codes its mails carry (see
         // `store/redis/mail.rs`), and a code request writes both in one step.
