@@ -27,6 +27,14 @@ pub enum StartError {
     Config(String),
     #[error("cannot open the store: {0}")]
     Store(#[from] crate::store::StoreError),
+    /// A store named by its setting, its URL shown redacted (SPEC §3 Robustness).
+    #[error("cannot open {what} at {url} ({setting}): {source}; check that the server runs and that the URL, user and password are right")]
+    StoreOpen {
+        what: &'static str,
+        setting: &'static str,
+        url: String,
+        source: crate::store::StoreError,
+    },
     #[error(transparent)]
     Secret(#[from] crate::crypto::SecretError),
     /// Another secret is the deployment's (`crate::deployment`).
@@ -102,7 +110,18 @@ pub async fn open_stores(
     settings: &Settings,
     timeout: Duration,
 ) -> Result<(Stores, SqlStore), StartError> {
-    let sql = SqlStore::open(settings.database_url.expose(), timeout).await?;
+    let sql = SqlStore::open(settings.database_url.expose(), timeout)
+        .await
+        .map_err(|source| StartError::StoreOpen {
+            what: if settings.database_url.starts_with("sqlite:") {
+                "the SQLite database"
+            } else {
+                "the MySQL/MariaDB database"
+            },
+            setting: "--database-url / MAILCODE_DATABASE_URL",
+            url: settings.database_url.to_string(),
+            source,
+        })?;
     let SqlParts {
         sessions: sql_sessions,
         users,
@@ -113,7 +132,14 @@ pub async fn open_stores(
         // With Redis, the mail queue is there too, next to the codes its mails carry (see
         // `store/redis/mail.rs`), and a code request writes both in one step.
         Some(url) => {
-            let redis = RedisStore::connect(url.expose(), &settings.redis_prefix, timeout).await?;
+            let redis = RedisStore::connect(url.expose(), &settings.redis_prefix, timeout)
+                .await
+                .map_err(|source| StartError::StoreOpen {
+                    what: "Redis",
+                    setting: "--redis-url / MAILCODE_REDIS_URL",
+                    url: url.to_string(),
+                    source,
+                })?;
             let codes: Arc<dyn CodeDesk> = Arc::new(redis.clone());
             let sessions: Arc<dyn SessionStore> = Arc::new(redis.clone());
             Stores {

@@ -184,8 +184,12 @@ impl Settings {
             Some(p) => {
                 let text = std::fs::read_to_string(&p)
                     .map_err(|e| bad("--config", format!("cannot read {}: {e}", p.display())))?;
-                let file: ServeArgs = toml::from_str(&text)
-                    .map_err(|e| bad("--config", format!("{}: {e}", p.display())))?;
+                let file: ServeArgs = toml::from_str(&text).map_err(|e| {
+                    bad(
+                        "--config",
+                        format!("{}: {}", p.display(), toml_problem(&text, &e)),
+                    )
+                })?;
                 args.merge(file)
             }
             None => args,
@@ -437,5 +441,18 @@ impl Settings {
         };
         // Defaults are valid by construction.
         Settings::from_args(args).unwrap_or_else(|e| panic!("default settings are invalid: {e}"))
+    }
+}
+
+/// A configuration file's problem with its line, without the line itself: toml's own message
+/// quotes the offending line, which may hold a URL with a password (SPEC §3 Robustness).
+fn toml_problem(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    match e.span() {
+        Some(span) => {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: {message}")
+        }
+        None => message.to_owned(),
     }
 }

@@ -103,6 +103,51 @@ pub fn message(code: &str, lang: Lang, arg: &str) -> Cow<'static, str> {
     }
 }
 
+/// `INVALID_INPUT` for a username refused by one of SPEC §3's rules: the field, then the rule, so
+/// a person learns what to change. `rule` and `detail` are `InvalidUsername::rule` and `detail`;
+/// an unknown rule falls back to the plain message.
+pub fn invalid_username(rule: &str, detail: &str, lang: Lang) -> Cow<'static, str> {
+    let field = "username";
+    let (en, zh): (&str, &str) = match rule {
+        "empty" => ("the username is empty", "用户名为空"),
+        "too_short" => (
+            "a username has at least 2 characters",
+            "用户名至少需要 2 个字符",
+        ),
+        "too_long" => (
+            "a username has at most 32 characters",
+            "用户名最多 32 个字符",
+        ),
+        "invalid_character" => (
+            "a username may only contain letters, digits, `_`, `.` and `-`",
+            "用户名只能包含字母、数字、`_`、`.` 和 `-`",
+        ),
+        "invisible_character" => (
+            "it contains an invisible character ({})",
+            "其中含有不可见字符（{}）",
+        ),
+        "not_for_names" => (
+            "it contains a character that is not used in names ({})",
+            "其中含有不能用于名称的字符（{}）",
+        ),
+        "combining_marks" => (
+            "it starts with a combining mark, or repeats one or stacks more than 4 on one letter",
+            "它以组合符号开头，或在同一个字母上重复组合符号或叠加超过 4 个",
+        ),
+        "mixed_scripts" => (
+            "the username mixes scripts ({}) in a way that can imitate another name",
+            "用户名混用了多种文字（{}），可能被用来冒充其他用户名",
+        ),
+        _ => return message("INVALID_INPUT", lang, field),
+    };
+    let why = if lang == Lang::Zh { zh } else { en }.replacen("{}", detail, 1);
+    Cow::Owned(if lang == Lang::Zh {
+        format!("字段 `{field}` 不合法：{why}。")
+    } else {
+        format!("The field `{field}` is not valid: {why}.")
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,5 +162,42 @@ mod tests {
         assert_eq!(Lang::from_accept_language(Some("en-US,zh;q=0.5")), Lang::En);
         assert_eq!(Lang::from_accept_language(Some("fr, zh;q=0.3")), Lang::Zh);
         assert_eq!(Lang::from_accept_language(Some("de")), Lang::En);
+    }
+
+    #[test]
+    fn a_refused_username_names_its_rule_in_both_languages() {
+        let en = invalid_username("mixed_scripts", "Cyrillic and Latin", Lang::En);
+        assert_eq!(en, "The field `username` is not valid: the username mixes scripts (Cyrillic and Latin) in a way that can imitate another name.");
+        let zh = invalid_username("mixed_scripts", "Cyrillic and Latin", Lang::Zh);
+        assert!(
+            zh.contains("Cyrillic and Latin") && zh.contains("冒充"),
+            "{zh}"
+        );
+        assert_eq!(
+            invalid_username("no such rule", "", Lang::En),
+            message("INVALID_INPUT", Lang::En, "username")
+        );
+    }
+
+    #[test]
+    fn every_username_rule_has_its_own_message() {
+        use crate::domain::username::{CodePoint, InvalidUsername as E};
+        let plain = message("INVALID_INPUT", Lang::En, "username");
+        for e in [
+            E::Empty,
+            E::TooShort,
+            E::TooLong,
+            E::InvalidCharacter,
+            E::Invisible(CodePoint('\u{3164}')),
+            E::NotForNames(CodePoint('\u{17a3}')),
+            E::Marks,
+            E::MixedScripts("Cyrillic and Latin".into()),
+        ] {
+            for lang in [Lang::En, Lang::Zh] {
+                let msg = invalid_username(e.rule(), &e.detail(), lang);
+                assert_ne!(msg, plain, "{e:?}");
+                assert!(msg.contains(&e.detail()), "{e:?} {lang:?}: {msg}");
+            }
+        }
     }
 }

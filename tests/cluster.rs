@@ -452,6 +452,89 @@ async fn redis_that_hangs_gives_503_within_two_seconds_and_the_service_recovers(
     }
 }
 
+/// The connections Redis lists (`CLIENT LIST`) but the one asking.
+async fn redis_clients(url: &str) -> Vec<String> {
+    let client = redis::Client::open(url).expect("redis url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to redis-server");
+    let list: String = redis::cmd("CLIENT")
+        .arg("LIST")
+        .query_async(&mut conn)
+        .await
+        .expect("CLIENT LIST");
+    list.lines()
+        .filter(|l| !l.contains("cmd=client|list"))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A Redis restart costs nothing once Redis answers again. Each HTTP thread has a Redis
+/// connection of its own (`store/redis/per_thread.rs`), which Redis closes when it goes; it is
+/// made anew as soon as the thread sees it closed (RESP3), and a read that meets it before is
+/// sent again. The first request on each thread used to meet the dead socket and answer 503.
+/// Redis keeps its data across this restart (a snapshot, as a persisting Redis does), so the
+/// session signed in before still serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_fails_no_request_on_any_http_thread_once_redis_answers() {
+    const THREADS: usize = 3;
+    let d = Deployment::new().await;
+    d.add_user("rae", "rae@example.com");
+    let mut args = d.args();
+    args.extend(["--http-threads".into(), THREADS.to_string()]);
+    let a = Instance::start(&args);
+    let SignIn { sid, .. } = sign_in(&d, &a, &a, "rae", "rae@example.com").await;
+    // Warm every thread: its first request starts connecting its own connection. The instance
+    // then holds the shared connection and one per thread.
+    let url = d.redis.url();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for _ in 0..8 {
+            get(a.url("/api/me"), &sid).await.expect(200, "OK");
+        }
+        let clients = redis_clients(&url).await;
+        if clients.len() == THREADS + 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every HTTP thread has its own connection: {clients:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    d.redis.restart_keeping_data();
+
+    // New connections each (`bare`), which the kernel spreads over the threads: every thread
+    // serves several of the 60. Reads (`GET /api/me`, the hot path) and code requests (a
+    // script that counts, never sent twice) alike.
+    let mut failed = Vec::new();
+    for n in 0..60 {
+        let r = if n % 6 == 5 {
+            post(
+                a.url("/api/login/email-code"),
+                None,
+                json!({"email": format!("after{n}@example.com")}),
+            )
+            .await
+        } else {
+            get(a.url("/api/me"), &sid).await
+        };
+        if !r.status.is_success() {
+            failed.push(format!("request {n}: {} {:?}", r.status, r.body));
+        }
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 60 requests failed after Redis was back: {failed:#?}",
+        failed.len()
+    );
+    // Every connection came back, used or not.
+    let clients = redis_clients(&url).await;
+    assert_eq!(clients.len(), THREADS + 1, "{clients:#?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_down_gives_503_within_two_seconds_and_the_service_recovers() {
     let db = MariaDb::start();

@@ -59,7 +59,7 @@ impl Core {
             .users
             .create_user(&NewUser {
                 username: username.as_str().to_owned(),
-                username_key: username.key(),
+                username_key: username.key().to_owned(),
                 email: email.as_str().to_owned(),
                 password_hash: hash,
                 created_at: self.now(),
@@ -79,8 +79,12 @@ impl Core {
                 return Ok(Some(u));
             }
         }
-        match Username::parse(who) {
-            Ok(name) => Ok(self.stores.users.find_by_username(&name.key()).await?),
+        match Username::parse_for_login(who) {
+            Ok(name) => Ok(self
+                .stores
+                .users
+                .find_by_username(&name.lookup_keys())
+                .await?),
             Err(_) => Ok(None),
         }
     }

@@ -46,7 +46,12 @@ impl Core {
         let sub = self
             .begin_submission(client, current, submitted, CodePurpose::Login)
             .await?;
-        let user = self.stores.users.find_by_username(&username.key()).await?;
+        // By NFKC_Casefold key, so `ＡＬＩＣＥ` signs in as `alice` (SPEC §3 Accounts).
+        let user = self
+            .stores
+            .users
+            .find_by_username(&username.lookup_keys())
+            .await?;
         // Always one argon2id verification, known user or not (SPEC §3 Accounts).
         let verified = self
             .hasher
@@ -94,7 +99,7 @@ impl Core {
         if self
             .stores
             .users
-            .find_by_username(&username.key())
+            .find_by_username(&[username.key().to_owned()])
             .await?
             .is_some()
         {

@@ -6,6 +6,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::domain::InvalidUsername;
 use crate::flows::FlowError;
 use crate::http::context;
 use crate::i18n;
@@ -19,6 +20,9 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("invalid input in {field}: {reason}")]
     InvalidInput { field: String, reason: String },
+    /// `INVALID_INPUT` for the field `username`, whose message names the rule (SPEC §3 Accounts).
+    #[error("invalid username: {0}")]
+    InvalidUsername(InvalidUsername),
     #[error("payload too large")]
     PayloadTooLarge,
     #[error("unsupported media type")]
@@ -131,6 +135,12 @@ impl ApiError {
                 field.clone(),
                 json!({ "field": field, "reason": reason }),
             ),
+            ApiError::InvalidUsername(e) => (
+                "INVALID_INPUT",
+                S::BAD_REQUEST,
+                "username".into(),
+                json!({ "field": "username", "reason": e.to_string(), "rule": e.rule() }),
+            ),
             ApiError::PayloadTooLarge => (
                 "PAYLOAD_TOO_LARGE",
                 S::PAYLOAD_TOO_LARGE,
@@ -189,7 +199,15 @@ impl IntoResponse for ApiError {
             }
             _ => tracing::debug!(code, "request refused"),
         }
-        let mut resp = envelope(status, code, &arg, data);
+        let msg = match &self {
+            ApiError::InvalidUsername(e) => {
+                i18n::invalid_username(e.rule(), &e.detail(), context::lang())
+            }
+            _ => i18n::message(code, context::lang(), &arg),
+        };
+        let mut resp = write_envelope(status, code, &msg, |body| {
+            serde_json::to_writer(body, &data)
+        });
         if let ApiError::Flow(FlowError::RateLimited { retry_after_secs }) = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -202,7 +220,10 @@ impl IntoResponse for ApiError {
 /// The envelope of every answer, `{"code":…,"msg":…,"data":…}`, in the current request's
 /// language, with the handler's data serialized straight into it.
 pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize) -> Response {
-    write_envelope(status, code, arg, |body| serde_json::to_writer(body, &data))
+    let msg = i18n::message(code, context::lang(), arg);
+    write_envelope(status, code, &msg, |body| {
+        serde_json::to_writer(body, &data)
+    })
 }
 
 /// [`envelope`] with the data written by `data`, which must write one JSON value.
@@ -214,16 +235,15 @@ pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize)
 fn write_envelope(
     status: StatusCode,
     code: &str,
-    arg: &str,
+    msg: &str,
     data: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
 ) -> Response {
-    let msg = i18n::message(code, context::lang(), arg);
     let mut body = Vec::with_capacity(384);
     let written = (|| {
         body.extend_from_slice(b"{\"code\":");
         serde_json::to_writer(&mut body, code)?;
         body.extend_from_slice(b",\"msg\":");
-        serde_json::to_writer(&mut body, &msg)?;
+        serde_json::to_writer(&mut body, msg)?;
         body.extend_from_slice(b",\"data\":");
         data(&mut body)?;
         body.push(b'}');
@@ -239,12 +259,21 @@ fn write_envelope(
             body,
         )
             .into_response(),
-        // Only a type that cannot be JSON fails here (a map with non-string keys): a bug.
+        // Only a type that cannot be JSON fails here (a map with non-string keys): a bug. Its
+        // answer is still the envelope (SPEC §2): a `Value`, whose strings-only keys cannot fail.
         Err(e) => {
-            tracing::error!(error = %e, code, "an answer could not be serialized");
+            let id = context::request_id();
+            tracing::error!(request_id = %id, error = %e, code, "an answer could not be serialized");
+            let msg = i18n::message("INTERNAL", context::lang(), &id);
+            let body =
+                json!({"code": "INTERNAL", "msg": msg, "data": {"request_id": id}}).to_string();
             (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "the answer could not be serialized",
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                body,
             )
                 .into_response()
         }
@@ -253,7 +282,8 @@ fn write_envelope(
 
 /// A success envelope whose data `data` writes as JSON itself (see [`JsonOut`]).
 pub fn ok_written(status: StatusCode, code: &str, data: impl FnOnce(&mut JsonOut)) -> Response {
-    write_envelope(status, code, "", |body| {
+    let msg = i18n::message(code, context::lang(), "");
+    write_envelope(status, code, &msg, |body| {
         let mut out = JsonOut { body, failed: None };
         data(&mut out);
         out.failed.map_or(Ok(()), Err)
@@ -284,4 +314,24 @@ impl JsonOut<'_> {
 /// A success envelope.
 pub fn ok(status: StatusCode, code: &str, data: impl Serialize) -> Response {
     envelope(status, code, "", data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Even an answer that serde cannot write (a bug) leaves as the envelope, never as text.
+    #[test]
+    fn an_answer_that_cannot_be_serialized_is_still_the_envelope() {
+        let unwritable: std::collections::BTreeMap<Vec<u8>, u8> = [(vec![1], 1)].into();
+        let resp = envelope(StatusCode::OK, "OK", "", unwritable);
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(resp.headers()[header::CONTENT_TYPE], "application/json");
+        let body = futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 4096))
+            .expect("body");
+        let v: Value = serde_json::from_slice(&body).expect("JSON");
+        assert_eq!(v["code"], "INTERNAL");
+        assert!(v["msg"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(v["data"]["request_id"].is_string());
+    }
 }

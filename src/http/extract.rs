@@ -1,7 +1,12 @@
-//! Extractors: the JSON body (parsed once, with the errors of SPEC §3 Robustness), what the
-//! middleware learnt about the client, and the session the client presented.
+//! Extractors: the JSON body (parsed once, with the errors of SPEC §3 Robustness), path
+//! parameters and query strings, what the middleware learnt about the client, and the session
+//! the client presented. Every rejection is an [`ApiError`], so it leaves in the envelope of
+//! SPEC §2: none of axum's own `text/plain` rejections reaches a client.
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, request::Parts, HeaderValue};
+use percent_encoding::percent_decode_str;
 use serde::de::DeserializeOwned;
 use std::net::IpAddr;
 
@@ -54,22 +59,89 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         match inner.classify() {
             serde_json::error::Category::Data => {
                 let msg = inner.to_string();
-                // serde names missing and duplicate fields only in the message.
-                let field = msg
-                    .split('`')
-                    .nth(1)
-                    .filter(|_| {
-                        msg.starts_with("missing field") || msg.starts_with("duplicate field")
-                    })
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| if path == "." { "body".into() } else { path });
-                ApiError::invalid(&field, msg)
+                ApiError::invalid(&field_of(&msg, path, "body"), msg)
             }
             _ => ApiError::InvalidJson(inner.to_string()),
         }
     })?;
     de.end().map_err(|e| ApiError::InvalidJson(e.to_string()))?;
     Ok(value)
+}
+
+/// A path parameter, `axum::extract::Path` with its rejections in the envelope (SPEC §2): a
+/// segment that is not UTF-8 once percent-decoded (`/api/sessions/%ff%fe`) or does not parse is
+/// `INVALID_INPUT` naming the parameter, not axum's `text/plain` "Invalid URL".
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        match rejection {
+            // The client's part: a segment that is not what the route takes.
+            PathRejection::FailedToDeserializePathParams(e)
+                if e.status() == axum::http::StatusCode::BAD_REQUEST =>
+            {
+                let field = match e.kind() {
+                    ErrorKind::InvalidUtf8InPathParam { key }
+                    | ErrorKind::ParseErrorAtKey { key, .. }
+                    | ErrorKind::DeserializeError { key, .. } => key.clone(),
+                    _ => "path".to_owned(),
+                };
+                ApiError::invalid(&field, e.kind())
+            }
+            // A route whose pattern and extractor disagree: ours, never the client's.
+            other => ApiError::Flow(crate::flows::FlowError::Internal(format!(
+                "path extractor: {}",
+                other.body_text()
+            ))),
+        }
+    }
+}
+
+/// A query string, parsed as `axum::extract::Query` would, with its rejections in the envelope:
+/// a missing, duplicated or mistyped key is `INVALID_INPUT` naming it, and so is a key or value
+/// that is not UTF-8 once percent-decoded (`?to=%ff`), which `Query` would silently turn into
+/// U+FFFD. Keys the type does not name are ignored, as with `Query`.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let query = parts.uri.query().unwrap_or("");
+        for pair in query.split('&') {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let decoded_key = percent_decode_str(key).decode_utf8();
+            let decoded_value = percent_decode_str(value).decode_utf8();
+            if decoded_key.is_err() || decoded_value.is_err() {
+                let field = percent_decode_str(key).decode_utf8_lossy();
+                return Err(ApiError::invalid(
+                    &field,
+                    "not valid UTF-8 once percent-decoded",
+                ));
+            }
+        }
+        let de = serde_urlencoded::Deserializer::new(url::form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de)
+            .map(ApiQuery)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let msg = e.into_inner().to_string();
+                ApiError::invalid(&field_of(&msg, path, "query"), msg)
+            })
+    }
+}
+
+/// The field a deserialization error is about, for `data.field`: serde names missing and
+/// duplicate fields only in its message; a value of the wrong type is named by its path, and
+/// an error about the whole input by `whole`.
+fn field_of(msg: &str, path: String, whole: &str) -> String {
+    msg.split('`')
+        .nth(1)
+        .filter(|_| msg.starts_with("missing field") || msg.starts_with("duplicate field"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| if path == "." { whole.into() } else { path })
 }
 
 /// What the middleware resolved about the client (trusted proxies applied once).

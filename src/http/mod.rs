@@ -121,7 +121,13 @@ impl App {
             let answer = if req.headers().contains_key(header::ORIGIN)
                 || req.uri().path().starts_with("/assets/")
             {
-                app.cors.layer(app.router.clone()).call(req).await
+                let preflight = req.method() == Method::OPTIONS;
+                let answer = app.cors.layer(app.router.clone()).call(req).await;
+                if preflight {
+                    answer.map(preflight_envelope)
+                } else {
+                    answer
+                }
             } else if req.method() == Method::GET && req.uri().path() == routes::ME {
                 return routes::account::me_direct(app.state.clone(), req).await;
             } else {
@@ -133,6 +139,16 @@ impl App {
             }
         }
     }
+}
+
+/// A preflight's answer in the envelope (SPEC §2: every answer is one). tower-http's CORS
+/// answers every `OPTIONS` that reaches it by itself, with its headers and an empty body;
+/// browsers read only the headers, and any other client that sends `OPTIONS` reads `OK`.
+fn preflight_envelope(resp: Response) -> Response {
+    let (mut parts, _) = resp.into_parts();
+    let (envelope, body) = error::ok(parts.status, "OK", serde_json::Value::Null).into_parts();
+    parts.headers.extend(envelope.headers);
+    Response::from_parts(parts, body)
 }
 
 /// One connection's service: every request through [`middleware::pipeline`].

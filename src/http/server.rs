@@ -191,7 +191,10 @@ pub async fn serve(
         });
     }
     drop(listener);
-    if tokio::time::timeout(DRAIN, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(DRAIN, graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("connections still open after {DRAIN:?}: closed");
     }
 }
@@ -207,14 +210,20 @@ fn canonical(peer: SocketAddr) -> IpAddr {
 /// Errors about one connection that went away before it was accepted.
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(e.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 /// Answers a connection over the cap with a 503 in the envelope, without reading or waiting:
 /// what the socket takes at once is written, then it is closed.
 fn refuse(stream: TcpStream, why: Refusal) {
     let (reason, msg) = match why {
-        Refusal::Total => ("total", "the server has too many open connections; retry shortly"),
+        Refusal::Total => (
+            "total",
+            "the server has too many open connections; retry shortly",
+        ),
         Refusal::PerIp => (
             "per_ip",
             "too many open connections from your address; close some and retry",

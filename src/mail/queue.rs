@@ -1,14 +1,12 @@
 //! The worker that drains the durable mail queue (SPEC §3 Robustness): retried with backoff while
 //! the code is valid, surviving restarts (the queue lives in the store, leases expire), dropped,
 //! logged and counted once the code has expired. A code request never waits for this.
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
 use lettre::message::Mailbox;
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::clock::{Clock, Millis};
 use crate::crypto::MailSeal;
@@ -46,72 +44,80 @@ const LEASE_MARGIN: Duration = Duration::from_secs(30);
 /// their leases end (at least once, never lost).
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-type Delivering<'a> =
-    FuturesUnordered<Pin<Box<dyn Future<Output = Option<QueuedMail>> + Send + 'a>>>;
-
 impl Worker {
     /// Delivers as a stream, not in batches: a slot freed by one mail is refilled at once, so a
     /// mail server that holds one connection delays that mail alone (SPEC §3 Robustness).
+    ///
+    /// Each attempt is a task of its own, not a future this loop polls: a future that had taken
+    /// the embedded store's one write connection and was not polled while the loop awaited the
+    /// queue held that connection until the store deadline, and every code request with it.
     pub async fn run(self, mut stop: watch::Receiver<bool>) {
-        let mut delivering: Delivering<'_> = FuturesUnordered::new();
+        let me = Arc::new(self);
+        // The outcomes of finished attempts are written one at a time: on the embedded store
+        // every write goes through one connection, and a code request's own write waits behind
+        // whatever is queued there.
+        let writes = Arc::new(Semaphore::new(1));
+        let mut delivering: JoinSet<Option<QueuedMail>> = JoinSet::new();
         loop {
             if *stop.borrow() {
                 break;
             }
-            let free = self.concurrency.saturating_sub(delivering.len());
+            let free = me.concurrency.saturating_sub(delivering.len());
             let mut claimed_all = false;
             if free > 0 {
-                let now = self.clock.now_ms();
-                let lease_until =
-                    now + (self.attempt_deadline + LEASE_MARGIN).as_millis() as Millis;
-                match self
-                    .bounded(self.queue.claim_due(now, lease_until, free as u32))
+                let now = me.clock.now_ms();
+                let lease_until = now + (me.attempt_deadline + LEASE_MARGIN).as_millis() as Millis;
+                match me
+                    .bounded(me.queue.claim_due(now, lease_until, free as u32))
                     .await
                 {
                     Ok(batch) => {
                         claimed_all = batch.len() == free;
                         for q in batch {
-                            delivering.push(Box::pin(self.deliver(q)));
+                            let (worker, writes) = (me.clone(), writes.clone());
+                            delivering.spawn(async move { worker.deliver(q, &writes).await });
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "mail queue unavailable"),
                 }
             }
-            if claimed_all && delivering.len() < self.concurrency {
+            if claimed_all && delivering.len() < me.concurrency {
                 continue;
             }
-            let wait = if delivering.len() >= self.concurrency {
+            let wait = if delivering.len() >= me.concurrency {
                 // Every slot is taken: only a finished mail frees one.
                 Duration::from_secs(3600)
             } else {
-                match self.bounded(self.queue.next_due()).await {
+                match me.bounded(me.queue.next_due()).await {
                     Ok(Some(due)) => {
-                        Duration::from_millis((due - self.clock.now_ms()).clamp(10, 1000) as u64)
+                        Duration::from_millis((due - me.clock.now_ms()).clamp(10, 1000) as u64)
                     }
                     _ => Duration::from_secs(1),
                 }
             };
             tokio::select! {
-                Some(done) = delivering.next(), if !delivering.is_empty() => {
-                    let mut sent: Vec<QueuedMail> = done.into_iter().collect();
+                Some(done) = delivering.join_next(), if !delivering.is_empty() => {
+                    // A task that panicked is a mail whose lease ends: it is sent again.
+                    let mut sent: Vec<QueuedMail> = done.ok().flatten().into_iter().collect();
                     // Every other mail that finished meanwhile, marked in the same write.
-                    while let Some(Some(more)) = delivering.next().now_or_never() {
-                        sent.extend(more);
+                    while let Some(more) = delivering.try_join_next() {
+                        sent.extend(more.ok().flatten());
                     }
-                    self.mark_sent(&sent).await;
+                    me.mark_sent(&sent).await;
                 }
-                _ = self.wake.notified() => {}
+                _ = me.wake.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
         }
         let finishing = async {
-            while let Some(done) = delivering.next().await {
-                let sent: Vec<QueuedMail> = done.into_iter().collect();
-                self.mark_sent(&sent).await;
+            while let Some(done) = delivering.join_next().await {
+                let sent: Vec<QueuedMail> = done.ok().flatten().into_iter().collect();
+                me.mark_sent(&sent).await;
             }
         };
         let _ = tokio::time::timeout(STOP_GRACE, finishing).await;
+        // What is still in delivery is cancelled as the set drops; those leases end.
     }
 
     async fn mark_sent(&self, sent: &[QueuedMail]) {
@@ -135,9 +141,10 @@ impl Worker {
     }
 
     /// Sends one mail; the mail again when it was delivered (marked sent with the batch).
-    async fn deliver(&self, q: QueuedMail) -> Option<QueuedMail> {
+    async fn deliver(&self, q: QueuedMail, writes: &Semaphore) -> Option<QueuedMail> {
         let now = self.clock.now_ms();
         if q.mail.expires_at <= now {
+            let _turn = writes.acquire().await;
             self.drop_expired(&q, "the code expired before the mail could be delivered")
                 .await;
             return None;
@@ -150,6 +157,7 @@ impl Worker {
                 // help.
                 metrics::counter!(m::MAIL_DROPPED).increment(1);
                 tracing::error!(mail = %q.mail.mail_ref, error = %e, "mail dropped: cannot open it");
+                let _turn = writes.acquire().await;
                 if let Err(e) = self
                     .bounded(self.queue.mark_failed(&q, &e.to_string()))
                     .await
@@ -172,6 +180,7 @@ impl Worker {
                 };
                 metrics::counter!(m::MAIL_ATTEMPTS_FAILED, "kind" => kind).increment(1);
                 let next = self.clock.now_ms() + backoff(q.attempts).as_millis() as Millis;
+                let _turn = writes.acquire().await;
                 if next >= q.mail.expires_at {
                     self.drop_expired(&q, &e.to_string()).await;
                 } else {

@@ -136,6 +136,7 @@ impl MySqlStore {
                 },
                 other => StoreError::Internal(format!("migration failed: {other}")),
             })?;
+        rekey_usernames(&pool).await?;
         Ok(MySqlStore {
             pool,
             op_timeout: acquire_timeout,
@@ -783,6 +784,61 @@ fn violated_index(message: &str) -> Option<&'static str> {
         .find(|name| tail.ends_with(name))
 }
 
+/// Recomputes username keys of older versions ([`rekey`]) in one transaction that locks every
+/// row of `users` first, so instances starting together do it once: the next one waits, then
+/// finds nothing left to do. Costs one indexed lookup when there is nothing to do.
+async fn rekey_usernames(pool: &sqlx::MySqlPool) -> StoreResult<()> {
+    let version = crate::domain::Username::KEY_VERSION;
+    let stale = sqlx::query("SELECT id FROM users WHERE username_key_version < ? LIMIT 1")
+        .bind(version)
+        .fetch_optional(pool)
+        .await
+        .map_err(err)?;
+    if stale.is_none() {
+        return Ok(());
+    }
+    let mut tx = pool.begin().await.map_err(err)?;
+    let rows = sqlx::query(
+        "SELECT id, username, username_key, username_key_version FROM users ORDER BY id FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(err)?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(rekey::StoredName {
+                id: r.try_get("id")?,
+                username: text(r, "username")?,
+                key: text(r, "username_key")?,
+                key_version: r.try_get("username_key_version")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(err)?;
+    let plan = rekey::plan(&rows);
+    for k in &plan {
+        sqlx::query("UPDATE users SET username_key = ? WHERE id = ?")
+            .bind(rekey::placeholder(k.id))
+            .bind(k.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+    }
+    for k in &plan {
+        sqlx::query("UPDATE users SET username_key = ?, username_key_version = ? WHERE id = ?")
+            .bind(k.key.as_bytes())
+            .bind(version)
+            .bind(k.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+    }
+    tx.commit().await.map_err(err)?;
+    rekey::log(&plan);
+    Ok(())
+}
+
 impl MySqlStore {
     async fn find_user(&self, column: &'static str, value: &str) -> StoreResult<Option<User>> {
         let sql = format!("SELECT {USER_COLS} FROM users WHERE {column} = ?");
@@ -845,11 +901,12 @@ impl UserStore for MySqlStore {
         let res = self
             .run(|| async move {
                 let res = sqlx::query(
-                    "INSERT INTO users (username, username_key, email, password_hash, created_at) \
-                     VALUES (?,?,?,?,?)",
+                    "INSERT INTO users (username, username_key, username_key_version, email, \
+                     password_hash, created_at) VALUES (?,?,?,?,?,?)",
                 )
                 .bind(&u.username)
-                .bind(&u.username_key)
+                .bind(u.username_key.as_bytes())
+                .bind(crate::domain::Username::KEY_VERSION)
                 .bind(&u.email)
                 .bind(&u.password_hash)
                 .bind(u.created_at)
@@ -887,8 +944,26 @@ impl UserStore for MySqlStore {
         Ok(())
     }
 
-    async fn find_by_username(&self, username_key: &str) -> StoreResult<Option<User>> {
-        self.find_user("username_key", username_key).await
+    async fn find_by_username(&self, keys: &[String]) -> StoreResult<Option<User>> {
+        let Some(sql) = by_keys_sql(&format!("SELECT {USER_COLS}, username_key"), keys.len())
+        else {
+            return Ok(None);
+        };
+        let rows = self
+            .run(|| {
+                let mut q = sqlx::query(&sql);
+                for k in keys {
+                    q = q.bind(k.as_bytes());
+                }
+                q.fetch_all(&self.pool)
+            })
+            .await?;
+        let found = rows
+            .iter()
+            .map(|r| Ok((text(r, "username_key")?, user_from_row(r)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(err)?;
+        Ok(first_by_key(keys, found))
     }
 
     async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {

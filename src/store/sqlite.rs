@@ -254,6 +254,7 @@ impl SqliteStore {
             .run(&write)
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
+        rekey_usernames(&write).await?;
         let read = Arc::new(ReadPool::open(opts.read_only(true), acquire_timeout).await?);
         let (enqueue, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(group_commit(write.clone(), rx));
@@ -760,6 +761,59 @@ fn user_from_row(r: &SqliteRow) -> Result<User, sqlx::Error> {
     })
 }
 
+/// Recomputes username keys of older versions ([`rekey`]), in one transaction of the one
+/// writer; costs one indexed count when there is nothing to do.
+async fn rekey_usernames(write: &SqlitePool) -> StoreResult<()> {
+    let version = crate::domain::Username::KEY_VERSION;
+    let stale: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username_key_version < ?")
+            .bind(version)
+            .fetch_one(write)
+            .await
+            .map_err(err)?;
+    if stale == 0 {
+        return Ok(());
+    }
+    let mut tx = write.begin().await.map_err(err)?;
+    let rows = sqlx::query("SELECT id, username, username_key, username_key_version FROM users")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(err)?;
+    let rows = rows
+        .iter()
+        .map(|r| {
+            Ok(rekey::StoredName {
+                id: r.try_get("id")?,
+                username: r.try_get("username")?,
+                key: r.try_get("username_key")?,
+                key_version: r.try_get("username_key_version")?,
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()
+        .map_err(err)?;
+    let plan = rekey::plan(&rows);
+    for k in &plan {
+        sqlx::query("UPDATE users SET username_key = ? WHERE id = ?")
+            .bind(rekey::placeholder(k.id))
+            .bind(k.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+    }
+    for k in &plan {
+        sqlx::query("UPDATE users SET username_key = ?, username_key_version = ? WHERE id = ?")
+            .bind(&k.key)
+            .bind(version)
+            .bind(k.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(err)?;
+    }
+    tx.commit().await.map_err(err)?;
+    rekey::log(&plan);
+    Ok(())
+}
+
 /// The one-row `deployment` table (migration 0004). Statements on the writer connection, one
 /// at a time: the insert that does nothing when a row exists is the atomic step, across
 /// processes too (SQLite serialises writers).
@@ -805,10 +859,12 @@ impl SecretRecord for SqliteStore {
 impl UserStore for SqliteStore {
     async fn create_user(&self, u: &NewUser) -> Result<i64, CreateUserError> {
         let res = sqlx::query(
-            "INSERT INTO users (username, username_key, email, password_hash, created_at) VALUES (?,?,?,?,?)",
+            "INSERT INTO users (username, username_key, username_key_version, email, password_hash, created_at) \
+             VALUES (?,?,?,?,?,?)",
         )
         .bind(&u.username)
         .bind(&u.username_key)
+        .bind(crate::domain::Username::KEY_VERSION)
         .bind(&u.email)
         .bind(&u.password_hash)
         .bind(u.created_at)
@@ -836,13 +892,24 @@ impl UserStore for SqliteStore {
         Ok(())
     }
 
-    async fn find_by_username(&self, username_key: &str) -> StoreResult<Option<User>> {
-        let row = sqlx::query("SELECT * FROM users WHERE username_key = ?")
-            .bind(username_key)
-            .fetch_optional(&mut *self.read.conn().await?)
+    async fn find_by_username(&self, keys: &[String]) -> StoreResult<Option<User>> {
+        let Some(sql) = by_keys_sql("SELECT *", keys.len()) else {
+            return Ok(None);
+        };
+        let mut q = sqlx::query(&sql);
+        for k in keys {
+            q = q.bind(k);
+        }
+        let rows = q
+            .fetch_all(&mut *self.read.conn().await?)
             .await
             .map_err(err)?;
-        row.map(|r| user_from_row(&r).map_err(err)).transpose()
+        let found = rows
+            .iter()
+            .map(|r| Ok((r.try_get::<String, _>("username_key")?, user_from_row(r)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(err)?;
+        Ok(first_by_key(keys, found))
     }
 
     async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {

@@ -142,8 +142,8 @@ impl UserStore for Timed<dyn UserStore> {
     async fn delete_user(&self, id: i64) -> StoreResult<()> {
         time!("delete_user", self.0.delete_user(id))
     }
-    async fn find_by_username(&self, username_key: &str) -> StoreResult<Option<User>> {
-        time!("find_by_username", self.0.find_by_username(username_key))
+    async fn find_by_username(&self, keys: &[String]) -> StoreResult<Option<User>> {
+        time!("find_by_username", self.0.find_by_username(keys))
     }
     async fn find_by_email(&self, email: &Email) -> StoreResult<Option<User>> {
         time!("find_by_email", self.0.find_by_email(email))

@@ -187,3 +187,101 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
         .await
         .expect(405, "METHOD_NOT_ALLOWED");
 }
+
+/// SPEC §3 Accounts: names are unique by NFKC_Casefold, so look-alike forms of a name are that
+/// name: taken at registration (after a valid code, like any taken name), and the account's
+/// own at sign-in.
+#[tokio::test]
+async fn fullwidth_and_capital_forms_of_a_name_are_that_name() {
+    let app = spawn_app().await;
+    app.register("alice", "alice@example.com").await;
+    let c = browser();
+    app.request_code(&c, "/api/register/email-code", "other@example.com")
+        .await
+        .expect(200, "CODE_SENT");
+    let code = app.read_code("other@example.com").await;
+    for name in ["ａｌｉｃｅ", "ALICE", "ＡＬＩＣＥ", "𝐚𝐥𝐢𝐜𝐞"] {
+        app.post(
+            &c,
+            "/api/register",
+            json!({"username": name, "password": PASSWORD, "email": "other@example.com", "code": code}),
+        )
+        .await
+        .expect(409, "USERNAME_TAKEN");
+    }
+    // Signing in by a fullwidth form is signing in as `alice`.
+    let a = app
+        .sign_in(&browser(), "ＡＬＩＣＥ", "alice@example.com")
+        .await
+        .expect(200, "LOGIN_SUCCESS");
+    assert_eq!(a.body["data"]["username"], "alice", "shown as registered");
+}
+
+/// A name that mixes scripts the way an impersonator would (UTS #39 "highly restrictive") is
+/// refused before anything else is looked at, and the message names the rule in both languages.
+#[tokio::test]
+async fn a_name_mixing_scripts_is_refused_naming_the_rule() {
+    let app = spawn_app().await;
+    let body = json!({"username": "аlice", "password": PASSWORD, "email": "a@example.com", "code": "123456"});
+    let a = app
+        .post(&bare(), "/api/register", body.clone())
+        .await
+        .expect(400, "INVALID_INPUT");
+    assert!(a.set_cookie().is_none());
+    assert_eq!(a.body["data"]["field"], "username");
+    assert_eq!(a.body["data"]["rule"], "mixed_scripts");
+    assert_eq!(
+        a.msg(),
+        "The field `username` is not valid: the username mixes scripts (Cyrillic and Latin) \
+         in a way that can imitate another name."
+    );
+    let zh = answer(
+        bare()
+            .post(app.url("/api/register"))
+            .header("accept-language", "zh-CN")
+            .json(&body)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await
+    .expect(400, "INVALID_INPUT");
+    assert!(
+        zh.msg().contains("username")
+            && zh.msg().contains("Cyrillic and Latin")
+            && zh.msg().contains("冒充"),
+        "{}",
+        zh.msg()
+    );
+    // An invisible letter (a Hangul filler) is named by its code point.
+    let a = app
+        .post(&bare(), "/api/register", json!({"username": "a\u{3164}b", "password": PASSWORD, "email": "a@example.com", "code": "123456"}))
+        .await
+        .expect(400, "INVALID_INPUT");
+    assert_eq!(a.body["data"]["rule"], "invisible_character");
+    assert!(a.msg().contains("U+1160"), "{}", a.msg());
+}
+
+/// Names in one script, or scripts that are written together, are welcome.
+#[tokio::test]
+async fn names_in_one_script_are_welcome() {
+    let app = spawn_app().await;
+    for (i, name) in ["张伟", "Müller", "Алиса", "Ὀδυσσεύς", "山田たろう"]
+        .into_iter()
+        .enumerate()
+    {
+        let email = format!("user{i}@example.com");
+        app.register(name, &email).await;
+        let a = app
+            .sign_in(&browser(), name, &email)
+            .await
+            .expect(200, "LOGIN_SUCCESS");
+        assert_eq!(a.body["data"]["username"], name);
+    }
+    // And in capitals, they are the same names.
+    let a = app
+        .sign_in(&browser(), "MÜLLER", "user1@example.com")
+        .await
+        .expect(200, "LOGIN_SUCCESS");
+    assert_eq!(a.body["data"]["username"], "Müller");
+}

@@ -9,6 +9,7 @@ mod smtp_peer;
 
 mod codes;
 mod cross_origin;
+mod envelope;
 mod hostile_smtp;
 mod input;
 mod limits;

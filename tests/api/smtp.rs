@@ -89,6 +89,7 @@ async fn a_burst_of_mail_reuses_its_smtp_connections() {
     let mut visitors = Vec::new();
     for i in 0..MAILS {
         let c = browser();
+        // Strict: a code request never waits for the worker's attempts (SPEC §3 Robustness).
         let a = c
             .post(app.url("/api/login/email-code"))
             .header("x-forwarded-for", format!("198.51.100.{}", i + 1))

@@ -269,3 +269,32 @@ async fn sweep_deletes_only_what_has_expired() {
         None
     );
 }
+
+/// Migration 0003 and the store's rekey (`store::rekey`), as on SQLite; two instances opening at
+/// once recompute the keys once, neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_of_an_older_version_are_recomputed_when_the_store_opens() {
+    use crate::suite::{stale_keys_were_recomputed, STALE_ACCOUNTS};
+    let url = MariaDb::shared().fresh_database("rekey").await;
+    drop(open_on(&url).await);
+    let raw = sqlx::MySqlPool::connect(&url)
+        .await
+        .expect("raw connection");
+    for (name, key, email) in STALE_ACCOUNTS {
+        sqlx::query(
+            "INSERT INTO users (username, username_key, username_key_version, email, \
+             password_hash, created_at) VALUES (?, ?, 1, ?, '$argon2id$fake', 0)",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(email)
+        .execute(&raw)
+        .await
+        .expect("an old row");
+    }
+    raw.close().await;
+    let (a, b) = tokio::join!(open_on(&url), open_on(&url));
+    stale_keys_were_recomputed(Arc::new(a)).await;
+    stale_keys_were_recomputed(Arc::new(b)).await;
+    stale_keys_were_recomputed(Arc::new(open_on(&url).await)).await;
+}

@@ -1236,3 +1236,63 @@ async fn the_first_command_after_a_long_outage_is_served() {
     // Empty after the restart (nothing is persisted), but answering.
     assert_eq!(s.load_session(&key(1), NOW).await.unwrap(), None);
 }
+
+/// Over RESP2 (`?protocol=resp2`: no notice when Redis closes a connection) the first command
+/// after a restart meets the dead socket. A read is then sent again on the connection made
+/// anew, and served; a counting script is not, since the first one may have run (`Resend`).
+/// Over RESP3, the default, the closed connection is replaced before anything meets it, so
+/// even a count goes through.
+#[tokio::test]
+async fn after_a_restart_reads_are_sent_again_and_counts_only_over_a_new_connection() {
+    let server = RedisServer::start();
+    let minute = Duration::from_secs(60);
+    let resp2 = RedisStore::connect(
+        &format!("{}/?protocol=resp2", server.url()),
+        "mailcode:",
+        Duration::from_secs(2),
+    )
+    .await
+    .expect("redis connects over RESP2");
+    let resp3 = open_on(&server, "mailcode:", Duration::from_secs(2)).await;
+    resp2.create_session(&session(1, Some(3))).await.unwrap();
+    assert_eq!(
+        resp2.hit_limit("k", 9, minute, NOW).await.unwrap(),
+        Limit::Allowed
+    );
+    assert_eq!(
+        resp3.hit_limit("k", 9, minute, NOW).await.unwrap(),
+        Limit::Allowed
+    );
+
+    server.restart_keeping_data();
+    assert!(
+        resp2.load_session(&key(1), NOW).await.unwrap().is_some(),
+        "a read is sent again"
+    );
+    server.restart_keeping_data();
+    let counted = resp2.hit_limit("k", 9, minute, NOW).await;
+    assert!(
+        matches!(counted, Err(StoreError::Unavailable(_))),
+        "a count is not sent again: {counted:?}"
+    );
+    assert_eq!(
+        resp2.hit_limit("k", 9, minute, NOW).await.unwrap(),
+        Limit::Allowed
+    );
+
+    server.restart_keeping_data();
+    // The moment in which the connection's reader sees the end and a new one is made.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        resp3.hit_limit("k", 9, minute, NOW).await.unwrap(),
+        Limit::Allowed
+    );
+    // Four counts ran, two before the restarts and two after (the refused one reached no
+    // server): the fifth is over a limit of four. Nothing was counted twice.
+    assert_eq!(
+        resp3.hit_limit("k", 4, minute, NOW).await.unwrap(),
+        Limit::Limited {
+            retry_after_ms: 60_000
+        }
+    );
+}

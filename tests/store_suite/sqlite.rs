@@ -91,3 +91,40 @@ async fn lookups_on_a_single_threaded_runtime_answer_from_their_own_store() {
 async fn lookups_on_a_multi_threaded_runtime_answer_from_their_own_store() {
     each_store_answers_from_its_own_database().await
 }
+
+/// Migration 0003 and the store's rekey (`store::rekey`): accounts written with the first key
+/// version get NFKC_Casefold keys when the store opens, the older account keeping a key two
+/// names now share; opening again changes nothing.
+#[tokio::test]
+async fn keys_of_an_older_version_are_recomputed_when_the_store_opens() {
+    use crate::suite::{stale_keys_were_recomputed, STALE_ACCOUNTS};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}/t.db", dir.path().display());
+    drop(
+        SqliteStore::open(&url, Duration::from_secs(2))
+            .await
+            .expect("opens"),
+    );
+    let raw = sqlx::SqlitePool::connect(&url)
+        .await
+        .expect("raw connection");
+    for (name, key, email) in STALE_ACCOUNTS {
+        sqlx::query(
+            "INSERT INTO users (username, username_key, username_key_version, email, \
+             password_hash, created_at) VALUES (?, ?, 1, ?, '$argon2id$fake', 0)",
+        )
+        .bind(name)
+        .bind(key)
+        .bind(email)
+        .execute(&raw)
+        .await
+        .expect("an old row");
+    }
+    raw.close().await;
+    for _ in 0..2 {
+        let store = SqliteStore::open(&url, Duration::from_secs(2))
+            .await
+            .expect("reopens");
+        stale_keys_were_recomputed(Arc::new(store)).await;
+    }
+}

@@ -111,8 +111,26 @@ impl RedisServer {
         assert!(ok, "kill {which} {} failed", pid.trim());
     }
 
-    /// Starts the server again on the same port (empty: nothing is persisted).
+    /// Starts the server again on the same port (empty: nothing is persisted unless
+    /// [`RedisServer::restart_keeping_data`] saved it).
     pub fn restart(&self) {
+        self.stop();
+        let _ = std::fs::remove_file(self.dir.path().join("dump.rdb"));
+        self.launch();
+    }
+
+    /// Restarts the server on the same port and directory with its data, as an operator
+    /// restarts a Redis that persists: a snapshot (`SAVE`) first, then the server is killed
+    /// (closing every client's connection) and started again, loading the snapshot. Returns
+    /// once it answers PING.
+    pub fn restart_keeping_data(&self) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to redis-server");
+        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+        let mut answer = [0u8; 5];
+        s.write_all(b"SAVE\r\n").expect("send SAVE");
+        s.read_exact(&mut answer).expect("SAVE answered");
+        assert_eq!(&answer, b"+OK\r\n", "SAVE failed");
+        drop(s);
         self.stop();
         self.launch();
     }

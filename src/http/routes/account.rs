@@ -1,5 +1,5 @@
 //! The signed-in user: who am I, sign out, my sessions.
-use axum::extract::{FromRequestParts, Path, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -9,7 +9,7 @@ use crate::clock::rfc3339;
 use crate::domain::SessionKey;
 use crate::flows::{require_user, FlowError};
 use crate::http::error::{ok, ok_written, ApiError, JsonOut};
-use crate::http::extract::{Auth, ClientMeta, Credential};
+use crate::http::extract::{ApiPath, Auth, ClientMeta, Credential};
 use crate::http::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -123,11 +123,14 @@ pub async fn sessions(State(state): State<AppState>, auth: Auth) -> Result<Respo
 
 /// Revokes one of the caller's sessions.
 #[utoipa::path(delete, path = "/api/sessions/{id}", params(("id" = String, Path, description = "public session id")),
-    responses((status = 200, description = "SESSION_REVOKED"), (status = 404, description = "SESSION_NOT_FOUND")))]
+    responses((status = 200, description = "SESSION_REVOKED"), (status = 400, description = "INVALID_INPUT: the id is not UTF-8 once percent-decoded"),
+              (status = 401, description = "NOT_LOGGED_IN"), (status = 404, description = "SESSION_NOT_FOUND")))]
 pub async fn revoke(
     State(state): State<AppState>,
+    // Before `Auth`: an id that does not parse is refused before the store is read (or the
+    // session renewed).
+    ApiPath(id): ApiPath<String>,
     auth: Auth,
-    Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     require_user(auth.session())?;
     let key = SessionKey::parse(&id).ok_or(ApiError::Flow(FlowError::SessionNotFound))?;

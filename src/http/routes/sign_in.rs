@@ -65,8 +65,14 @@ fn code(raw: &str) -> Result<OneTimeCode, ApiError> {
     OneTimeCode::parse(raw).map_err(|e| ApiError::invalid("code", e))
 }
 
+/// A new name: every rule of SPEC §3 Accounts.
+fn new_username(raw: &str) -> Result<Username, ApiError> {
+    Username::parse(raw).map_err(ApiError::InvalidUsername)
+}
+
+/// A name to sign in with: its shape only, so accounts made before a rule still sign in.
 fn username(raw: &str) -> Result<Username, ApiError> {
-    Username::parse(raw).map_err(|e| ApiError::invalid("username", e))
+    Username::parse_for_login(raw).map_err(ApiError::InvalidUsername)
 }
 
 fn want_token(raw: Option<&str>) -> Result<bool, ApiError> {
@@ -192,7 +198,7 @@ pub async fn register(
     auth: Auth,
     ApiJson(b): ApiJson<LoginBody>,
 ) -> Result<Response, ApiError> {
-    let user = username(&b.username)?;
+    let user = new_username(&b.username)?;
     let password = Password::parse(&b.password).map_err(|e| ApiError::invalid("password", e))?;
     let email = parse_email(&b.email)?;
     let code = code(&b.code)?;

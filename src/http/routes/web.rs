@@ -1,12 +1,13 @@
 //! The web page of SPEC §5, embedded in the binary (no build step), and the development outbox
 //! page, which exists only with the outbox transport on a loopback address.
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::http::error::{ok, ApiError};
+use crate::http::extract::{ApiPath, ApiQuery};
 use crate::http::AppState;
 
 const INDEX: &str = include_str!("../../../web/index.html");
@@ -22,7 +23,7 @@ pub async fn register() -> Html<&'static str> {
     Html(REGISTER)
 }
 
-pub async fn asset(Path(file): Path<String>) -> Response {
+pub async fn asset(ApiPath(file): ApiPath<String>) -> Response {
     let (body, mime) = match file.as_str() {
         "app.js" => (APP_JS, "text/javascript; charset=utf-8"),
         "style.css" => (STYLE, "text/css; charset=utf-8"),
@@ -84,7 +85,7 @@ pub struct LatestQuery {
 /// The newest mail to an address, with the code pulled out, for scripts and browser tests.
 pub async fn outbox_latest(
     State(s): State<AppState>,
-    Query(q): Query<LatestQuery>,
+    ApiQuery(q): ApiQuery<LatestQuery>,
 ) -> Result<Response, ApiError> {
     let Some(outbox) = &s.http.dev_outbox else {
         return Err(ApiError::NotFound);

@@ -23,7 +23,7 @@ impl CodeDesk for RedisStore {
         if self.is_cluster() || with_user {
             return in_steps(self, self, limits, now, new_session, code, mail).await;
         }
-        let mut call = CODE_REQUEST.prepare_invoke();
+        let mut call = CODE_REQUEST.prepare();
         call.arg(now);
         for c in limits {
             self.push_limit(&mut call, c, now);

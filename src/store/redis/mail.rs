@@ -69,7 +69,7 @@ impl RedisStore {
             return Ok(());
         }
         let call = |targets: &[(String, CodePurpose, &str)]| {
-            let mut call = MAIL_STATE.prepare_invoke();
+            let mut call = MAIL_STATE.prepare();
             call.arg(state.as_str());
             for (session, purpose, mail_ref) in targets {
                 call.key(session).arg(purpose.as_str()).arg(*mail_ref);
@@ -105,7 +105,7 @@ impl RedisStore {
         for m in mails {
             zrem.arg(&m.receipt);
         }
-        bounded(self.op_timeout, self.query::<i64>(&zrem))
+        bounded(self.op_timeout, self.query::<i64>(&zrem, Resend::Safe))
             .await
             .map(drop)
     }
@@ -120,7 +120,7 @@ impl MailQueue for RedisStore {
             .arg(self.keys.mail_new())
             .arg(self.mail_entry(code, mail)?)
             .to_owned();
-        bounded(self.op_timeout, self.query::<i64>(&cmd))
+        bounded(self.op_timeout, self.query::<i64>(&cmd, Resend::IfUnsent))
             .await
             .map(drop)
     }
@@ -131,7 +131,7 @@ impl MailQueue for RedisStore {
         lease_until: Millis,
         max: u32,
     ) -> StoreResult<Vec<QueuedMail>> {
-        let mut call = MAIL_CLAIM.prepare_invoke();
+        let mut call = MAIL_CLAIM.prepare();
         call.key(self.keys.mail_queue())
             .key(self.keys.mail_new())
             .arg(now)
@@ -154,7 +154,7 @@ impl MailQueue for RedisStore {
             );
             let mut zrem = ::redis::cmd("ZREM");
             zrem.arg(self.keys.mail_queue()).arg(&unreadable);
-            bounded(self.op_timeout, self.query::<i64>(&zrem)).await?;
+            bounded(self.op_timeout, self.query::<i64>(&zrem, Resend::Safe)).await?;
         }
         Ok(mails)
     }
@@ -173,7 +173,7 @@ impl MailQueue for RedisStore {
         let again = encode_mail_entry(&code_key, &mail.mail, mail.attempts + 1)?;
         self.set_states(std::slice::from_ref(mail), MailState::Retrying)
             .await?;
-        let mut call = MAIL_REQUEUE.prepare_invoke();
+        let mut call = MAIL_REQUEUE.prepare();
         call.key(self.keys.mail_queue())
             .arg(&mail.receipt)
             .arg(again)
@@ -197,7 +197,7 @@ impl MailQueue for RedisStore {
         let cmd = ::redis::cmd("GET")
             .arg(self.keys.session(&code.session))
             .to_owned();
-        let raw: Option<String> = bounded(self.op_timeout, self.query(&cmd)).await?;
+        let raw: Option<String> = bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await?;
         let Some(raw) = raw else { return Ok(None) };
         for (purpose, record) in codec::codes_in(&raw)? {
             if purpose == code.purpose {
@@ -209,7 +209,7 @@ impl MailQueue for RedisStore {
     }
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
-        let mut call = MAIL_NEXT_DUE.prepare_invoke();
+        let mut call = MAIL_NEXT_DUE.prepare();
         call.key(self.keys.mail_queue()).key(self.keys.mail_new());
         bounded(self.op_timeout, self.invoke(&call)).await
     }

@@ -102,9 +102,15 @@
 //! failure midway leaves the earlier hits counted (a request answered `Unavailable` may still
 //! have counted against its IP, which errs on the safe side).
 //!
+//! Restarts: every connection speaks RESP3, so one that Redis closes is replaced as soon as its
+//! reader sees the end of the stream, before a command meets it; a read or an idempotent write
+//! that meets it anyway is sent once more, a counting or consuming one is not (`Resend`). A
+//! Redis restart thus fails no request once Redis answers again (docs/operations.md).
+//!
 //! Cluster mode: a `--redis-url` listing several node URLs separated by commas connects with
 //! the cluster client (slots discovered and refreshed by it, `MOVED`/`ASK` followed, nodes
-//! reconnected; every operation still bounded by `op_timeout`). What spans slots there:
+//! reconnected, a command whose node connection dropped sent again by it, whatever the
+//! command; every operation still bounded by `op_timeout`). What spans slots there:
 //! listing a user's sessions reads each record with its own `GET` (sent together) instead of
 //! one `MGET`; revoking already deletes one session per script; `HITS` as above. Every other
 //! command and script touches one tag (a session's `{T}`, an index's `{<user id>}`, one limit).
@@ -116,8 +122,9 @@
 //! `ROLE` that it is one, and keeps one multiplexed connection to it, as on one Redis. On a
 //! connection error, a timeout, or `READONLY` (the old master came back as a replica after a
 //! failover), that operation fails with `Unavailable` and the connection is dropped; the next
-//! operation asks the sentinels again (bounded by `op_timeout` like any other). A failover
-//! thus answers 503 for a moment, then recovers by itself. Replication is asynchronous: a
+//! operation asks the sentinels again (bounded by `op_timeout` like any other); a master that
+//! closes the connection (a restart) has it dropped at once (RESP3, `SentinelMaster`). A
+//! failover thus answers 503 for a moment, then recovers by itself. Replication is asynchronous: a
 //! write acknowledged by the old master just before it died may be lost (a session or code
 //! gone: sign in again; a limit counted lower).
 //!
@@ -143,10 +150,12 @@ use ::redis::cluster::ClusterClient;
 use ::redis::cluster_async::ClusterConnection;
 use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use ::redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, Pipeline, RedisError, RedisFuture,
-    RedisResult, Script, ScriptInvocation, ServerErrorKind, Value,
+    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Pipeline,
+    ProtocolVersion, RedisError, RedisFuture, RedisResult, ScriptInvocation, ServerErrorKind,
+    Value,
 };
 use async_trait::async_trait;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -157,7 +166,7 @@ use codec::{
     from_index_member, index_member, stored_user, tag, PENDING, SEP,
 };
 pub use codec::{tag as session_tag, Keys};
-use scripts::{ACTIVATE, CHECK, CODE_PUT, DELETE, HITS, INDEX_ADD, REDEEM, TOUCH};
+use scripts::{Call, Lua, ACTIVATE, CHECK, CODE_PUT, DELETE, HITS, INDEX_ADD, REDEEM, TOUCH};
 
 /// The shortest TTL ever set, so that a key logically dead already still vanishes soon.
 const MIN_TTL_MS: i64 = 1_000;
@@ -248,24 +257,24 @@ pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, &'static str> {
 }
 
 /// The master the sentinels name, with one shared multiplexed connection to it; dropped on a
-/// failure that suggests it is gone or no longer the master, and looked up again on next use.
+/// failure that suggests it is gone or no longer the master, or when the master closes it (a
+/// restart: its RESP3 reader reports the disconnection), and looked up again on next use.
 struct SentinelMaster {
     client: tokio::sync::Mutex<SentinelClient>,
-    current: std::sync::Mutex<Option<MultiplexedConnection>>,
+    /// The connection, numbered so that the late notice of an old one's end spares a new one.
+    current: Arc<std::sync::Mutex<Option<(u64, MultiplexedConnection)>>>,
+    made: AtomicU64,
     config: AsyncConnectionConfig,
     db: i64,
 }
 
 impl SentinelMaster {
     fn current(&self) -> Option<MultiplexedConnection> {
-        self.current
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        lock(&self.current).as_ref().map(|(_, c)| c.clone())
     }
 
     fn forget(&self) {
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *lock(&self.current) = None;
     }
 
     /// The current master's connection, asking the sentinels when there is none.
@@ -278,10 +287,24 @@ impl SentinelMaster {
         if let Some(c) = self.current() {
             return Ok(c);
         }
-        let c = client
-            .get_async_connection_with_config(&self.config)
-            .await?;
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some(c.clone());
+        let number = self.made.fetch_add(1, Ordering::Relaxed);
+        let current = Arc::downgrade(&self.current);
+        let config = self
+            .config
+            .clone()
+            .set_push_sender(move |push: ::redis::PushInfo| {
+                if push.kind == ::redis::PushKind::Disconnection {
+                    if let Some(current) = current.upgrade() {
+                        let mut current = lock(&current);
+                        if current.as_ref().is_some_and(|(n, _)| *n == number) {
+                            *current = None;
+                        }
+                    }
+                }
+                Ok::<(), std::convert::Infallible>(())
+            });
+        let c = client.get_async_connection_with_config(&config).await?;
+        *lock(&self.current) = Some((number, c.clone()));
         Ok(c)
     }
 
@@ -301,6 +324,11 @@ impl SentinelMaster {
             }
         }
     }
+}
+
+/// A lock that a panic elsewhere does not poison for good (the data is a connection handle).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Forgets the sentinel master's connection if a request is cancelled midway (the operation
@@ -402,7 +430,7 @@ impl RedisStore {
     async fn check_version(&self) -> StoreResult<()> {
         let info: ::redis::Value = match bounded(
             self.op_timeout,
-            self.query(::redis::cmd("INFO").arg("server")),
+            self.query(::redis::cmd("INFO").arg("server"), Resend::Safe),
         )
         .await
         {
@@ -429,7 +457,14 @@ impl RedisStore {
             .filter(|u| !u.is_empty())
             .collect();
         // The URLs may hold a password: they are not repeated in the error.
-        let client = ClusterClient::builder(nodes)
+        // RESP3 as on one Redis (`connect_single`): a node connection that its node closes is
+        // made anew at once. The cluster client also sends a command again by itself when its
+        // connection dropped (its `retries`), whatever the command.
+        let mut builder = ClusterClient::builder(nodes.iter().copied());
+        if !nodes.iter().any(|u| names_protocol(u)) {
+            builder = builder.use_protocol(ProtocolVersion::RESP3);
+        }
+        let client = builder
             .connection_timeout(op_timeout)
             .response_timeout(op_timeout)
             .retries(8)
@@ -454,9 +489,12 @@ impl RedisStore {
             .sentinels
             .into_iter()
             .map(|(host, port)| ConnectionAddr::Tcp(host, port));
+        // RESP3 to the master, so that its closing the connection is noticed at once
+        // (`SentinelMaster`); the sentinels are asked as before.
         let mut builder = SentinelClientBuilder::new(addrs, &u.master, SentinelServerType::Master)
             .map_err(|e| invalid(e.category()))?
-            .set_client_to_redis_db(u.db);
+            .set_client_to_redis_db(u.db)
+            .set_client_to_redis_protocol(ProtocolVersion::RESP3);
         if let Some(user) = &u.username {
             builder = builder.set_client_to_redis_username(user);
         }
@@ -469,7 +507,8 @@ impl RedisStore {
             .set_response_timeout(Some(op_timeout));
         Ok(Conn::Sentinel(Arc::new(SentinelMaster {
             client: tokio::sync::Mutex::new(client),
-            current: std::sync::Mutex::new(None),
+            current: Arc::new(std::sync::Mutex::new(None)),
+            made: AtomicU64::new(0),
             config,
             db: u.db,
         })))
@@ -480,8 +519,22 @@ impl RedisStore {
         op_timeout: Duration,
     ) -> StoreResult<(Conn, Arc<PerThread>)> {
         // The URL may hold a password: it is not repeated in the error.
-        let client = ::redis::Client::open(url)
-            .map_err(|e| StoreError::Internal(format!("invalid Redis URL: {}", e.category())))?;
+        let invalid =
+            |e: RedisError| StoreError::Internal(format!("invalid Redis URL: {}", e.category()));
+        let mut info = url.into_connection_info().map_err(invalid)?;
+        // RESP3, so that a connection Redis closes (a restart) is replaced when its reader sees
+        // the end of the stream, not when the next command meets the dead socket: over RESP3
+        // the multiplexed connection reports the disconnection, and the connection manager
+        // reconnects at once, even unused (`Resend`). A URL that names its protocol
+        // (`?protocol=resp2`, for a proxy that does not speak RESP3) keeps it.
+        if !names_protocol(url) {
+            let redis = info
+                .redis_settings()
+                .clone()
+                .set_protocol(ProtocolVersion::RESP3);
+            info = info.set_redis_settings(redis);
+        }
+        let client = ::redis::Client::open(info).map_err(invalid)?;
         // No response timeout of the client's own: every operation is already bounded by
         // `op_timeout` (`bounded`, which also covers waiting for a reconnection), and a second
         // timer per command cost a timer registration per request (issue 5). An answer that
@@ -515,19 +568,31 @@ impl RedisStore {
         matches!(self.conn, Conn::Cluster(_))
     }
 
-    async fn query<T: ::redis::FromRedisValue>(&self, cmd: &::redis::Cmd) -> StoreResult<T> {
-        match cmd.query_async(&mut self.conn()).await {
-            Err(e) if unsent(&e) => cmd.query_async(&mut self.conn()).await.map_err(err),
-            answer => answer.map_err(err),
-        }
+    /// Sends a command on this thread's connection; sent once more when it failed in a way
+    /// `resend` allows (`Resend::again`), on the connection being made anew.
+    async fn query<T: ::redis::FromRedisValue>(
+        &self,
+        cmd: &::redis::Cmd,
+        resend: Resend,
+    ) -> StoreResult<T> {
+        self.send(resend, |mut c| async move { cmd.query_async(&mut c).await })
+            .await
     }
 
-    async fn invoke<T: ::redis::FromRedisValue>(
-        &self,
-        call: &::redis::ScriptInvocation<'_>,
-    ) -> StoreResult<T> {
-        match call.invoke_async(&mut self.conn()).await {
-            Err(e) if unsent(&e) => call.invoke_async(&mut self.conn()).await.map_err(err),
+    /// Runs a script like [`Self::query`]; whether it may run twice is the script's (`Lua`).
+    async fn invoke<T: ::redis::FromRedisValue>(&self, call: &Call<'_>) -> StoreResult<T> {
+        self.send(call.resend, |mut c| async move {
+            call.invoke_async(&mut c).await
+        })
+        .await
+    }
+
+    async fn send<T, F>(&self, resend: Resend, op: impl Fn(Conn) -> F) -> StoreResult<T>
+    where
+        F: std::future::Future<Output = RedisResult<T>>,
+    {
+        match op(self.conn()).await {
+            Err(e) if resend.again(&e) => op(self.conn()).await.map_err(err),
             answer => answer.map_err(err),
         }
     }
@@ -535,7 +600,7 @@ impl RedisStore {
     /// Enters a session in its user's index and stretches the index's TTL to the latest
     /// absolute expiry in it.
     async fn index_add(&self, user_id: i64, s: &SessionRecord, now: Millis) -> StoreResult<()> {
-        let mut call = INDEX_ADD.prepare_invoke();
+        let mut call = INDEX_ADD.prepare();
         call.key(self.keys.index(user_id))
             .arg(index_score(s.absolute_expires_at))
             .arg(index_member(&s.key))
@@ -552,6 +617,7 @@ impl RedisStore {
             ::redis::cmd("ZREM")
                 .arg(self.keys.index(user_id))
                 .arg(members),
+            Resend::Safe,
         )
         .await
         .map(drop)
@@ -559,7 +625,7 @@ impl RedisStore {
 
     /// Deletes a session and its codes (in its record); returns the record that was there.
     async fn delete_one(&self, key: &SessionKey) -> StoreResult<Option<String>> {
-        let mut call = DELETE.prepare_invoke();
+        let mut call = DELETE.prepare();
         call.key(self.keys.session(key));
         self.invoke(&call).await
     }
@@ -573,7 +639,10 @@ impl RedisStore {
         let (old, active) = rest.split_once(SEP).ok_or_else(|| corrupt("session"))?;
         let record = decode_session(key, active)?;
         let marker: Option<String> = self
-            .query(::redis::cmd("GET").arg(self.keys.marker_of_tag(old)))
+            .query(
+                ::redis::cmd("GET").arg(self.keys.marker_of_tag(old)),
+                Resend::Safe,
+            )
             .await?;
         if marker != Some(tag(key)) {
             return Ok(None);
@@ -585,14 +654,17 @@ impl RedisStore {
     /// Rewrites a pending record as active (a script: codes put into it meanwhile stay),
     /// unless the session was deleted meanwhile.
     async fn activate(&self, key: &SessionKey) -> StoreResult<bool> {
-        let mut call = ACTIVATE.prepare_invoke();
+        let mut call = ACTIVATE.prepare();
         call.key(self.keys.session(key));
         Ok(self.invoke::<i64>(&call).await? == 1)
     }
 
     async fn load(&self, key: &SessionKey, now: Millis) -> StoreResult<Option<SessionRecord>> {
         let raw: Option<String> = self
-            .query(::redis::cmd("GET").arg(self.keys.session(key)))
+            .query(
+                ::redis::cmd("GET").arg(self.keys.session(key)),
+                Resend::Safe,
+            )
             .await?;
         let Some(raw) = raw else { return Ok(None) };
         Ok(self.accept(key, &raw).await?.filter(|s| s.is_live(now)))
@@ -600,7 +672,7 @@ impl RedisStore {
 
     /// Keeps a code in its session's record; a session gone meanwhile gets none (`CODE_PUT`).
     async fn put_code(&self, c: &CodeRecord) -> StoreResult<()> {
-        let mut call = CODE_PUT.prepare_invoke();
+        let mut call = CODE_PUT.prepare();
         call.key(self.keys.session(&c.session))
             .arg(c.purpose.as_str())
             .arg(encode_code(c)?)
@@ -617,6 +689,7 @@ impl RedisStore {
                 .arg(record)
                 .arg("PX")
                 .arg(ttl(s.expires_at() - s.last_seen_at)),
+            Resend::Safe,
         )
         .await?;
         // Record first, index second: a key listed in an index but missing in Redis is gone
@@ -658,11 +731,12 @@ impl RedisStore {
             .arg(&index)
             .arg(format!("({now_s}"))
             .arg("+inf");
-        let (members,): (Vec<Vec<u8>>,) = match pipe.query_async(&mut self.conn()).await {
-            Err(e) if unsent(&e) => pipe.query_async(&mut self.conn()).await,
-            answer => answer,
-        }
-        .map_err(err)?;
+        let pipe = &pipe;
+        let (members,): (Vec<Vec<u8>>,) = self
+            .send(Resend::Safe, |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?;
         if members.is_empty() {
             return Ok(Vec::new());
         }
@@ -674,7 +748,7 @@ impl RedisStore {
         let raws: Vec<Option<String>> = if self.is_cluster() {
             // Each session has its own tag, so its own slot: one GET each, sent together.
             let gets = names.iter().map(|n| async move {
-                self.query::<Option<String>>(::redis::cmd("GET").arg(n))
+                self.query::<Option<String>>(::redis::cmd("GET").arg(n), Resend::Safe)
                     .await
             });
             futures::future::join_all(gets)
@@ -682,7 +756,8 @@ impl RedisStore {
                 .into_iter()
                 .collect::<StoreResult<_>>()?
         } else {
-            self.query(::redis::cmd("MGET").arg(names)).await?
+            self.query(::redis::cmd("MGET").arg(names), Resend::Safe)
+                .await?
         };
         let mut live = Vec::new();
         let mut gone = Vec::new();
@@ -711,6 +786,7 @@ impl RedisStore {
                     .arg(self.keys.index(user_id))
                     .arg(0)
                     .arg(-1),
+                Resend::Safe,
             )
             .await?;
         let except = except.map(index_member);
@@ -732,7 +808,7 @@ impl RedisStore {
 
     async fn judge(
         &self,
-        script: &Script,
+        script: &Lua,
         session: &SessionKey,
         purpose: CodePurpose,
         submitted: (&Email, &str, Millis, u32),
@@ -740,7 +816,7 @@ impl RedisStore {
     ) -> StoreResult<(i64, u32)> {
         let (email, mac, now, max) = submitted;
         let (what, new, marker_ttl) = action;
-        let mut call = script.prepare_invoke();
+        let mut call = script.prepare();
         call.key(self.keys.session(session))
             .key(self.keys.marker(session))
             .arg(purpose.as_str())
@@ -795,6 +871,7 @@ impl RedisStore {
                 .arg(pending)
                 .arg("PX")
                 .arg(new_ttl),
+            Resend::Safe,
         )
         .await?;
         if let Some(u) = &new.user {
@@ -812,7 +889,9 @@ impl RedisStore {
             .await?;
         if verdict != 2 {
             // Lost (or the code was wrong, used, expired): take back what (1) wrote.
-            let _ = self.query::<i64>(::redis::cmd("DEL").arg(&name)).await;
+            let _ = self
+                .query::<i64>(::redis::cmd("DEL").arg(&name), Resend::Safe)
+                .await;
             if let Some(u) = &new.user {
                 let _ = self.index_remove(u.id, &[&new.key]).await;
             }
@@ -821,8 +900,11 @@ impl RedisStore {
         // (3) Signed in whatever happens now: a record left pending is activated when first read.
         let finish = async {
             if self.activate(&new.key).await? {
-                self.query::<i64>(::redis::cmd("DEL").arg(self.keys.marker(session)))
-                    .await?;
+                self.query::<i64>(
+                    ::redis::cmd("DEL").arg(self.keys.marker(session)),
+                    Resend::Safe,
+                )
+                .await?;
             }
             StoreResult::Ok(())
         };
@@ -840,7 +922,7 @@ impl RedisStore {
 
     /// One counted limit on its own (`HITS` with one key: one slot, so also on a Cluster).
     async fn hit_one(&self, check: &LimitCheck, now: Millis) -> StoreResult<Limit> {
-        let mut call = HITS.prepare_invoke();
+        let mut call = HITS.prepare();
         call.arg(now);
         self.push_limit(&mut call, check, now);
         let (refused, reset_at): (i64, i64) = self.invoke(&call).await?;
@@ -848,7 +930,7 @@ impl RedisStore {
     }
 
     /// A limit's key and its four arguments, as `limits_lua` reads them.
-    fn push_limit(&self, call: &mut ScriptInvocation, c: &LimitCheck, now: Millis) {
+    fn push_limit(&self, call: &mut ScriptInvocation<'_>, c: &LimitCheck, now: Millis) {
         call.key(self.keys.limit(&c.key)).arg(c.limit);
         if c.count {
             call.arg(now.saturating_add(window_ms(c.window)));
@@ -863,7 +945,7 @@ impl RedisStore {
 
     async fn peek_one(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
         let raw: Option<String> = self
-            .query(::redis::cmd("GET").arg(self.keys.limit(key)))
+            .query(::redis::cmd("GET").arg(self.keys.limit(key)), Resend::Safe)
             .await?;
         let Some(raw) = raw else {
             return Ok(Limit::Allowed);
@@ -884,7 +966,10 @@ impl RedisStore {
 
     async fn current(&self, session: &SessionKey, now: Millis) -> StoreResult<Option<CodeRecord>> {
         let raw: Option<String> = self
-            .query(::redis::cmd("GET").arg(self.keys.session(session)))
+            .query(
+                ::redis::cmd("GET").arg(self.keys.session(session)),
+                Resend::Safe,
+            )
             .await?;
         let Some(raw) = raw else { return Ok(None) };
         let mut best: Option<CodeRecord> = None;
@@ -911,7 +996,8 @@ impl SecretRecord for RedisStore {
             .arg("NX")
             .arg("GET")
             .to_owned();
-        bounded(self.op_timeout, self.query(&cmd)).await
+        // Sent twice, the second answers the fingerprint the first recorded: the same verdict.
+        bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await
     }
 
     async fn replace(&self, fingerprint: &str) -> StoreResult<Option<String>> {
@@ -920,14 +1006,14 @@ impl SecretRecord for RedisStore {
             .arg(fingerprint)
             .arg("GET")
             .to_owned();
-        bounded(self.op_timeout, self.query(&cmd)).await
+        bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await
     }
 
     async fn recorded(&self) -> StoreResult<Option<String>> {
         let cmd = ::redis::cmd("GET")
             .arg(self.keys.deployment_secret())
             .to_owned();
-        bounded(self.op_timeout, self.query(&cmd)).await
+        bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await
     }
 }
 
@@ -952,7 +1038,7 @@ impl SessionStore for RedisStore {
         idle_expires_at: Millis,
     ) -> StoreResult<()> {
         // A script, never a plain SET: a session deleted meanwhile stays deleted.
-        let mut call = TOUCH.prepare_invoke();
+        let mut call = TOUCH.prepare();
         call.key(self.keys.session(key))
             .arg(now)
             .arg(idle_expires_at);
@@ -1000,7 +1086,7 @@ impl SessionStore for RedisStore {
             .arg("PX")
             .arg(ttl(s.expires_at() - s.last_seen_at))
             .to_owned();
-        bounded(self.op_timeout, self.query::<Value>(&cmd))
+        bounded(self.op_timeout, self.query::<Value>(&cmd, Resend::Safe))
             .await
             .map(drop)
     }
@@ -1107,7 +1193,7 @@ impl SessionStore for RedisStore {
             })
             .await;
         }
-        let mut call = HITS.prepare_invoke();
+        let mut call = HITS.prepare();
         call.arg(now);
         for c in checks {
             self.push_limit(&mut call, c, now);
@@ -1117,20 +1203,46 @@ impl SessionStore for RedisStore {
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        bounded(self.op_timeout, self.query::<String>(&::redis::cmd("PING")))
-            .await
-            .map(drop)
+        bounded(
+            self.op_timeout,
+            self.query::<String>(&::redis::cmd("PING"), Resend::Safe),
+        )
+        .await
+        .map(drop)
     }
 }
 
-/// A command that failed because its connection could not be made, so it was never sent: it
-/// may be sent again. A connection manager whose reconnection gave up while Redis was down
-/// (its retries spent) answers the next command with that old refusal even when Redis is back,
-/// and only then starts connecting anew; sent once more, the command waits for that connection
-/// (within the caller's `bounded`), so the first request on each HTTP thread after an outage
-/// is served instead of answered 503.
-fn unsent(e: &::redis::RedisError) -> bool {
-    e.is_connection_refusal()
+/// Whether an operation may be sent a second time after its connection failed under it.
+///
+/// A connection Redis closed (a restart) is noticed as soon as its reader sees the end of the
+/// stream (RESP3, `connect_single`), and the connection manager makes a new one at once; but a
+/// command may still meet the old socket in the moment between, or be on its way when Redis
+/// goes. Reads and idempotent writes are then sent once more, on the new connection (within the
+/// caller's `bounded`): after a restart no request fails for a connection it could not know
+/// was dead. Counting and consuming operations are not, since the first one may have run: they
+/// fail with `Unavailable` as before, which errs on the safe side (SPEC §3 Robustness).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resend {
+    /// A read, or a write that leaves the same state when applied twice.
+    Safe,
+    /// Counts, consumes or appends: sent again only when it surely never left.
+    IfUnsent,
+}
+
+impl Resend {
+    fn again(self, e: &RedisError) -> bool {
+        // A refused connection was never made, so nothing was sent: any command may go again.
+        // A connection manager whose reconnection gave up during a long outage answers the
+        // next command with that old refusal even when Redis is back, and only then connects
+        // anew; sent once more, the command waits for that connection.
+        e.is_connection_refusal() || (self == Resend::Safe && e.is_connection_dropped())
+    }
+}
+
+/// Whether a Redis URL chooses its protocol itself (`protocol=` in its query).
+fn names_protocol(url: &str) -> bool {
+    url.split_once('?')
+        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("protocol=")))
 }
 
 /// The texts of an `INFO` answer: one from a single server, one per node from a Cluster.

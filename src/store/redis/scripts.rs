@@ -5,8 +5,61 @@
 //! the store runs `HITS` once per limit instead (see "Limits" there), and a code request's
 //! writes as separate steps; and [`MAIL_STATE`] given the codes of several sessions, which on a
 //! Cluster runs once per code (`mail.rs`).
-use ::redis::Script;
+use super::Resend;
+use ::redis::{Script, ScriptInvocation};
+use std::ops::{Deref, DerefMut};
 use std::sync::LazyLock;
+
+/// A script and whether it may run a second time when its connection dropped before its answer
+/// came ([`Resend`]): each one says why where it is defined.
+pub(super) struct Lua {
+    script: Script,
+    resend: Resend,
+}
+
+impl Lua {
+    /// Running it twice leaves what running it once leaves (its answer may differ).
+    fn idempotent(code: &str) -> Lua {
+        Lua {
+            script: Script::new(code),
+            resend: Resend::Safe,
+        }
+    }
+
+    /// It counts, consumes or appends: sent again only when it surely never left.
+    fn once(code: &str) -> Lua {
+        Lua {
+            script: Script::new(code),
+            resend: Resend::IfUnsent,
+        }
+    }
+
+    pub(super) fn prepare(&self) -> Call<'_> {
+        Call {
+            invocation: self.script.prepare_invoke(),
+            resend: self.resend,
+        }
+    }
+}
+
+/// An invocation being built (`key`, `arg`), which remembers whether its script may be resent.
+pub(super) struct Call<'a> {
+    invocation: ScriptInvocation<'a>,
+    pub(super) resend: Resend,
+}
+
+impl<'a> Deref for Call<'a> {
+    type Target = ScriptInvocation<'a>;
+    fn deref(&self) -> &Self::Target {
+        &self.invocation
+    }
+}
+
+impl DerefMut for Call<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.invocation
+    }
+}
 
 // The Lua scripts. Numbers arrive as decimal strings; Lua's doubles hold every millisecond
 // instant exactly, and `%.0f` writes them back without an exponent.
@@ -14,8 +67,9 @@ use std::sync::LazyLock;
 /// KEYS: session. ARGV: now, idle expiry. 0 = no such session (nothing written), 1 = touched,
 /// 2 = pending (left to its sign-in). Rewrites the record's second and third numbers (last seen
 /// after creation, idle expiry after last seen), base 62 as `codec` writes them.
-pub(super) static TOUCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Idempotent: it writes the instants it is given, so a second run writes the same record.
+pub(super) static TOUCH: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(
         r#"
 local A = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'
 local function dec(s)
@@ -128,8 +182,9 @@ end
 }
 
 /// A wrong code spends an attempt. Returns {verdict, attempts}.
-pub(super) static CHECK: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+/// Sent once: a wrong code spends an attempt.
+pub(super) static CHECK: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::once(concat!(
         codes_lua!(),
         judge_lua!(),
         r#"
@@ -142,8 +197,9 @@ return {verdict, a}
 /// Only a right code does anything: 'attempt' spends one ({1, attempts}); 'signin' consumes
 /// the code and ends the old session with its codes (one key) and marks the sign-in ({2,
 /// attempts}); {0, _} otherwise.
-pub(super) static REDEEM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+/// Sent once: it spends an attempt or consumes the code.
+pub(super) static REDEEM: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::once(concat!(
         codes_lua!(),
         judge_lua!(),
         r#"
@@ -161,8 +217,9 @@ return {2, a}
 
 /// KEYS: a session. ARGV: purpose, code record, now, grace. Keeps the code in the session's
 /// record (`put`), keeping its TTL. 1 = kept, 0 = no such session (nothing written).
-pub(super) static CODE_PUT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+/// Idempotent: a second run replaces the purpose's code with the same record.
+pub(super) static CODE_PUT: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(concat!(
         codes_lua!(),
         r#"
 local v = redis.call('GET', KEYS[1])
@@ -177,8 +234,9 @@ return 1
 
 /// KEYS: a session. Rewrites a pending record (`~<tag>␟<record>`) as active, its codes and TTL
 /// kept. 1 = active now (or already), 0 = no such session.
-pub(super) static ACTIVATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Idempotent: a record already active stays as it is.
+pub(super) static ACTIVATE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(
         r#"
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
@@ -192,8 +250,9 @@ return 1
 });
 
 /// KEYS: a session (its codes are in its record). Returns the record that was there.
-pub(super) static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Idempotent: a second run finds nothing and answers nil, as for a session already gone.
+pub(super) static DELETE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(
         r#"
 local v = redis.call('GET', KEYS[1])
 redis.call('DEL', KEYS[1])
@@ -205,8 +264,9 @@ return v
 /// KEYS: a user's index. ARGV: the session's score (absolute expiry in seconds, rounded up),
 /// its member, now (ms). Drops what expired and keeps the index until its latest session's
 /// absolute expiry.
-pub(super) static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Idempotent: the same member with the same score, the same pruning and TTL.
+pub(super) static INDEX_ADD: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(
         r#"
 redis.call('ZADD', KEYS[1], ARGV[1], ARGV[2])
 local now = tonumber(ARGV[3])
@@ -300,8 +360,9 @@ end
 /// Several limits in one step (`limits_lua`), every KEY a limit. Returns {0, 0} when every
 /// limit allows, else {position of the refusing limit (from 1), the end of its window, or of
 /// the gap of its spacing that refused}. With one KEY, it is `hit_limit` on any deployment.
-pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+/// Sent once: it counts.
+pub(super) static HITS: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::once(concat!(
         "local NLIM = #KEYS\n",
         limits_lua!(),
         "return {0, 0}\n"
@@ -317,8 +378,9 @@ pub(super) static HITS: LazyLock<Script> = LazyLock::new(|| {
 /// else three ''; the mail's queue entry.
 /// Returns as HITS; an existing session gone meanwhile gets neither code nor mail ({0, 0}: the
 /// code could never be entered).
-pub(super) static CODE_REQUEST: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+/// Sent once: it counts and queues a mail.
+pub(super) static CODE_REQUEST: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::once(concat!(
         "local NLIM = #KEYS - 2\n",
         codes_lua!(),
         limits_lua!(),
@@ -349,8 +411,10 @@ return {0, 0}
 /// queue first (retries, ended leases), then new ones (they enter the queue, scored by the
 /// lease's end), and returns their entries. An entry without a separator is a bare reference
 /// queued by an older build, whose mail this one cannot read: dropped.
-pub(super) static MAIL_CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Sent once: a second run would lease the next mails, and the first run's would wait for
+/// their lease to end.
+pub(super) static MAIL_CLAIM: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::once(
         r#"
 local max = tonumber(ARGV[3])
 local got = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, max)
@@ -378,8 +442,9 @@ return out
 
 /// KEYS: queue, new mails. The earliest instant a mail becomes due: the score at the head of
 /// the queue, or the creation of the oldest new mail; nil when both are empty.
-pub(super) static MAIL_NEXT_DUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Idempotent: it only reads.
+pub(super) static MAIL_NEXT_DUE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(
         r#"
 local due = nil
 local z = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
@@ -398,8 +463,9 @@ return due
 /// then for each code its purpose and the reference of its mail. Writes the state into each
 /// code that still names that mail (a code sent again names a newer one), keeping the record's
 /// TTL. Returns how many it wrote.
-pub(super) static MAIL_STATE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
+/// Idempotent: a second run writes the same state.
+pub(super) static MAIL_STATE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(concat!(
         codes_lua!(),
         r#"
 local n = 0
@@ -432,8 +498,9 @@ return n
 
 /// KEYS: queue. ARGV: the entry as leased, the same with one more attempt, when it is due.
 /// Puts a mail whose attempt failed back for its retry; 0 when it was no longer in the queue.
-pub(super) static MAIL_REQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+/// Idempotent: a second run finds the leased entry gone and changes nothing (answering 0).
+pub(super) static MAIL_REQUEUE: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(
         r#"
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[2])
