@@ -53,15 +53,6 @@ pub enum StartError {
     },
 }
 
-/// What the SQL database serves: sessions, users, the mail queue and the deployment's secret
-/// record.
-type SqlParts = (
-    Arc<dyn SessionStore>,
-    Arc<dyn UserStore>,
-    Arc<dyn MailQueue>,
-    Arc<dyn SecretRecord>,
-);
-
 /// The SQL database: users always; sessions, limits and the mail queue when there is no Redis.
 #[derive(Clone)]
 pub enum SqlStore {
@@ -87,21 +78,30 @@ impl SqlStore {
     }
 
     fn parts(&self) -> SqlParts {
+        fn of<S>(s: &S) -> SqlParts
+        where
+            S: SessionStore + UserStore + MailQueue + SecretRecord + Clone + 'static,
+        {
+            SqlParts {
+                sessions: Arc::new(s.clone()),
+                users: Arc::new(s.clone()),
+                mail: Arc::new(s.clone()),
+                deployment: Arc::new(s.clone()),
+            }
+        }
         match self {
-            SqlStore::Sqlite(s) => (
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-            ),
-            SqlStore::MySql(s) => (
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-                Arc::new(s.clone()),
-            ),
+            SqlStore::Sqlite(s) => of(s),
+            SqlStore::MySql(s) => of(s),
         }
     }
+}
+
+/// What the SQL database serves, as the traits the app uses.
+struct SqlParts {
+    sessions: Arc<dyn SessionStore>,
+    users: Arc<dyn UserStore>,
+    mail: Arc<dyn MailQueue>,
+    deployment: Arc<dyn SecretRecord>,
 }
 
 /// Opens every store the settings name. Sessions, codes, limits and the mail queue go to Redis
@@ -122,7 +122,12 @@ pub async fn open_stores(
             url: settings.database_url.to_string(),
             source,
         })?;
-    let (sql_sessions, users, sql_mail, sql_deployment) = sql.parts();
+    let SqlParts {
+        sessions: sql_sessions,
+        users,
+        mail: sql_mail,
+        deployment: sql_deployment,
+    } = sql.parts();
     let stores = match &settings.redis_url {
         // With Redis, the mail queue is there too, next to the codes its mails carry (see
         // `store/redis/mail.rs`), and a code request writes both in one step.

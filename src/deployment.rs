@@ -72,8 +72,8 @@ pub async fn rotate(
 pub fn mismatch_message(ours: &str, recorded: &str, secret_file: &Path) -> String {
     format!(
         "this instance's server secret (fingerprint {ours}, from {file}) is not the one this \
-         deployment uses (fingerprint {recorded}, recorded in the shared store by the instance \
-         that started first): a code sent through one instance would be refused by the other \
+         deployment uses (fingerprint {recorded}, recorded in the shared store by the first \
+         instance to start or by `mailcode secret rotate`): a code sent through one instance would be refused by the other \
          (401 CODE_INVALID). Every instance must use the same secret file: set \
          MAILCODE_SECRET_FILE (or --secret-file) to a copy of the file the running instances \
          use (`mailcode secret show` prints the fingerprints). To change the deployment's secret \

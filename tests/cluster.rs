@@ -721,3 +721,115 @@ async fn disabling_a_user_ends_their_live_sessions_on_every_instance() {
         .await
         .expect(401, "NOT_LOGGED_IN");
 }
+
+/// A secret file of `byte` repeated, and its fingerprint as instances report it.
+fn secret_file(d: &Deployment, name: &str, byte: u8) -> (String, String, String) {
+    let path = d.dir.path().join(name);
+    let text = hex::encode([byte; 32]);
+    std::fs::write(&path, &text).expect("write the secret file");
+    let fp = mailcode::crypto::Secret::from_bytes([byte; 32]).fingerprint();
+    (path.display().to_string(), text, fp)
+}
+
+/// Starts an instance that must refuse to start: its exit status and standard error.
+fn refused(args: &[String]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mailcode");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mailcode started with {args:?} instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status, err)
+}
+
+fn with_secret(d: &Deployment, file: &str) -> Vec<String> {
+    let mut args = d.args();
+    args.extend(["--secret-file".to_owned(), file.to_owned()]);
+    args
+}
+
+/// Two instances on one Redis and MariaDB, each with its own secret file (the classic "each
+/// generated its own data/secret"): the second refuses to start, naming MAILCODE_SECRET_FILE
+/// and never the secret. With the same file both start and a code sent through one signs in
+/// through the other. `mailcode secret rotate` changes the deployment's secret on purpose:
+/// instances still on the old one answer /readyz 503 SECRET_MISMATCH and cannot start again;
+/// instances on the new one start and share codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_with_different_secrets_refuse_to_start_and_rotation_is_on_purpose() {
+    let d = Deployment::new().await;
+    d.add_user("ida", "ida@example.com");
+    d.add_user("jo", "jo@example.com");
+    let (file_a, text_a, fp_a) = secret_file(&d, "secret-a", 0xa1);
+    let (file_b, text_b, fp_b) = secret_file(&d, "secret-b", 0xb2);
+    let a = Instance::start(&with_secret(&d, &file_a));
+
+    let (status, err) = refused(&with_secret(&d, &file_b));
+    assert!(!status.success(), "{status:?}");
+    assert!(err.contains("MAILCODE_SECRET_FILE"), "{err}");
+    assert!(err.contains(&fp_a) && err.contains(&fp_b), "{err}");
+    for secret in [&text_a, &text_b] {
+        assert!(
+            !err.contains(secret.as_str()),
+            "the secret was printed: {err}"
+        );
+    }
+    let ready = answer(bare().get(a.url("/readyz")).send().await.unwrap()).await;
+    let ready = ready.expect(200, "OK");
+    assert_eq!(ready.body["data"]["secret_fingerprint"], fp_a.as_str());
+
+    // The same file: both start, and a code sent through one signs in through the other.
+    let b = Instance::start(&with_secret(&d, &file_a));
+    sign_in(&d, &a, &b, "ida", "ida@example.com").await;
+
+    // On purpose: the new file is on every instance, then `secret rotate` once.
+    let mut rotate_args = vec!["--secret-file", file_b.as_str()];
+    rotate_args.extend(["secret", "rotate"]);
+    let out = d.cli(&rotate_args, "");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains(&format!("now {fp_b}")) && said.contains(&fp_a),
+        "{said}"
+    );
+    for at in [&a, &b] {
+        let r = answer(bare().get(at.url("/readyz")).send().await.unwrap()).await;
+        let r = r.expect(503, "SECRET_MISMATCH");
+        assert_eq!(
+            r.body["data"]["deployment_secret_fingerprint"],
+            fp_b.as_str()
+        );
+    }
+    let (status, err) = refused(&with_secret(&d, &file_a));
+    assert!(!status.success());
+    assert!(err.contains("MAILCODE_SECRET_FILE"), "{err}");
+    drop((a, b));
+    let a = Instance::start(&with_secret(&d, &file_b));
+    let b = Instance::start(&with_secret(&d, &file_b));
+    for at in [&a, &b] {
+        answer(bare().get(at.url("/readyz")).send().await.unwrap())
+            .await
+            .expect(200, "OK");
+    }
+    sign_in(&d, &b, &a, "jo", "jo@example.com").await;
+}

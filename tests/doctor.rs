@@ -12,6 +12,7 @@ struct Server {
     child: Child,
     base: String,
     _dir: tempfile::TempDir,
+    data: std::path::PathBuf,
 }
 
 impl Drop for Server {
@@ -51,6 +52,7 @@ fn start(flags: &[&str]) -> Server {
     Server {
         child,
         base: format!("http://127.0.0.1:{port}"),
+        data: dir.path().join("data"),
         _dir: dir,
     }
 }
@@ -111,7 +113,30 @@ fn https_claiming_proxy(upstream: &str) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-fn relay(mut client: TcpStream, upstream: &str) -> io::Result<()> {
+/// A load balancer on a free port that sends each connection to the next of `upstreams` in
+/// turn, one request per connection, adding nothing else.
+fn round_robin_proxy(upstreams: &[&str]) -> String {
+    let upstreams: Vec<String> = upstreams
+        .iter()
+        .map(|u| u.trim_start_matches("http://").to_owned())
+        .collect();
+    let listener = TcpListener::bind("127.0.0.1:0").expect("proxy port");
+    let port = listener.local_addr().expect("proxy address").port();
+    thread::spawn(move || {
+        for (n, client) in listener.incoming().flatten().enumerate() {
+            let upstream = upstreams[n % upstreams.len()].clone();
+            thread::spawn(move || forward(client, &upstream, b""));
+        }
+    });
+    format!("http://127.0.0.1:{port}")
+}
+
+fn relay(client: TcpStream, upstream: &str) -> io::Result<()> {
+    forward(client, upstream, b"X-Forwarded-Proto: https\r\n")
+}
+
+/// Relays one request to `upstream`, with `extra` header lines after the request line.
+fn forward(mut client: TcpStream, upstream: &str, extra: &[u8]) -> io::Result<()> {
     let mut server = TcpStream::connect(upstream)?;
     let mut request_line = Vec::new();
     let mut byte = [0u8; 1];
@@ -122,7 +147,8 @@ fn relay(mut client: TcpStream, upstream: &str) -> io::Result<()> {
         request_line.push(byte[0]);
     }
     server.write_all(&request_line)?;
-    server.write_all(b"X-Forwarded-Proto: https\r\nConnection: close\r\n")?;
+    server.write_all(extra)?;
+    server.write_all(b"Connection: close\r\n")?;
     let (mut from_client, mut to_server) = (client.try_clone()?, server.try_clone()?);
     thread::spawn(move || {
         let _ = io::copy(&mut from_client, &mut to_server);
@@ -141,7 +167,51 @@ fn a_correct_deployment_has_no_problem() {
         .says("✓ reachable")
         .says("✓ session cookie: mailcode_sid; HttpOnly; SameSite=Lax; not Secure")
         .says("✓ cookie round trip")
+        .says("✓ one secret: the deployment's (fingerprint ")
         .says("! mail goes to the development outbox");
+}
+
+/// The deployment's secret was rotated while an instance kept running with the old one.
+#[test]
+fn an_instance_whose_secret_is_not_the_deployments_is_a_problem() {
+    let s = start(&[]);
+    doctor(&[&s.base]).expect(0);
+    let other = s.data.join("new-secret");
+    std::fs::write(&other, "ab".repeat(32)).expect("a new secret file");
+    let rotated = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .arg("--data-dir")
+        .arg(&s.data)
+        .arg("--secret-file")
+        .arg(&other)
+        .args(["secret", "rotate"])
+        .env_remove("MAILCODE_CONFIG")
+        .output()
+        .expect("run mailcode secret rotate");
+    assert!(
+        rotated.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
+    doctor(&[&s.base, "--email", "rotated@example.com"])
+        .expect(1)
+        .says("✗ an instance's server secret (fingerprint ")
+        .says("is not the deployment's")
+        .says("401 CODE_INVALID")
+        .says("MAILCODE_SECRET_FILE")
+        .says("mailcode secret rotate");
+}
+
+/// Two instances behind one load balancer, each with its own data directory (so each its own
+/// secret and its own record of it): each is content with itself, and only the answers side
+/// by side show two secrets.
+#[test]
+fn instances_with_different_secrets_behind_one_url_are_a_problem() {
+    let (a, b) = (start(&[]), start(&[]));
+    let proxy = round_robin_proxy(&[&a.base, &b.base]);
+    doctor(&[&proxy])
+        .expect(1)
+        .says("✗ the instances behind this URL use different server secrets")
+        .says("MAILCODE_SECRET_FILE");
 }
 
 #[test]

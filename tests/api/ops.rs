@@ -1,5 +1,8 @@
 //! Health, readiness, metrics and the OpenAPI document.
 use crate::helpers::*;
+use mailcode::app::open_stores;
+use mailcode::crypto::Secret;
+use std::time::Duration;
 
 #[tokio::test]
 async fn health_and_readiness() {
@@ -8,6 +11,56 @@ async fn health_and_readiness() {
     let r = app.get(&bare(), "/readyz").await.expect(200, "OK");
     assert_eq!(r.body["data"]["sessions"], "ok");
     assert_eq!(r.body["data"]["users"], "ok");
+    assert_eq!(r.body["data"]["secret"], "ok");
+}
+
+/// The fingerprint `/readyz` shows is the secret file's, and the secret itself is nowhere.
+#[tokio::test]
+async fn readiness_shows_the_secret_fingerprint_never_the_secret() {
+    let app = spawn_app().await;
+    let r = app.get(&bare(), "/readyz").await.expect(200, "OK");
+    let text = std::fs::read_to_string(&app.settings.secret_file).expect("the secret file");
+    let secret = Secret::load_or_create(&app.settings.secret_file).expect("the secret");
+    assert_eq!(r.body["data"]["secret_fingerprint"], secret.fingerprint());
+    assert_eq!(
+        r.body["data"]["deployment_secret_fingerprint"],
+        secret.fingerprint()
+    );
+    assert!(!r.body.to_string().contains(text.trim()));
+}
+
+/// Another instance recorded another secret after this one started (a rotation, or a Redis
+/// that forgot the record and heard from another instance first): `/readyz` says so, 503, so
+/// that the load balancer stops sending visitors whose codes this instance would refuse.
+#[tokio::test]
+async fn readiness_is_refused_when_another_secret_became_the_deployments() {
+    let app = spawn_app().await;
+    let ours = app.get(&bare(), "/readyz").await.expect(200, "OK").body["data"]
+        ["secret_fingerprint"]
+        .as_str()
+        .expect("a fingerprint")
+        .to_owned();
+    // Another instance's view of the same stores.
+    let (stores, _) = open_stores(&app.settings, Duration::from_secs(2))
+        .await
+        .expect("the stores open");
+    let other = Secret::random().fingerprint();
+    assert_eq!(
+        stores.deployment.replace(&other).await.unwrap(),
+        Some(ours.clone())
+    );
+    let r = app
+        .get(&bare(), "/readyz")
+        .await
+        .expect(503, "SECRET_MISMATCH");
+    assert_eq!(r.body["data"]["secret"], "mismatch");
+    assert_eq!(r.body["data"]["secret_fingerprint"], ours.as_str());
+    assert_eq!(r.body["data"]["deployment_secret_fingerprint"], other);
+    assert_eq!(r.body["data"]["sessions"], "ok");
+    assert!(r.msg().contains("MAILCODE_SECRET_FILE"), "{}", r.msg());
+    // This instance's secret made the deployment's again: ready again.
+    stores.deployment.replace(&ours).await.unwrap();
+    app.get(&bare(), "/readyz").await.expect(200, "OK");
 }
 
 #[tokio::test]

@@ -27,11 +27,16 @@ impl Drop for Proc {
 }
 
 fn spawn_binary(data: &std::path::Path, port: u16) -> Proc {
+    spawn_binary_with(data, port, &[])
+}
+
+fn spawn_binary_with(data: &std::path::Path, port: u16, flags: &[&str]) -> Proc {
     let child = Command::new(env!("CARGO_BIN_EXE_mailcode"))
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data)
+        .args(flags)
         .env_remove("MAILCODE_CONFIG")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -144,6 +149,110 @@ async fn sessions_survive_kill_9_and_sigterm_stops_cleanly() {
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status:?}");
+}
+
+/// Runs `mailcode` on `data` expecting it to refuse to start: its exit status and standard
+/// error, within 20 s.
+fn refused_start(data: &std::path::Path, flags: &[&str]) -> (std::process::ExitStatus, String) {
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(flags)
+        .env_remove("MAILCODE_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mailcode");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("mailcode started instead of refusing");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut err);
+    }
+    (status, err)
+}
+
+/// The embedded default on one data directory: started again with another secret file, the
+/// database it left behind is bound to the first secret (its codes and queued mail), so the
+/// start is refused with a message naming MAILCODE_SECRET_FILE, never the secret; after
+/// `mailcode secret rotate` the new secret starts and the old one is refused in turn.
+#[tokio::test]
+async fn a_restart_with_another_secret_file_is_refused_unless_rotated() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let p = spawn_binary(&data, free_port());
+    drop(p);
+    let first = std::fs::read_to_string(data.join("secret")).expect("the generated secret");
+    let other = dir.path().join("other-secret");
+    let other_text = hex_secret(0x5a);
+    std::fs::write(&other, &other_text).unwrap();
+    let other_flag = other.to_str().unwrap();
+
+    let (status, err) = refused_start(&data, &["--secret-file", other_flag]);
+    assert!(!status.success(), "{status:?}");
+    assert!(err.contains("MAILCODE_SECRET_FILE"), "{err}");
+    assert!(err.contains("mailcode secret rotate"), "{err}");
+    for secret in [first.trim(), other_text.as_str()] {
+        assert!(!err.contains(secret), "the secret was printed: {err}");
+    }
+
+    let show = cli(&data, &["--secret-file", other_flag, "secret", "show"], "");
+    assert_eq!(show.status.code(), Some(1));
+    let out = String::from_utf8_lossy(&show.stdout);
+    let fp = |hex_text: &str| {
+        let bytes: [u8; 32] = hex::decode(hex_text.trim()).unwrap().try_into().unwrap();
+        mailcode::crypto::Secret::from_bytes(bytes).fingerprint()
+    };
+    assert!(out.contains(&fp(&other_text)), "{out}");
+    assert!(out.contains(&fp(&first)), "{out}");
+
+    let rotate = cli(
+        &data,
+        &["--secret-file", other_flag, "secret", "rotate"],
+        "",
+    );
+    assert!(
+        rotate.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rotate.stderr)
+    );
+    let out = String::from_utf8_lossy(&rotate.stdout);
+    assert!(out.contains(&format!("now {}", fp(&other_text))), "{out}");
+    assert!(out.contains("Codes issued under the old secret"), "{out}");
+    for secret in [first.trim(), other_text.as_str()] {
+        assert!(!out.contains(secret), "the secret was printed: {out}");
+    }
+
+    let p = spawn_binary_with(&data, free_port(), &["--secret-file", other_flag]);
+    answer(
+        bare()
+            .get(format!("{}/readyz", p.base))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .expect(200, "OK");
+    drop(p);
+    let (status, err) = refused_start(&data, &[]);
+    assert!(!status.success());
+    assert!(err.contains("MAILCODE_SECRET_FILE"), "{err}");
+}
+
+fn hex_secret(byte: u8) -> String {
+    hex::encode([byte; 32])
 }
 
 #[tokio::test]
