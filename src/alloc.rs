@@ -6,7 +6,7 @@
 /// The `mimalloc` crate's `MiMalloc` asks mimalloc for an aligned block on every allocation;
 /// this asks for a plain one whenever a word's alignment suffices, which every block mimalloc
 /// hands out has (its size classes are multiples of a word). `bench/callgrind-me` counted 54.1k
-/// instructions per `GET /api/me` with `MiMalloc` and 51.7k with this (issue 5).
+/// instructions per `GET /api/me` with `MiMalloc` and 51.7k with this (docs/benchmarks.md).
 pub struct Mimalloc;
 
 const WORD: usize = std::mem::size_of::<usize>();

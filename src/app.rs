@@ -361,7 +361,7 @@ const TIMER_ANCHOR: Duration = Duration::from_millis(250);
 /// `epoll_wait`) whenever a timer is registered that is due before the earliest one it knew of
 /// when it last looked at its wheel, and always when that wheel was empty then. A request sets
 /// two timeouts (the request's and the store operation's); with none pending between bursts,
-/// that was 0.55 eventfd `write`s per `GET /api/me` under load (`perf stat`, issue 5). With
+/// that was 0.55 eventfd `write`s per `GET /api/me` under load (`perf stat`, docs/benchmarks.md). With
 /// this timer pending, every request's timeout is due later than the earliest known one, and
 /// registering it writes nothing. It costs four wake-ups a second on an idle thread.
 async fn keep_a_timer_pending() {

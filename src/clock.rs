@@ -45,7 +45,7 @@ impl Clock for ManualClock {
 
 /// RFC 3339 UTC with seconds precision, the form every API answer uses. Written by hand for
 /// the years 0 to 9999 (every answer of `GET /api/me` carries two: chrono's general formatter
-/// cost ~500 instructions each on the hot path, issue 5); chrono for the rest.
+/// cost ~500 instructions each on the hot path, docs/benchmarks.md); chrono for the rest.
 pub fn rfc3339(ms: Millis) -> String {
     let secs = ms.div_euclid(1000);
     let (year, month, day) = civil_from_days(secs.div_euclid(86_400));

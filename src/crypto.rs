@@ -194,7 +194,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// The CSPRNG of session ids, codes and nonces: `rand`'s thread-local ChaCha12 generator, seeded
 /// from the operating system's CSPRNG and reseeded from it every 64 KiB of output. Not
 /// `OsRng` itself: that is one `getrandom` system call per draw, three per code request
-/// (issue 5, workload 2), where this draws from memory. The server secret still comes from
+/// (docs/benchmarks.md, workload 2), where this draws from memory. The server secret still comes from
 /// `OsRng` directly.
 fn csprng() -> rand::rngs::ThreadRng {
     rand::thread_rng()

@@ -1,5 +1,5 @@
 //! `mailcode doctor URL [--origin O] [--lang zh|en] [--email ADDR]`: checks a running deployment
-//! from the outside, the way a browser would (SPEC §4, issue 4), and prints each problem found
+//! from the outside, the way a browser would (SPEC §4), and prints each problem found
 //! with its fix.
 //!
 //! It talks HTTP the way a page on `--origin` (or on URL's own origin) does, with no cookie store:

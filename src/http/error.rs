@@ -231,7 +231,7 @@ pub fn envelope(status: StatusCode, code: &str, arg: &str, data: impl Serialize)
 /// The envelope's own keys are written as they are rather than through serde (which escapes
 /// every key it writes), into a `Vec` sized for most answers rather than `axum::Json`'s
 /// `BytesMut` (128 bytes, grown while writing, each of serde's small writes going through
-/// `BufMut`): issue 5, the hot path's answer.
+/// `BufMut`): docs/benchmarks.md, the hot path's answer.
 fn write_envelope(
     status: StatusCode,
     code: &str,
@@ -291,7 +291,7 @@ pub fn ok_written(status: StatusCode, code: &str, data: impl FnOnce(&mut JsonOut
 }
 
 /// JSON written piece by piece: fixed fragments as they are, strings escaped. For an answer
-/// on the hot path (issue 5), where serde's work per field (every key escaped, a call per
+/// on the hot path (docs/benchmarks.md), where serde's work per field (every key escaped, a call per
 /// separator) was as much as the rest of the handler.
 pub struct JsonOut<'a> {
     body: &'a mut Vec<u8>,

@@ -147,7 +147,7 @@ fn field_of(msg: &str, path: String, whole: &str) -> String {
 /// What the middleware resolved about the client (trusted proxies applied once).
 ///
 /// The headers it keeps are the request's own `HeaderValue`s, which share the request's buffer:
-/// made for every request (issue 5), so no copy of them unless a handler reads them.
+/// made for every request (docs/benchmarks.md), so no copy of them unless a handler reads them.
 #[derive(Debug, Clone)]
 pub struct ClientMeta {
     pub ip: IpAddr,

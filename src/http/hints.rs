@@ -1,4 +1,4 @@
-//! Server-side hints for integrators (issue 4): when a client gets cookies or origins wrong, the
+//! Server-side hints for integrators (SPEC §4): when a client gets cookies or origins wrong, the
 //! log says once (per kind and origin, per minute) what is wrong and which setting fixes it, so a
 //! misconfiguration is visible on the server too, not only in the browser's console.
 use std::sync::Mutex;

@@ -67,7 +67,7 @@ impl std::ops::Deref for AppState {
 ///
 /// The pipeline wraps the router as a whole rather than each route (`Router::layer` with
 /// `from_fn`): one concrete service, no per-route clone of a boxed middleware stack and no
-/// `ConnectInfo` extension per request. Issue 5: the hot path's routing and middleware were a
+/// `ConnectInfo` extension per request. docs/benchmarks.md: the hot path's routing and middleware were a
 /// quarter of its instructions.
 #[derive(Clone)]
 pub struct App(Arc<AppParts>);
@@ -110,7 +110,7 @@ impl App {
     /// keep and hand to any origin (so their answers always name `Vary: Origin`). A request
     /// without `Origin` reads no CORS header, and every other answer is `no-store`, so no cache
     /// can hand it on: such requests skip the layer, its work and the ~150 bytes of headers it
-    /// added to every answer (issue 5: most of the hot path's requests, `GET /api/me` from a
+    /// added to every answer (docs/benchmarks.md: most of the hot path's requests, `GET /api/me` from a
     /// page of the same origin or from a client without a browser). CORS runs inside the
     /// pipeline: preflights get a request id and `no-store` too, and a preflight from an origin
     /// that is not allowed is logged with its fix.

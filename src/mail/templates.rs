@@ -6,7 +6,7 @@
 //! A code request decides what its mail says ([`MailOrder`], a dozen bytes) and queues that; the
 //! worker writes the mail ([`render`]) just before sending it. Queuing the written mail instead
 //! (subject, text and HTML, ~2 KB) cost every code request its rendering and the sealing of all
-//! three parts, and Redis (or SQL) the bytes (issue 5, workload 2).
+//! three parts, and Redis (or SQL) the bytes (docs/benchmarks.md, workload 2).
 use crate::domain::{CodePurpose, OneTimeCode};
 use crate::i18n::Lang;
 

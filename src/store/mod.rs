@@ -107,7 +107,7 @@ pub struct LimitCheck {
 /// nothing; one it lets through starts its gap even if the count then refuses (as the
 /// separate cooldown counter did before it). Kept with the counter it belongs to rather than
 /// as a counter of its own: on Redis that is one key fewer per code request, the largest
-/// part of a code request's cost there (issue 5, workload 2). SQL stores keep it as a row of
+/// part of a code request's cost there (docs/benchmarks.md, workload 2). SQL stores keep it as a row of
 /// its own, `<key>~<name>`, a counter with ceiling 1 and window `gap`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Spacing {

@@ -88,7 +88,7 @@ async fn group_commit(write: SqlitePool, mut rx: tokio::sync::mpsc::Receiver<Pen
 /// Account lookups by address, in groups. Every code request looks its address up (so that the
 /// answer costs the same whether or not an account exists), and every statement is a round trip
 /// to its connection's worker thread: two thread wake-ups, which made a third of the CPU of a code
-/// request under load (issue 5, workload 2). The addresses asked for while one lookup runs go into
+/// request under load (docs/benchmarks.md, workload 2). The addresses asked for while one lookup runs go into
 /// the next one, as one `IN (…)`; each request still gets its own answer, or the error. Ends when
 /// every store clone is dropped.
 ///
@@ -127,7 +127,7 @@ async fn users_with_emails(read: &ReadPool, emails: &[&str]) -> StoreResult<Vec<
 /// The read-only connections. Not an sqlx `Pool`: that one pings every connection it takes back
 /// (`PoolConnection::return_to_pool`, unconditionally in sqlx 0.8), a second round trip to the
 /// connection's worker thread for every read, two more thread wake-ups on the hot path of a code
-/// request (issue 5). A read-only connection to a local file holds no transaction or session state
+/// request (docs/benchmarks.md). A read-only connection to a local file holds no transaction or session state
 /// that a ping would flush, and sqlx runs a connection's statements one after another on its
 /// worker thread, so a statement cancelled midway (a timeout) ends before the next one starts.
 struct ReadPool {

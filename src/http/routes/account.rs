@@ -27,7 +27,7 @@ pub struct MeData<'a> {
 
 impl MeData<'_> {
     /// The JSON that `Serialize` writes (a test checks), written without serde's work per
-    /// field: the answer of the hot path (issue 5).
+    /// field: the answer of the hot path (docs/benchmarks.md).
     fn write_json(&self, out: &mut JsonOut) {
         out.raw(r#"{"username":"#);
         out.string(self.username);
@@ -58,7 +58,7 @@ pub struct SessionList {
     pub sessions: Vec<SessionInfo>,
 }
 
-/// `GET /api/me` as [`App`](crate::http::App) serves it without the router (issue 5: the hot
+/// `GET /api/me` as [`App`](crate::http::App) serves it without the router (docs/benchmarks.md: the hot
 /// path; the router's lookup and axum's handler plumbing were a tenth of its instructions).
 /// Exactly what the route in the table does: the table keeps it for HEAD, CORS, 405 and the
 /// OpenAPI document.

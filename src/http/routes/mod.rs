@@ -12,7 +12,7 @@ use axum::Router;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
-/// The hot path of issue 5, which [`App`](crate::http::App) hands to [`account::me_direct`]
+/// The hot path of docs/benchmarks.md, which [`App`](crate::http::App) hands to [`account::me_direct`]
 /// for a plain `GET` without the router's lookup.
 pub const ME: &str = "/api/me";
 

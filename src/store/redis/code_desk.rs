@@ -1,4 +1,4 @@
-//! A code request's writes in one round trip (issue 5, workload 2): its limits, the new
+//! A code request's writes in one round trip (docs/benchmarks.md, workload 2): its limits, the new
 //! session with the code in its record (or the code put into the visitor's session record),
 //! and the queued mail (an entry in the list of new mails, `mail.rs`),
 //! decided and written by one script, [`CODE_REQUEST`], so that a refusal writes nothing and an

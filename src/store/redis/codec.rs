@@ -35,7 +35,7 @@ impl Keys {
     }
     /// A session's record: `P{tag}s`.
     pub fn session(&self, k: &SessionKey) -> String {
-        // Pushed, not `format!`ted: built on every authenticated request (issue 5).
+        // Pushed, not `format!`ted: built on every authenticated request (docs/benchmarks.md).
         let mut key = String::with_capacity(self.0.len() + TAG_CHARS + 3);
         key.push_str(&self.0);
         key.push('{');
@@ -423,7 +423,7 @@ enum Field<'a> {
 }
 
 /// Appends `fields` joined by [`SEP`], numbers in decimal: written without `fmt`, since a code
-/// request builds two such records (issue 5, workload 2).
+/// request builds two such records (docs/benchmarks.md, workload 2).
 fn push_fields(out: &mut String, fields: &[Field]) {
     let mut digits = itoa::Buffer::new();
     for (i, f) in fields.iter().enumerate() {

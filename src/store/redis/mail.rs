@@ -2,7 +2,7 @@
 //!
 //! Why here and not in SQL: a code mail is worth nothing without its code, and the code lives in
 //! Redis; a queue in SQL made every code request wait for a durable SQL write (the single
-//! SQLite writer, or a MySQL round trip and commit) on top of Redis (issue 5, workload 2). In
+//! SQLite writer, or a MySQL round trip and commit) on top of Redis (docs/benchmarks.md, workload 2). In
 //! Redis the mail is as durable as the code it carries: both survive a restart of mailcode, and
 //! both survive a restart of Redis exactly when Redis persists (AOF or RDB), as sessions do.
 //!
@@ -27,7 +27,7 @@
 //! limits, the session with its code), and the mail is one entry appended to a list. Until 2026-11-29 every mail
 //! was a hash of its own (`P{mail}m:<ref>`, state and fields, the queue holding references):
 //! a fifth key per code request, created, given a TTL and read back by the worker: ~8 µs of
-//! Redis' ~44 per request in workload 2 of issue 5, +15 % of its rate (`docs/benchmarks.md`). No migration: such
+//! Redis' ~44 per request in workload 2 of docs/benchmarks.md, +15 % of its rate (`docs/benchmarks.md`). No migration: such
 //! references are dropped when claimed (their mails never sent: ask for the code again), and
 //! their hashes expire.
 //!
@@ -36,7 +36,7 @@
 //! lost); the entry is the lease's receipt (`QueuedMail::receipt`). New mails go to the list,
 //! not the sorted set: appending to a list costs Redis the same however long it is, while every
 //! insert into a sorted set holding the backlog walked its skip list and grew its dictionary
-//! (issue 5, workload 2, where the backlog reaches ~200,000 mails in a run); the sorted set
+//! (docs/benchmarks.md, workload 2, where the backlog reaches ~200,000 mails in a run); the sorted set
 //! holds only what is leased or waiting for a retry.
 use super::*;
 use codec::{decode_mail_entry, encode_mail_entry, MailState};

@@ -46,7 +46,7 @@
 //! (`Keys::home_of_code`); codes stored under it by earlier builds are not read (visitors ask
 //! for a new code) and expire within 70 minutes.
 //!
-//! Size (issue 5: at most 300 bytes per signed-in session, `MEMORY USAGE`, Redis 7.0): a
+//! Size (docs/benchmarks.md: at most 300 bytes per signed-in session, `MEMORY USAGE`, Redis 7.0): a
 //! signed-in browser session of a typical user costs 152 to 168 bytes, and the user's index
 //! holding it as its only entry 120 more, 272 to 288 in all; with long names and an IPv6
 //! address 184 to 200, 304 to 320 with the index (`tests/store_suite/redis.rs`). It was 216 to
@@ -537,7 +537,7 @@ impl RedisStore {
         let client = ::redis::Client::open(info).map_err(invalid)?;
         // No response timeout of the client's own: every operation is already bounded by
         // `op_timeout` (`bounded`, which also covers waiting for a reconnection), and a second
-        // timer per command cost a timer registration per request (issue 5). An answer that
+        // timer per command cost a timer registration per request (docs/benchmarks.md). An answer that
         // does not come ends the operation the same way: an error, the connection kept.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(op_timeout))

@@ -294,7 +294,7 @@ return 1
 /// A counted hit first tries to write the record a missing key gets, `1:<window end>` with its
 /// gap, by `SET … NX GET` (Redis 7.0), which writes only when the key is missing and answers
 /// what was there: one command instead of a `GET` and a `SET` for the first hit of a client or
-/// an address in a window, the usual case for a code request (issue 5, workload 2). When the
+/// an address in a window, the usual case for a code request (docs/benchmarks.md, workload 2). When the
 /// key was there, nothing was written and its record is counted as before.
 macro_rules! limits_lua {
     () => {
