@@ -307,6 +307,24 @@ async fn over_the_total_cap_a_client_is_answered_503_at_once() {
         started.elapsed() < Duration::from_secs(1),
         "the refusal waited"
     );
+    // A client whose request arrives after the 503 was written still reads the whole answer
+    // and a clean end, not "connection reset by peer": the refused connection drains its
+    // input before it closes.
+    let mut late = connect_from(VISITOR, server.addr).await.expect("connect");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    late.write_all(b"GET /healthz HTTP/1.1\r\nhost: mailcode\r\n\r\n")
+        .await
+        .expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(3), late.read_to_end(&mut answer))
+        .await
+        .expect("the refused connection ends within its linger time")
+        .expect("a clean end after the 503, not a reset");
+    assert!(
+        String::from_utf8_lossy(&answer).contains("TOO_MANY_CONNECTIONS"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
     // A slot freed is a slot taken again.
     drop(held);
     tokio::time::sleep(Duration::from_millis(300)).await;

@@ -216,8 +216,23 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Answers a connection over the cap with a 503 in the envelope, without reading or waiting:
-/// what the socket takes at once is written, then it is closed.
+/// How long a refused connection is kept after its 503, reading and discarding what the client
+/// sends: closing a socket with unread input makes the kernel send a reset, and a reset that
+/// arrives before the client read the 503 throws the answer away ("connection reset by peer").
+const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+
+/// At most this many refused connections linger at once; past it a refusal closes at once, so a
+/// flood of refused connections costs a bounded number of descriptors.
+const MAX_LINGERING: usize = 256;
+
+/// How much of a refused client's input is read and discarded before closing anyway.
+const LINGER_READ: usize = 16 * 1024;
+
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// Answers a connection over the cap with a 503 in the envelope without waiting for it: what
+/// the socket takes at once is written, the sending side is shut, and the connection lingers
+/// for at most [`REFUSAL_LINGER`] so that the answer is not lost to a reset.
 fn refuse(stream: TcpStream, why: Refusal) {
     let (reason, msg) = match why {
         Refusal::Total => (
@@ -236,6 +251,36 @@ fn refuse(stream: TcpStream, why: Refusal) {
         body.len()
     );
     let _ = stream.try_write(answer.as_bytes());
+    if LINGERING.fetch_add(1, Ordering::AcqRel) >= MAX_LINGERING {
+        LINGERING.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ = linger(&mut stream).await;
+        LINGERING.fetch_sub(1, Ordering::AcqRel);
+    });
+}
+
+/// Sends FIN after the answer, then drains the client's input until it closes, sends too much,
+/// or [`REFUSAL_LINGER`] runs out.
+async fn linger(stream: &mut TcpStream) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    stream.shutdown().await?;
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut read = 0;
+        while read < LINGER_READ {
+            match stream.read(&mut buf).await? {
+                0 => break,
+                n => read += n,
+            }
+        }
+        std::io::Result::Ok(())
+    };
+    tokio::time::timeout(REFUSAL_LINGER, drain)
+        .await
+        .unwrap_or(Ok(()))
 }
 
 #[cfg(test)]
