@@ -380,3 +380,111 @@ pub(super) fn round_trip(t: &Target, c: &SetCookie, back: &Sent) -> Check {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::doctor::probe::tests::answer;
+    use crate::doctor::target::tests::target;
+
+    fn readyz(secret: Option<&str>, fingerprint: &str) -> Answer {
+        let mut data = json!({"sessions": "ok", "users": "ok", "mail": "ok"});
+        if let Some(s) = secret {
+            data["secret"] = json!(s);
+            data["secret_fingerprint"] = json!(fingerprint);
+            data["deployment_secret_fingerprint"] = json!("aaaa");
+        }
+        let body = json!({"code": "OK", "msg": "OK.", "data": data});
+        answer(200, &[], Some(body))
+    }
+
+    fn whats(checks: &[Check]) -> Vec<&str> {
+        checks
+            .iter()
+            .map(|c| match c {
+                Check::Ok(what) => what.as_str(),
+                Check::Info { what, .. }
+                | Check::Warn { what, .. }
+                | Check::Problem { what, .. } => what.as_str(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn one_secret_is_judged_across_every_answer() {
+        let t = target("http://127.0.0.1:3000", None);
+        let first = Ok(readyz(Some("ok"), "aaaa"));
+        assert!(wants_more_readyz(&first));
+        let same = readiness(&t, &first, &[readyz(Some("ok"), "aaaa")]);
+        assert!(
+            whats(&same).contains(
+                &"one secret: the deployment's (fingerprint aaaa) in 2 answers of /readyz"
+            ),
+            "{same:?}"
+        );
+        let two = readiness(&t, &first, &[readyz(Some("ok"), "bbbb")]);
+        assert!(whats(&two).contains(&"the instances behind this URL use different server secrets (fingerprints aaaa, bbbb)"), "{two:?}");
+        let odd = readiness(&t, &first, &[readyz(Some("mismatch"), "cccc")]);
+        assert!(
+            whats(&odd).contains(
+                &"an instance's server secret (fingerprint cccc) is not the deployment's (aaaa)"
+            ),
+            "{odd:?}"
+        );
+        // An older mailcode that does not report its secret: said, and no more answers read.
+        let old = Ok(readyz(None, ""));
+        assert!(!wants_more_readyz(&old));
+        let checks = readiness(&t, &old, &[]);
+        assert!(
+            matches!(&checks[1], Check::Info { what, .. } if what.starts_with("one secret per deployment not checked")),
+            "{checks:?}"
+        );
+    }
+
+    #[test]
+    fn readiness_without_the_stores_is_a_problem_and_the_outbox_depends_on_the_url() {
+        let local = target("http://127.0.0.1:3000", None);
+        let page = Ok(answer(200, &[], Some(json!({"hello": "world"}))));
+        let checks = readiness(&local, &page, &[]);
+        assert!(
+            matches!(checks.as_slice(), [Check::Problem { what, .. }] if what.contains("without the readiness of the stores"))
+        );
+        let mut outbox = readyz(None, "");
+        if let Some(body) = outbox.body.as_mut() {
+            body["data"]["mail_transport"] = json!("outbox");
+        }
+        let outbox = Ok(outbox);
+        let dev = readiness(&local, &outbox, &[]);
+        assert!(matches!(dev.last(), Some(Check::Warn { .. })), "{dev:?}");
+        let prod = readiness(&target("https://login.example.com", None), &outbox, &[]);
+        assert!(
+            matches!(prod.last(), Some(Check::Problem { why, .. }) if why.contains("production without SMTP")),
+            "{prod:?}"
+        );
+    }
+
+    #[test]
+    fn a_refused_origin_reads_the_cookie_from_the_second_request() {
+        let t = target("http://127.0.0.1:3000", Some("http://127.0.0.1:5999"));
+        let body = json!({"code": "ORIGIN_REJECTED", "msg": "no", "data": null});
+        let post = Ok(answer(403, &[], Some(body)));
+        assert!(origin_rejected(&post));
+        let second = Ok(answer(200, &[("set-cookie", "mailcode_sid=abc")], None));
+        let v = code_request(&t, &post, Some(&second));
+        assert!(v.origin_rejected && !v.skipped_cookies && v.cookie_from.is_some());
+        assert_eq!(
+            whats(&v.checks)[0],
+            "code request from http://127.0.0.1:5999 rejected: 403 ORIGIN_REJECTED"
+        );
+        let refused = Err(NetError {
+            connect: true,
+            timeout: false,
+            tls: false,
+            detail: "refused".into(),
+        });
+        let v = code_request(&t, &post, Some(&refused));
+        assert!(v.skipped_cookies && v.cookie_from.is_none());
+    }
+}

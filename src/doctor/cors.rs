@@ -147,3 +147,90 @@ fn allowed_problems(t: &Target, pre: &Answer, fixes: &Fixes) -> Vec<Check> {
     }
     checks
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doctor::probe::tests::answer;
+    use crate::doctor::target::tests::target;
+
+    const PAGE: &str = "http://127.0.0.1:5173";
+
+    fn verdicts(preflight: &[(&str, &str)], post: &[(&str, &str)]) -> Vec<Check> {
+        let t = target("http://127.0.0.1:3000", Some(PAGE));
+        let pre = Ok(answer(204, preflight, None));
+        check(&t, Some(&pre), Some(&answer(200, post, None)), false)
+    }
+
+    fn problem_whats(checks: &[Check]) -> Vec<String> {
+        checks
+            .iter()
+            .filter_map(|c| match c {
+                Check::Problem { what, .. } => Some(what.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    const GOOD: [(&str, &str); 4] = [
+        ("access-control-allow-origin", PAGE),
+        ("access-control-allow-credentials", "true"),
+        (
+            "access-control-allow-headers",
+            "Content-Type, X-Requested-With",
+        ),
+        ("access-control-allow-methods", "GET,POST , DELETE"),
+    ];
+
+    #[test]
+    fn a_right_preflight_and_answer_are_fine_whatever_the_case_and_spacing() {
+        let checks = verdicts(&GOOD, &GOOD[..2]);
+        assert!(
+            matches!(checks.as_slice(), [Check::Ok(_), Check::Info { .. }]),
+            "{checks:?}"
+        );
+    }
+
+    #[test]
+    fn a_star_several_origins_or_no_credentials_are_problems() {
+        let star = verdicts(&[("access-control-allow-origin", "*")], &[]);
+        assert_eq!(
+            problem_whats(&star),
+            [format!(
+                "CORS preflight from {PAGE}: Access-Control-Allow-Origin is *"
+            )]
+        );
+        let several = verdicts(
+            &[
+                ("access-control-allow-origin", PAGE),
+                ("access-control-allow-origin", "*"),
+            ],
+            &[],
+        );
+        assert!(
+            problem_whats(&several)[0].contains(&format!(
+                "several Access-Control-Allow-Origin values ({PAGE} | *)"
+            )),
+            "{several:?}"
+        );
+        let no_credentials = verdicts(&[GOOD[0], GOOD[2], GOOD[3]], &GOOD[..2]);
+        assert_eq!(
+            problem_whats(&no_credentials),
+            [format!(
+                "CORS preflight from {PAGE}: no Access-Control-Allow-Credentials: true"
+            )]
+        );
+        let answer_without = verdicts(&GOOD, &[]);
+        assert_eq!(problem_whats(&answer_without), [format!("CORS: the answer to the POST lacks Access-Control-Allow-Origin: {PAGE} with credentials (got -)")]);
+    }
+
+    #[test]
+    fn nothing_is_sent_for_a_page_on_the_api_origin() {
+        let t = target("http://127.0.0.1:3000", None);
+        let checks = check(&t, None, None, false);
+        assert!(
+            matches!(checks.as_slice(), [Check::Info { .. }]),
+            "{checks:?}"
+        );
+    }
+}

@@ -199,3 +199,24 @@ impl Answer {
         }
     }
 }
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// An answer as the probe would have read it, for the checks' tests.
+    pub fn answer(status: u16, headers: &[(&str, &str)], body: Option<Value>) -> Answer {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                header::HeaderName::from_bytes(name.as_bytes()).expect("a header name"),
+                value.parse().expect("a header value"),
+            );
+        }
+        Answer {
+            status: StatusCode::from_u16(status).expect("a status"),
+            headers: map,
+            body,
+        }
+    }
+}
