@@ -648,7 +648,7 @@ async fn memory_usage(con: &mut MultiplexedConnection, name: &str) -> i64 {
     bytes.unwrap_or(0)
 }
 
-/// Issue 5: at most 300 bytes of Redis per signed-in session of a typical user, counting the
+/// At most 300 bytes of Redis per signed-in session of a typical user, counting the
 /// user's session index it is the only entry of (the worst case: the index's own overhead is
 /// not shared with another session). With long names and an IPv6 address the session key alone
 /// stays within 300 bytes, and within 320 with its index.
