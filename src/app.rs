@@ -20,6 +20,7 @@ use crate::store::{
     mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, CodeDesk, InSteps, MailQueue,
     SecretRecord, SessionStore, Stores, UserStore,
 };
+use crate::threads::{HttpThreads, ListenError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -51,6 +52,12 @@ pub enum StartError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+}
+
+impl From<ListenError> for StartError {
+    fn from(ListenError { addr, source }: ListenError) -> Self {
+        StartError::Listen { addr, source }
+    }
 }
 
 /// The SQL database: users always; sessions, limits and the mail queue when there is no Redis.
@@ -349,139 +356,6 @@ async fn check_secret(core: &Core, settings: &Settings) -> Result<(), StartError
             recorded,
             secret_file: settings.secret_file.clone(),
         }),
-    }
-}
-
-/// How often an HTTP thread's idle timer fires (`keep_a_timer_pending`): shorter than every
-/// timeout a request sets (the store's, 1.2 s by default, and the request's, 10 s).
-const TIMER_ANCHOR: Duration = Duration::from_millis(250);
-
-/// Keeps a timer due within [`TIMER_ANCHOR`] registered on an HTTP thread at all times. Tokio's
-/// timer driver writes its runtime's eventfd (a `write` system call, then a wake-up of
-/// `epoll_wait`) whenever a timer is registered that is due before the earliest one it knew of
-/// when it last looked at its wheel, and always when that wheel was empty then. A request sets
-/// two timeouts (the request's and the store operation's); with none pending between bursts,
-/// that was 0.55 eventfd `write`s per `GET /api/me` under load (`perf stat`, docs/benchmarks.md). With
-/// this timer pending, every request's timeout is due later than the earliest known one, and
-/// registering it writes nothing. It costs four wake-ups a second on an idle thread.
-async fn keep_a_timer_pending() {
-    let mut tick = tokio::time::interval(TIMER_ANCHOR);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-    }
-}
-
-/// The threads that serve HTTP: each runs its own single-threaded runtime with its own listening
-/// socket on the same address (`SO_REUSEPORT`: the kernel spreads new connections over them), so
-/// a request is parsed, handled and answered on one thread, with that thread's own Redis
-/// connection (`store/redis/per_thread.rs`). Tokio's multi-threaded runtime moved requests and
-/// Redis replies between its workers: up to 0.3 thread wake-ups per `GET /api/me`, and a rate
-/// that switched between two levels run to run (docs/benchmarks.md, finding 1). SQLite account
-/// lookups are batched on the thread too (`store/sqlite.rs`); everything else (mail worker,
-/// sweeper, SQL writes) stays on the main runtime.
-struct HttpThreads {
-    addr: SocketAddr,
-    /// Listening and non-blocking, one per thread.
-    listeners: Vec<std::net::TcpListener>,
-}
-
-impl HttpThreads {
-    /// Binds `threads` sockets to `listen`. A plain bind comes first, so that an address
-    /// another process (a second mailcode among them) listens on is refused as before instead
-    /// of being shared with it; it also resolves port 0. That first socket never listens: a
-    /// client that connected to it would be cut off when it closes.
-    fn bind(listen: SocketAddr, threads: usize) -> Result<Self, StartError> {
-        let fail = |addr, source| StartError::Listen { addr, source };
-        let socket = |addr: SocketAddr| {
-            if addr.is_ipv4() {
-                tokio::net::TcpSocket::new_v4()
-            } else {
-                tokio::net::TcpSocket::new_v6()
-            }
-        };
-        let addr = socket(listen)
-            .and_then(|probe| {
-                // As a listener's bind: connections of an earlier run still in TIME_WAIT on
-                // this port do not count, a listening socket does.
-                probe.set_reuseaddr(true)?;
-                probe.bind(listen)?;
-                probe.local_addr()
-            })
-            .map_err(|e| fail(listen, e))?;
-        let mut listeners = Vec::with_capacity(threads);
-        for _ in 0..threads.max(1) {
-            let listener = socket(addr)
-                .and_then(|s| {
-                    s.set_reuseaddr(true)?;
-                    s.set_reuseport(true)?;
-                    s.bind(addr)?;
-                    // `listen` registers the socket with the calling runtime: it is taken out
-                    // of it again for the thread's own.
-                    s.listen(1024)?.into_std()
-                })
-                .map_err(|e| fail(addr, e))?;
-            listeners.push(listener);
-        }
-        Ok(HttpThreads { addr, listeners })
-    }
-
-    /// Starts the threads once each has its runtime; each returned task ends when its thread
-    /// has drained its connections after `stop`.
-    async fn serve(
-        self,
-        app: crate::http::App,
-        admission: Arc<crate::http::server::Admission>,
-        stop: &watch::Receiver<bool>,
-    ) -> Result<Vec<JoinHandle<()>>, StartError> {
-        let addr = self.addr;
-        let fail = move |source| StartError::Listen { addr, source };
-        let mut done = Vec::new();
-        for (i, listener) in self.listeners.into_iter().enumerate() {
-            let app = app.clone();
-            let admission = admission.clone();
-            let stop = stop.clone();
-            let (ready, ready_rx) = tokio::sync::oneshot::channel::<std::io::Result<()>>();
-            let (finished, finished_rx) = tokio::sync::oneshot::channel::<()>();
-            std::thread::Builder::new()
-                .name(format!("mailcode-http-{i}"))
-                .spawn(move || {
-                    let runtime = match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(r) => r,
-                        Err(e) => {
-                            let _ = ready.send(Err(e));
-                            return;
-                        }
-                    };
-                    crate::store::redis::own_connections_on_this_thread();
-                    runtime.block_on(async move {
-                        let listener = match tokio::net::TcpListener::from_std(listener) {
-                            Ok(l) => l,
-                            Err(e) => {
-                                let _ = ready.send(Err(e));
-                                return;
-                            }
-                        };
-                        let _ = ready.send(Ok(()));
-                        tokio::spawn(keep_a_timer_pending());
-                        crate::http::server::serve(listener, app, admission, stop).await;
-                    });
-                    drop(runtime);
-                    let _ = finished.send(());
-                })
-                .map_err(fail)?;
-            ready_rx
-                .await
-                .unwrap_or_else(|_| Err(std::io::Error::other("the HTTP thread ended")))
-                .map_err(fail)?;
-            done.push(tokio::spawn(async move {
-                let _ = finished_rx.await;
-            }));
-        }
-        Ok(done)
     }
 }
 
