@@ -1,5 +1,6 @@
-//! Builds the state and the router from [`Settings`], runs the server with its background tasks
-//! (mail worker, sweeper), and stops cleanly: SIGTERM drains in-flight requests.
+//! The life of a server: [`build`] (settings → stores → [`Core`] → router), [`start`] (check the
+//! deployment's secret, listen, start the HTTP threads of [`crate::threads`] and the background
+//! tasks: mail worker, sweeper) and [`Running::shutdown`] (SIGTERM drains in-flight requests).
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,8 +11,8 @@ use tokio::task::JoinHandle;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Settings;
 use crate::crypto::Secret;
-use crate::flows::Core;
-use crate::http::{cookies::CookieSettings, AppInner, AppState, HttpSettings};
+use crate::flows::{Core, CoreParts};
+use crate::http::{cookies::CookieSettings, App, AppInner, AppState, HttpSettings};
 use crate::mail::{outbox::Outbox, queue::Worker, Transport};
 use crate::passwords::Hasher;
 use crate::policy::Policy;
@@ -176,12 +177,17 @@ pub async fn open_stores(
     Ok((stores, sql))
 }
 
+// ---- build: settings → stores → Core → router ----
+
 /// Everything built from the settings, before anything listens.
 pub struct Built {
     pub core: Arc<Core>,
-    pub state: AppState,
-    pub sql: SqlStore,
-    pub transport: Transport,
+    /// The router and its middleware, served by every HTTP thread.
+    pub app: App,
+    /// Delivers the queued mail, once started.
+    worker: Worker,
+    /// Deletes what has expired from the SQL database, once started.
+    sweeper: Sweeper,
 }
 
 pub async fn build(
@@ -200,21 +206,24 @@ pub async fn build(
         .map(|n| n.get())
         .unwrap_or(2);
     let hasher = Hasher::new(cpus * 2).map_err(|e| StartError::Config(e.to_string()))?;
-    let core = Arc::new(Core {
-        stores,
-        clock,
-        mail_seal: secret.mail_seal(),
-        secret,
-        hasher,
-        passwordless: settings.passwordless,
-        mail_wake: Arc::new(Notify::new()),
-        blocked_domains: settings
-            .blocked_domains
-            .iter()
-            .cloned()
-            .collect::<HashSet<_>>(),
-        policy,
-    });
+    // The code requests queue mail and wake the worker; the worker opens what they sealed.
+    let mail_wake = Arc::new(Notify::new());
+    let mail_seal = secret.mail_seal();
+    let worker = Worker {
+        queue: stores.mail.clone(),
+        transport: transport.clone(),
+        from: settings.mail_from.clone(),
+        clock: clock.clone(),
+        wake: mail_wake.clone(),
+        seal: mail_seal.clone(),
+        concurrency: settings.mail_concurrency,
+        attempt_deadline: settings.smtp_timeout,
+        store_timeout: policy.store_timeout,
+    };
+    let sweeper = Sweeper {
+        sql,
+        clock: clock.clone(),
+    };
     let dev_outbox = match &transport {
         Transport::Outbox(o) if settings.listen.ip().is_loopback() => Some(o.clone()),
         _ => None,
@@ -225,23 +234,60 @@ pub async fn build(
         cookie: CookieSettings {
             same_site: settings.cookie_same_site,
             domain: settings.cookie_domain.clone(),
-            max_age_secs: core.policy.session_absolute.as_secs(),
+            max_age_secs: policy.session_absolute.as_secs(),
         },
         dev_outbox,
     };
-    let state = AppState::new(AppInner {
+    let core = Arc::new(Core::new(CoreParts {
+        stores,
+        clock,
+        secret,
+        mail_seal,
+        policy,
+        hasher,
+        passwordless: settings.passwordless,
+        mail_wake,
+        transport,
+        blocked_domains: settings
+            .blocked_domains
+            .iter()
+            .cloned()
+            .collect::<HashSet<_>>(),
+    }));
+    let app = App::new(AppState::new(AppInner {
         core: core.clone(),
         http,
         metrics: crate::metrics::handle(),
-        transport: transport.clone(),
-    });
+    }));
     Ok(Built {
         core,
-        state,
-        sql,
-        transport,
+        app,
+        worker,
+        sweeper,
     })
 }
+
+/// Deletes expired rows from the SQL database every minute (`SqlStore::sweep`).
+struct Sweeper {
+    sql: SqlStore,
+    clock: Arc<dyn Clock>,
+}
+
+impl Sweeper {
+    async fn run(self, mut stop: watch::Receiver<bool>) {
+        loop {
+            if let Err(e) = self.sql.sweep(self.clock.now_ms()).await {
+                tracing::warn!(error = %e, "sweep failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+// ---- start: check, listen, spawn the threads and background tasks ----
 
 /// A running server and its background tasks.
 pub struct Running {
@@ -251,74 +297,22 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Running {
-    /// Stops accepting, drains in-flight requests, stops the workers.
-    pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = t.await;
-        }
-    }
-}
-
 pub async fn start(
     settings: &Settings,
     clock: Arc<dyn Clock>,
     policy: Policy,
 ) -> Result<Running, StartError> {
-    let built = build(settings, clock.clone(), policy).await?;
+    let built = build(settings, clock, policy).await?;
     check_secret(&built.core, settings).await?;
-    let open_files = crate::http::server::raise_open_files_limit();
-    let rules = crate::http::server::ConnectionRules {
-        header_timeout: settings.header_timeout,
-        max_connections: settings
-            .max_connections
-            .unwrap_or_else(|| crate::http::server::default_max_connections(open_files)),
-        max_per_ip: settings.max_connections_per_ip,
-        trusted_proxies: settings.trust_proxy.clone(),
-    };
-    tracing::info!(
-        open_files,
-        max_connections = rules.max_connections,
-        max_connections_per_ip = rules.max_per_ip,
-        header_timeout_secs = rules.header_timeout.as_secs_f64(),
-        "connection limits"
-    );
-    let admission = crate::http::server::Admission::new(rules);
+    let admission = admission(settings);
     let http = HttpThreads::bind(settings.listen, settings.http_threads)?;
     let addr = http.addr;
     let (stop, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-
-    let worker = Worker {
-        queue: built.core.stores.mail.clone(),
-        transport: built.transport.clone(),
-        from: settings.mail_from.clone(),
-        clock: clock.clone(),
-        wake: built.core.mail_wake.clone(),
-        seal: built.core.mail_seal.clone(),
-        concurrency: settings.mail_concurrency,
-        attempt_deadline: settings.smtp_timeout,
-        store_timeout: built.core.policy.store_timeout,
-    };
-    tasks.push(tokio::spawn(worker.run(stop_rx.clone())));
-
-    let sql = built.sql.clone();
-    let mut sweep_stop = stop_rx.clone();
-    tasks.push(tokio::spawn(async move {
-        loop {
-            if let Err(e) = sql.sweep(clock.now_ms()).await {
-                tracing::warn!(error = %e, "sweep failed");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(60)) => {}
-                _ = sweep_stop.changed() => return,
-            }
-        }
-    }));
-
-    let app = crate::http::App::new(built.state.clone());
-    tasks.extend(http.serve(app, admission, &stop_rx).await?);
+    let mut tasks = vec![
+        tokio::spawn(built.worker.run(stop_rx.clone())),
+        tokio::spawn(built.sweeper.run(stop_rx.clone())),
+    ];
+    tasks.extend(http.serve(built.app, admission, &stop_rx).await?);
     Ok(Running {
         addr,
         core: built.core,
@@ -330,15 +324,12 @@ pub async fn start(
 /// Refuses to start with a secret other than the deployment's (`crate::deployment`), before
 /// anything listens: better no instance than one that refuses every code the others sent.
 async fn check_secret(core: &Core, settings: &Settings) -> Result<(), StartError> {
-    use crate::deployment::{check, Verdict};
-    let ours = core.secret.fingerprint();
-    match check(
-        &*core.stores.deployment,
-        &core.secret,
-        core.policy.store_timeout,
-    )
-    .await
-    .map_err(StartError::SecretCheck)?
+    use crate::deployment::Verdict;
+    let ours = core.secret_fingerprint();
+    match core
+        .check_deployment_secret()
+        .await
+        .map_err(StartError::SecretCheck)?
     {
         Verdict::Recorded => {
             tracing::info!(
@@ -356,6 +347,39 @@ async fn check_secret(core: &Core, settings: &Settings) -> Result<(), StartError
             recorded,
             secret_file: settings.secret_file.clone(),
         }),
+    }
+}
+
+/// The connection limits (SPEC §3 Robustness), the open-files limit raised first.
+fn admission(settings: &Settings) -> Arc<crate::http::server::Admission> {
+    let open_files = crate::http::server::raise_open_files_limit();
+    let rules = crate::http::server::ConnectionRules {
+        header_timeout: settings.header_timeout,
+        max_connections: settings
+            .max_connections
+            .unwrap_or_else(|| crate::http::server::default_max_connections(open_files)),
+        max_per_ip: settings.max_connections_per_ip,
+        trusted_proxies: settings.trust_proxy.clone(),
+    };
+    tracing::info!(
+        open_files,
+        max_connections = rules.max_connections,
+        max_connections_per_ip = rules.max_per_ip,
+        header_timeout_secs = rules.header_timeout.as_secs_f64(),
+        "connection limits"
+    );
+    crate::http::server::Admission::new(rules)
+}
+
+// ---- shutdown: drain ----
+
+impl Running {
+    /// Stops accepting, drains in-flight requests, stops the workers.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
     }
 }
 

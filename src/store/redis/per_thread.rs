@@ -1,6 +1,6 @@
 //! A Redis connection of its own for each HTTP thread.
 //!
-//! mailcode serves HTTP on one single-threaded Tokio runtime per core (`src/app.rs`), so a
+//! mailcode serves HTTP on one single-threaded Tokio runtime per core (`src/threads.rs`), so a
 //! request runs start to end on the thread that accepted its connection. A connection manager's
 //! driver task runs on the runtime that created it: a request using the one shared manager,
 //! driven on the main runtime, hands every command to another thread and is woken by it for the
