@@ -98,11 +98,12 @@ impl<T: 'static> PerThread<T> {
             // Dropped without the borrow: a value's drop may reach other `PerThread`s.
             drop(dead);
             let mut values = values.try_borrow_mut().ok()?;
-            let entry = values.as_mut()?.last_mut()?;
+            let entry = values.as_mut()?.iter_mut().find(|e| self.owns(e))?;
             entry.value.downcast_mut::<T>().map(f)
         })
     }
 
+    /// By address: the entry's `Weak` keeps the allocation, so no later `PerThread` has it.
     fn owns(&self, e: &Entry) -> bool {
         std::ptr::addr_eq(e.owner.as_ptr(), Arc::as_ptr(&self.make))
     }
