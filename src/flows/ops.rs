@@ -28,8 +28,8 @@ impl Core {
     pub async fn readiness(&self) -> Readiness {
         let limit = self.policy.store_timeout;
         let (sessions, users, secret, mail) = tokio::join!(
-            bounded(limit, self.stores.sessions.ping()),
-            bounded(limit, self.stores.users.ping()),
+            bounded(limit, self.stores.health.sessions.ping()),
+            bounded(limit, self.stores.health.users.ping()),
             self.check_deployment_secret(),
             async {
                 match tokio::time::timeout(limit, self.transport.check()).await {
