@@ -8,7 +8,6 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
-use std::cell::RefCell;
 use std::str::FromStr;
 use std::sync::Weak;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::*;
 use crate::domain::{SessionKind, SessionUser};
+use crate::threads::PerThread;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -25,6 +25,9 @@ pub struct SqliteStore {
     enqueue: tokio::sync::mpsc::Sender<Pending>,
     /// Addresses to look up, in groups by [`look_up_emails`].
     lookups: tokio::sync::mpsc::Sender<Lookup>,
+    /// On each HTTP thread, a batcher on that thread's runtime
+    /// ([`SqliteStore::lookups_for_this_thread`]).
+    thread_lookups: PerThread<tokio::sync::mpsc::Sender<Lookup>>,
 }
 
 /// An address to look up, and who to tell what was found.
@@ -32,12 +35,6 @@ type Lookup = (
     String,
     tokio::sync::oneshot::Sender<StoreResult<Option<User>>>,
 );
-
-thread_local! {
-    /// Per store (by its read pool), the lookup batcher running on this thread's runtime.
-    static THREAD_LOOKUPS: RefCell<Vec<(Weak<ReadPool>, tokio::sync::mpsc::Sender<Lookup>)>> =
-        const { RefCell::new(Vec::new()) };
-}
 
 /// Most addresses in one lookup.
 const LOOKUP_MAX: usize = 64;
@@ -260,37 +257,28 @@ impl SqliteStore {
         tokio::spawn(group_commit(write.clone(), rx));
         let (lookups, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(look_up_emails(Arc::downgrade(&read), rx));
+        let pool = Arc::downgrade(&read);
+        let thread_lookups = PerThread::new(move || {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(look_up_emails(pool.clone(), rx));
+            tx
+        });
         Ok(SqliteStore {
             read,
             write,
             enqueue,
             lookups,
+            thread_lookups,
         })
     }
 
-    /// The lookup batcher of this thread's runtime when it is a single-threaded one (an HTTP
-    /// thread, `src/app.rs`): a request, its batch and the answer then stay on one thread, and
-    /// only the statement goes to SQLite's worker thread. Elsewhere the shared batcher.
+    /// The lookup batcher of this thread when it is an HTTP thread (`crate::threads`): a
+    /// request, its batch and the answer then stay on one thread, and only the statement goes
+    /// to SQLite's worker thread. Elsewhere the shared batcher.
     fn lookups_for_this_thread(&self) -> tokio::sync::mpsc::Sender<Lookup> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return self.lookups.clone();
-        };
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
-            return self.lookups.clone();
-        }
-        let read = Arc::downgrade(&self.read);
-        THREAD_LOOKUPS.with(|own| {
-            let mut own = own.borrow_mut();
-            // Dropping the sender of a closed store ends its batcher.
-            own.retain(|(pool, tx)| pool.strong_count() > 0 && !tx.is_closed());
-            if let Some((_, tx)) = own.iter().find(|(pool, _)| pool.ptr_eq(&read)) {
-                return tx.clone();
-            }
-            let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            runtime.spawn(look_up_emails(read.clone(), rx));
-            own.push((read, tx.clone()));
-            tx
-        })
+        self.thread_lookups
+            .with(|tx| tx.clone())
+            .unwrap_or_else(|| self.lookups.clone())
     }
 
     /// Deletes what has expired; run now and then by the app.

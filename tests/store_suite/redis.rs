@@ -1136,7 +1136,7 @@ async fn connections_received(con: &mut MultiplexedConnection) -> u64 {
         .expect("INFO stats has total_connections_received")
 }
 
-/// An HTTP thread (its own single-threaded runtime, `own_connections_on_this_thread`) gets a
+/// An HTTP thread (its own single-threaded runtime, `mailcode::threads::spawn`) gets a
 /// Redis connection of its own, connected in the background after its first command, and the
 /// store works the same through it; the connection goes away with the thread. Other threads use
 /// the shared one.
@@ -1154,13 +1154,8 @@ fn a_thread_with_its_own_runtime_gets_its_own_connection() {
     let before = main.block_on(connections_received(&mut con));
     let on_thread = s.clone();
     let (url, shared_id) = (server.url(), shared[0].0);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        mailcode::store::redis::own_connections_on_this_thread();
-        rt.block_on(async move {
+    mailcode::threads::spawn("http-thread".into(), move || {
+        async move {
             // The first load still goes over the shared connection and starts connecting.
             assert!(on_thread
                 .load_session(&key(1), NOW + MIN)
@@ -1193,8 +1188,9 @@ fn a_thread_with_its_own_runtime_gets_its_own_connection() {
                 1,
                 "the loads went over the thread's own connection"
             );
-        });
+        }
     })
+    .unwrap()
     .join()
     .unwrap();
     // While the thread ran, two connections more were opened: its own and the test's look at

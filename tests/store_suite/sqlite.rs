@@ -52,9 +52,10 @@ async fn a_code_request_writes_all_or_nothing() {
     crate::suite::a_code_request_writes_all_or_nothing(desk, sessions, queue).await
 }
 
-/// Each store answers lookups by address from its own database, whichever runtime asks: a
-/// single-threaded one (as the HTTP threads run, with a batcher of their own) or the
-/// multi-threaded one, and also after another store was opened and closed on the same thread.
+/// Each store answers lookups by address from its own database, whichever runtime asks: an
+/// HTTP thread's (`mailcode::threads`, with a batcher of its own), another single-threaded one
+/// or the multi-threaded one, and also after another store was opened and closed on the same
+/// thread.
 async fn each_store_answers_from_its_own_database() {
     use crate::suite::{email, new_user};
     let first = open().await;
@@ -89,6 +90,17 @@ async fn lookups_on_a_single_threaded_runtime_answer_from_their_own_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_on_a_multi_threaded_runtime_answer_from_their_own_store() {
     each_store_answers_from_its_own_database().await
+}
+
+#[test]
+fn lookups_on_an_http_thread_answer_from_their_own_store() {
+    mailcode::threads::spawn(
+        "http-thread".into(),
+        each_store_answers_from_its_own_database,
+    )
+    .expect("the thread starts")
+    .join()
+    .expect("the lookups answered");
 }
 
 /// Migration 0003 and the store's rekey (`store::rekey`): accounts written with the first key

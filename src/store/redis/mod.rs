@@ -141,7 +141,6 @@ mod mail;
 mod per_thread;
 mod scripts;
 
-pub use per_thread::own_connections_on_this_thread;
 use per_thread::PerThread;
 
 use ::redis::aio::MultiplexedConnection;
