@@ -200,7 +200,10 @@ impl Postgres {
             .arg(dir.path().join("data"))
             .status()
             .expect("cp runs");
-        assert!(status.success(), "cannot copy the PostgreSQL data directory");
+        assert!(
+            status.success(),
+            "cannot copy the PostgreSQL data directory"
+        );
         give_to_server_user(dir.path());
         let server = Postgres {
             port: free_port(),
