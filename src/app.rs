@@ -15,10 +15,11 @@ use crate::http::{cookies::CookieSettings, AppInner, AppState, HttpSettings};
 use crate::mail::{outbox::Outbox, queue::Worker, Transport};
 use crate::passwords::Hasher;
 use crate::policy::Policy;
-use crate::store::timed::Timed;
+use crate::store::timed::{Timed, TimedPing};
 use crate::store::{
-    mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, CodeDesk, InSteps, MailQueue,
-    SecretRecord, SessionStore, Stores, UserStore,
+    mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, CodeRequestWrites, CodeStore,
+    Health, LimitStore, Outbox as OutboxStore, SecretRecord, SessionStore, StoreHealth, Stores,
+    UserStore,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -80,13 +81,24 @@ impl SqlStore {
     fn parts(&self) -> SqlParts {
         fn of<S>(s: &S) -> SqlParts
         where
-            S: SessionStore + UserStore + MailQueue + SecretRecord + Clone + 'static,
+            S: SessionStore
+                + CodeStore
+                + LimitStore
+                + UserStore
+                + OutboxStore
+                + SecretRecord
+                + Health
+                + Clone
+                + 'static,
         {
             SqlParts {
                 sessions: Arc::new(s.clone()),
+                codes: Arc::new(s.clone()),
+                limits: Arc::new(s.clone()),
                 users: Arc::new(s.clone()),
-                mail: Arc::new(s.clone()),
+                outbox: Arc::new(s.clone()),
                 deployment: Arc::new(s.clone()),
+                health: Arc::new(s.clone()),
             }
         }
         match self {
@@ -99,9 +111,12 @@ impl SqlStore {
 /// What the SQL database serves, as the traits the app uses.
 struct SqlParts {
     sessions: Arc<dyn SessionStore>,
+    codes: Arc<dyn CodeStore>,
+    limits: Arc<dyn LimitStore>,
     users: Arc<dyn UserStore>,
-    mail: Arc<dyn MailQueue>,
+    outbox: Arc<dyn OutboxStore>,
     deployment: Arc<dyn SecretRecord>,
+    health: Arc<dyn Health>,
 }
 
 /// Opens every store the settings name. Sessions, codes, limits and the mail queue go to Redis
@@ -122,15 +137,15 @@ pub async fn open_stores(
             url: settings.database_url.to_string(),
             source,
         })?;
-    let SqlParts {
-        sessions: sql_sessions,
-        users,
-        mail: sql_mail,
-        deployment: sql_deployment,
-    } = sql.parts();
+    let sql_parts = sql.parts();
+    let users: Arc<dyn UserStore> = Arc::new(Timed(sql_parts.users.clone()));
+    let users_health = Arc::new(TimedPing {
+        what: "users",
+        store: sql_parts.health.clone(),
+    });
     let stores = match &settings.redis_url {
-        // With Redis, the mail queue is there too, next to the codes its mails carry (see
-        // `store/redis/mail.rs`), and a code request writes both in one step.
+        // With Redis, the outbox is there too, next to the codes its mails carry (see
+        // `store/redis/mail.rs`), and a code request writes all of it in one step.
         Some(url) => {
             let redis = RedisStore::connect(url.expose(), &settings.redis_prefix, timeout)
                 .await
@@ -140,31 +155,45 @@ pub async fn open_stores(
                     url: url.to_string(),
                     source,
                 })?;
-            let codes: Arc<dyn CodeDesk> = Arc::new(redis.clone());
             let sessions: Arc<dyn SessionStore> = Arc::new(redis.clone());
+            let codes: Arc<dyn CodeStore> = Arc::new(redis.clone());
+            let limits: Arc<dyn LimitStore> = Arc::new(redis.clone());
+            let outbox: Arc<dyn OutboxStore> = Arc::new(redis.clone());
+            let code_request: Arc<dyn CodeRequestWrites> = Arc::new(redis.clone());
             Stores {
                 sessions: Arc::new(Timed(sessions)),
-                users: Arc::new(Timed(users)),
-                mail: Arc::new(redis.clone()),
                 codes: Arc::new(Timed(codes)),
+                limits: Arc::new(Timed(limits)),
+                users,
+                outbox: Arc::new(Timed(outbox)),
+                code_request: Some(Arc::new(Timed(code_request))),
+                health: StoreHealth {
+                    sessions: Arc::new(TimedPing {
+                        what: "sessions",
+                        store: Arc::new(redis.clone()),
+                    }),
+                    users: users_health,
+                },
                 // Next to the codes and mail the secret keys and seals.
                 deployment: Arc::new(redis),
             }
         }
-        None => {
-            let sessions: Arc<dyn SessionStore> = Arc::new(Timed(sql_sessions));
-            let codes: Arc<dyn CodeDesk> = Arc::new(InSteps {
-                sessions: sessions.clone(),
-                mail: sql_mail.clone(),
-            });
-            Stores {
-                sessions,
-                users: Arc::new(Timed(users)),
-                mail: sql_mail,
-                codes,
-                deployment: sql_deployment,
-            }
-        }
+        None => Stores {
+            sessions: Arc::new(Timed(sql_parts.sessions)),
+            codes: Arc::new(Timed(sql_parts.codes)),
+            limits: Arc::new(Timed(sql_parts.limits)),
+            users,
+            outbox: Arc::new(Timed(sql_parts.outbox)),
+            code_request: None,
+            health: StoreHealth {
+                sessions: Arc::new(TimedPing {
+                    what: "sessions",
+                    store: sql_parts.health,
+                }),
+                users: users_health,
+            },
+            deployment: sql_parts.deployment,
+        },
     };
     Ok((stores, sql))
 }
@@ -284,7 +313,7 @@ pub async fn start(
     let mut tasks = Vec::new();
 
     let worker = Worker {
-        queue: built.core.stores.mail.clone(),
+        queue: built.core.stores.outbox.clone(),
         transport: built.transport.clone(),
         from: settings.mail_from.clone(),
         clock: clock.clone(),

@@ -145,7 +145,7 @@ impl Core {
     async fn limit(&self, key: &str, limit: u32, window: std::time::Duration) -> FlowResult<()> {
         match self
             .stores
-            .sessions
+            .limits
             .hit_limit(key, limit, window, self.now())
             .await?
         {
@@ -158,7 +158,7 @@ impl Core {
     async fn check_guess_budget(&self, email: &Email) -> FlowResult<()> {
         match self
             .stores
-            .sessions
+            .limits
             .peek_limit(&guess_key(email), self.policy.guess_budget, self.now())
             .await?
         {
@@ -174,7 +174,7 @@ impl Core {
 
     async fn spend_guess(&self, email: &Email) -> FlowResult<()> {
         self.stores
-            .sessions
+            .limits
             .hit_limit(
                 &guess_key(email),
                 self.policy.guess_budget,

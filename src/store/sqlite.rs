@@ -529,7 +529,10 @@ impl SessionStore for SqliteStore {
         tx.commit().await.map_err(err)?;
         Ok(n)
     }
+}
 
+#[async_trait]
+impl CodeStore for SqliteStore {
     async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT OR REPLACE INTO codes (session_key, purpose, email, mac, created_at, expires_at, \
@@ -633,10 +636,12 @@ impl SessionStore for SqliteStore {
             resend_available_at: r.try_get("resend_available_at").map_err(err)?,
             attempts: r.try_get::<i64, _>("attempts").map_err(err)?.max(0) as u32,
             mail_ref: r.try_get("mail_ref").map_err(err)?,
-            delivery: None,
         }))
     }
+}
 
+#[async_trait]
+impl LimitStore for SqliteStore {
     async fn hit_limit(
         &self,
         key: &str,
@@ -682,7 +687,10 @@ impl SessionStore for SqliteStore {
         tx.commit().await.map_err(err)?;
         Ok(verdict)
     }
+}
 
+#[async_trait]
+impl Health for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.write)
@@ -692,7 +700,7 @@ impl SessionStore for SqliteStore {
     }
 }
 
-/// Counts one hit in a fixed window (see [`SessionStore::hit_limit`]).
+/// Counts one hit in a fixed window (see [`LimitStore::hit_limit`]).
 async fn count_hit(
     conn: &mut sqlx::SqliteConnection,
     key: &str,
@@ -715,7 +723,7 @@ async fn count_hit(
     Ok(limit_from(count, reset_at, limit, now))
 }
 
-/// Reads a counter without counting (see [`SessionStore::peek_limit`]).
+/// Reads a counter without counting (see [`LimitStore::peek_limit`]).
 async fn read_limit(
     conn: &mut sqlx::SqliteConnection,
     key: &str,
@@ -950,15 +958,11 @@ impl UserStore for SqliteStore {
             .map_err(err)?;
         rows.iter().map(|r| user_from_row(r).map_err(err)).collect()
     }
-
-    async fn ping(&self) -> StoreResult<()> {
-        SessionStore::ping(self).await
-    }
 }
 
 #[async_trait]
-impl MailQueue for SqliteStore {
-    async fn enqueue(&self, _code: &CodeRecord, m: &OutgoingMail) -> StoreResult<()> {
+impl Outbox for SqliteStore {
+    async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
         let (done, committed) = tokio::sync::oneshot::channel();
         let gone = || StoreError::Unavailable("the mail queue writer has stopped".into());
         self.enqueue
@@ -994,6 +998,7 @@ impl MailQueue for SqliteStore {
                     receipt: r.try_get("mail_ref")?,
                     mail: OutgoingMail {
                         mail_ref: r.try_get("mail_ref")?,
+                        code: None,
                         to: r.try_get("to_addr")?,
                         order: r.try_get("mail_order")?,
                         expires_at: r.try_get("expires_at")?,

@@ -4,13 +4,14 @@
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 
+use crate::suite::Backend;
 use crate::suite::{code, email, key, session, NOW};
 use mailcode::crypto::{new_session_id, session_key, Secret};
 use mailcode::domain::{CodePurpose, OneTimeCode, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::{session_tag, Keys, RedisStore};
 use mailcode::store::{
-    CodeCheck, CodeRecord, Limit, LimitCheck, MailQueue, Redeem, Redeemed, SecretRecord,
-    SessionStore, StoreError,
+    CodeCheck, CodeRecord, CodeStore, Health, Limit, LimitCheck, LimitStore, Outbox, Redeem,
+    Redeemed, SecretRecord, SessionStore, StoreError,
 };
 use redis::aio::MultiplexedConnection;
 use redis_server::RedisServer;
@@ -36,18 +37,14 @@ async fn open_on(server: &RedisServer, prefix: &str, op_timeout: Duration) -> Re
         .expect("redis connects")
 }
 
-async fn sessions() -> Arc<dyn SessionStore> {
+async fn sessions() -> Arc<dyn Backend> {
     let server = RedisServer::shared();
     Arc::new(open_on(server, &unique_prefix(), Duration::from_secs(2)).await)
 }
 
 crate::session_store_tests!(sessions);
 
-async fn queues() -> (
-    Arc<dyn MailQueue>,
-    Arc<dyn MailQueue>,
-    Arc<dyn SessionStore>,
-) {
+async fn queues() -> (Arc<dyn Outbox>, Arc<dyn Outbox>, Arc<dyn Backend>) {
     let server = RedisServer::shared();
     let prefix = unique_prefix();
     let a = Arc::new(open_on(server, &prefix, Duration::from_secs(2)).await);
@@ -245,6 +242,7 @@ async fn every_key_has_a_ttl() {
 fn queued_mail(mail_ref: &str, created_at: i64) -> mailcode::store::OutgoingMail {
     mailcode::store::OutgoingMail {
         mail_ref: mail_ref.into(),
+        code: Some(crate::suite::code_for_key()),
         to: "a@example.com".into(),
         order: "sealed order".into(),
         expires_at: NOW + 10 * MIN,
@@ -271,7 +269,12 @@ async fn a_mail_is_a_queue_entry_and_its_state_lives_in_its_code() {
     s.create_session_with_code(&session(7, None), &c)
         .await
         .unwrap();
-    s.enqueue(&c, &queued_mail("sent1", NOW)).await.unwrap();
+    s.enqueue(&mailcode::store::OutgoingMail {
+        code: Some(c.key()),
+        ..queued_mail("sent1", NOW)
+    })
+    .await
+    .unwrap();
     let mut keys = keys_under(&mut con, &prefix).await;
     keys.sort();
     let mut expected = vec![names.session(&key(7)), names.mail_new()];
@@ -306,7 +309,7 @@ async fn a_mail_is_a_queue_entry_and_its_state_lives_in_its_code() {
         .await
         .unwrap();
     let m = queued_mail("new1", NOW);
-    s.enqueue(&crate::suite::code_for(&m), &m).await.unwrap();
+    s.enqueue(&m).await.unwrap();
     let claimed = s.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     assert_eq!(
         claimed
@@ -340,7 +343,7 @@ async fn new_mails_wait_in_a_list_behind_retries() {
     let names = Keys::new(&prefix);
     let enqueue = |m: mailcode::store::OutgoingMail| {
         let s = s.clone();
-        async move { s.enqueue(&crate::suite::code_for(&m), &m).await.unwrap() }
+        async move { s.enqueue(&m).await.unwrap() }
     };
     assert_eq!(s.next_due().await.unwrap(), None);
     enqueue(queued_mail("new1", NOW + 5)).await;

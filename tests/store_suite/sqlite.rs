@@ -1,7 +1,6 @@
 //! The suite against SQLite, each test in its own database file.
-use mailcode::store::{
-    sqlite::SqliteStore, CodeDesk, InSteps, MailQueue, SecretRecord, SessionStore, UserStore,
-};
+use crate::suite::{Backend, Steps, Users};
+use mailcode::store::{sqlite::SqliteStore, CodeRequestWrites, Outbox, SecretRecord, UserStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +14,13 @@ async fn open() -> SqliteStore {
     .expect("sqlite opens")
 }
 
-async fn sessions() -> Arc<dyn SessionStore> {
+async fn sessions() -> Arc<dyn Backend> {
     Arc::new(open().await)
 }
-async fn users() -> Arc<dyn UserStore> {
+async fn users() -> Arc<dyn Users> {
     Arc::new(open().await)
 }
-async fn queue() -> (Arc<dyn SessionStore>, Arc<dyn MailQueue>) {
+async fn queue() -> (Arc<dyn Backend>, Arc<dyn Outbox>) {
     let store = open().await;
     (Arc::new(store.clone()), Arc::new(store))
 }
@@ -44,11 +43,11 @@ crate::sql_store_tests!(users, queue);
 #[tokio::test]
 async fn a_code_request_writes_all_or_nothing() {
     let store = open().await;
-    let sessions: Arc<dyn SessionStore> = Arc::new(store.clone());
-    let queue: Arc<dyn MailQueue> = Arc::new(store);
-    let desk: Arc<dyn CodeDesk> = Arc::new(InSteps {
-        sessions: sessions.clone(),
-        mail: queue.clone(),
+    let sessions: Arc<dyn Backend> = Arc::new(store.clone());
+    let queue: Arc<dyn Outbox> = Arc::new(store);
+    let desk: Arc<dyn CodeRequestWrites> = Arc::new(Steps {
+        backend: sessions.clone(),
+        outbox: queue.clone(),
     });
     crate::suite::a_code_request_writes_all_or_nothing(desk, sessions, queue).await
 }

@@ -25,8 +25,8 @@ pub async fn readyz(State(s): State<AppState>) -> Response {
     use crate::deployment::Verdict;
     let limit = s.core.policy.store_timeout;
     let (sessions, users, secret, mail) = tokio::join!(
-        bounded(limit, s.core.stores.sessions.ping()),
-        bounded(limit, s.core.stores.users.ping()),
+        bounded(limit, s.core.stores.health.sessions.ping()),
+        bounded(limit, s.core.stores.health.users.ping()),
         crate::deployment::check(&*s.core.stores.deployment, &s.core.secret, limit),
         async {
             match tokio::time::timeout(limit, s.transport.check()).await {

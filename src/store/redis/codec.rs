@@ -468,12 +468,12 @@ pub(super) fn codes_in(raw: &str) -> StoreResult<Vec<(CodePurpose, &str)>> {
         .collect()
 }
 
-/// A code record, with how its mail stands (`CodeRecord::delivery`).
+/// A code record, with how its mail stands (kept with the code: `outbox.rs`).
 pub(super) fn decode_code(
     session: &SessionKey,
     purpose: CodePurpose,
     raw: &str,
-) -> StoreResult<CodeRecord> {
+) -> StoreResult<(CodeRecord, Delivery)> {
     let bad = || corrupt("code");
     let fields: Vec<&str> = raw.split(SEP).collect();
     // Seven fields: written before the mail's state moved here, its mail queued then.
@@ -485,7 +485,7 @@ pub(super) fn decode_code(
         return Err(bad());
     };
     let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
-    Ok(CodeRecord {
+    let code = CodeRecord {
         session: session.clone(),
         purpose,
         email: email.to_owned(),
@@ -495,8 +495,8 @@ pub(super) fn decode_code(
         resend_available_at: num(resend)?,
         attempts: attempts.parse().map_err(|_| bad())?,
         mail_ref: mail_ref.to_owned(),
-        delivery: Some(state.delivery()),
-    })
+    };
+    Ok((code, state.delivery()))
 }
 
 /// Where a code's mail stands, kept in the code record (`MAIL_STATE` writes these letters).
@@ -573,6 +573,8 @@ pub(super) fn decode_mail_entry(raw: String) -> StoreResult<(QueuedMail, String)
     let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
     let mail = OutgoingMail {
         mail_ref: mail_ref.to_owned(),
+        // The entry names its code as a key; the receipt keeps that name for the worker.
+        code: None,
         to: to.to_owned(),
         order: order.to_owned(),
         expires_at: num(expires)?,
@@ -706,32 +708,28 @@ mod tests {
             resend_available_at: 3,
             attempts: 4,
             mail_ref: "r".into(),
-            delivery: None,
         };
         let raw = encode_code(&c).expect("encodes");
         let back = decode_code(&key, CodePurpose::Login, &raw).expect("decodes");
         assert_eq!(
-            (back.mail_ref.as_str(), back.attempts, back.delivery),
-            ("r", 4, Some(Delivery::Queued))
+            (back.0.mail_ref.as_str(), back.0.attempts, back.1),
+            ("r", 4, Delivery::Queued)
         );
         // As the worker rewrites it, and as builds before the state was kept here wrote it.
         let sent = format!("{}\u{1f}s", raw.rsplit_once(SEP).expect("fields").0);
         let sent = decode_code(&key, CodePurpose::Login, &sent).expect("decodes");
-        assert_eq!(sent.delivery, Some(Delivery::Sent));
+        assert_eq!(sent.1, Delivery::Sent);
         let retrying = format!("{}\u{1f}qf", raw.rsplit_once(SEP).expect("fields").0);
         let retrying = decode_code(&key, CodePurpose::Login, &retrying).expect("decodes");
-        assert_eq!(
-            retrying.delivery,
-            Some(Delivery::Failed),
-            "failed while it waits"
-        );
+        assert_eq!(retrying.1, Delivery::Failed, "failed while it waits");
         let old = raw.rsplit_once(SEP).expect("fields").0;
         let old = decode_code(&key, CodePurpose::Login, old).expect("decodes");
-        assert_eq!(old.delivery, Some(Delivery::Queued));
+        assert_eq!(old.1, Delivery::Queued);
         assert!(decode_code(&key, CodePurpose::Login, &format!("{raw}x")).is_err());
 
         let m = OutgoingMail {
             mail_ref: "ref".into(),
+            code: None,
             to: "a@example.com".into(),
             order: "sealed".into(),
             expires_at: 10,
@@ -779,7 +777,6 @@ mod tests {
             resend_available_at: 3,
             attempts: 0,
             mail_ref: "r".into(),
-            delivery: None,
         };
         let raw = encode_session_with_code(&s, &c).expect("encodes");
         assert_eq!(
@@ -792,7 +789,7 @@ mod tests {
         let codes = codes_in(&raw).expect("reads");
         assert_eq!(codes.len(), 1);
         assert_eq!(codes[0].0, CodePurpose::Reset);
-        let code = decode_code(&key, CodePurpose::Reset, codes[0].1).expect("decodes");
+        let (code, _) = decode_code(&key, CodePurpose::Reset, codes[0].1).expect("decodes");
         assert_eq!((code.mac.as_str(), code.expires_at), ("m4c", 2));
         assert!(codes_in(&encode_session(&s).expect("encodes"))
             .expect("reads")

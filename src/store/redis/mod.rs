@@ -85,8 +85,8 @@
 //! Limits are the exception. The limits of one request (a code request counts its client IP,
 //! reads the address's guess budget, counts the address's hourly count with the cooldown of
 //! its purpose as a spacing, `store::Spacing`, kept in the same record) are
-//! decided by one script, `HITS` ([`SessionStore::hit_limits`]), in one round trip; a code
-//! request's are decided by `CODE_REQUEST` ([`CodeDesk`], `code_desk.rs`), which also writes the
+//! decided by one script, `HITS` ([`LimitStore::hit_limits`]), in one round trip; a code
+//! request's are decided by `CODE_REQUEST` ([`CodeRequestWrites`], `code_desk.rs`), which also writes the
 //! session, the code and the queued mail when they allow. Their keys `Pl:<name>` carry no hash
 //! tag, and no tag fits one request's keys cleanly: the IP counter is shared by every address
 //! and each address counter by every IP, so the only tag they could all share is one for every
@@ -418,7 +418,7 @@ impl RedisStore {
             keys: Arc::new(Keys::new(prefix)),
             op_timeout,
         };
-        SessionStore::ping(&store).await?;
+        Health::ping(&store).await?;
         store.check_version().await?;
         Ok(store)
     }
@@ -974,7 +974,7 @@ impl RedisStore {
         let Some(raw) = raw else { return Ok(None) };
         let mut best: Option<CodeRecord> = None;
         for (purpose, record) in codes_in(&raw)? {
-            let c = decode_code(session, purpose, record)?;
+            let (c, _) = decode_code(session, purpose, record)?;
             if c.expires_at > now && best.as_ref().is_none_or(|b| c.created_at > b.created_at) {
                 best = Some(c);
             }
@@ -1066,29 +1066,14 @@ impl SessionStore for RedisStore {
     ) -> StoreResult<u64> {
         bounded(self.op_timeout, self.revoke(user_id, except)).await
     }
+}
 
+#[async_trait]
+impl CodeStore for RedisStore {
     /// Kept in the session's record: a session gone meanwhile gets no code (it could never be
     /// entered), which is not an error.
     async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
         bounded(self.op_timeout, self.put_code(c)).await
-    }
-
-    /// A new visitor's session and code are one record, one `SET`. A session with a user takes
-    /// the general path: it also enters its user's index.
-    async fn create_session_with_code(&self, s: &SessionRecord, c: &CodeRecord) -> StoreResult<()> {
-        if s.user.is_some() || c.session != s.key {
-            self.create_session(s).await?;
-            return self.issue_code(c).await;
-        }
-        let cmd = ::redis::cmd("SET")
-            .arg(self.keys.session(&s.key))
-            .arg(encode_session_with_code(s, c)?)
-            .arg("PX")
-            .arg(ttl(s.expires_at() - s.last_seen_at))
-            .to_owned();
-        bounded(self.op_timeout, self.query::<Value>(&cmd, Resend::Safe))
-            .await
-            .map(drop)
     }
 
     async fn check_code(
@@ -1152,7 +1137,10 @@ impl SessionStore for RedisStore {
     ) -> StoreResult<Option<CodeRecord>> {
         bounded(self.op_timeout, self.current(session, now)).await
     }
+}
 
+#[async_trait]
+impl LimitStore for RedisStore {
     async fn hit_limit(
         &self,
         key: &str,
@@ -1201,7 +1189,10 @@ impl SessionStore for RedisStore {
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
         Ok(limit_answer(refused, reset_at, now))
     }
+}
 
+#[async_trait]
+impl Health for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         bounded(
             self.op_timeout,

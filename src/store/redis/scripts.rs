@@ -369,7 +369,7 @@ pub(super) static HITS: LazyLock<Lua> = LazyLock::new(|| {
     ))
 });
 
-/// A code request's writes in one step, on one Redis (`CodeDesk`): its limits as HITS; when
+/// A code request's writes in one step, on one Redis (`CodeRequestWrites`): its limits as HITS; when
 /// they allow, the code (in a new session's record written whole, or put into the record of the
 /// visitor's session, `codes_lua`) and the queued mail (its entry in the list of new mails, as
 /// `mail.rs` queues it). KEYS: the limits, then the session, the list. ARGV: as HITS, then
