@@ -6,6 +6,7 @@
 pub mod mysql;
 pub mod redis;
 pub mod rekey;
+pub mod sql;
 pub mod sqlite;
 pub mod timed;
 
