@@ -5,5 +5,6 @@ mod suite;
 mod mysql;
 mod redis;
 mod redis_cluster;
+mod redis_format;
 mod redis_sentinel;
 mod sqlite;

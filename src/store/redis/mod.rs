@@ -1,139 +1,21 @@
-//! The Redis backend for sessions, codes, rate limits and the mail queue (issues 3 and 5): the
-//! data read on every request lives in memory, with a TTL on every key; users stay in SQL. The
-//! mail queue has its own module, [`mail`].
-//! Same semantics as `sqlite.rs`, checked by the same suite (`tests/store_suite`).
-//!
-//! Key layout (`P` is the prefix, default `mailcode:`; `K` a session key, the SHA-256 of the
-//! session id, 64 hex digits in the API; `T` its tag, base64url of the first 24 bytes of
-//! SHA-256 over `K`'s 32 bytes, 32 characters, see [`session_tag`]; the braces are Redis
-//! Cluster hash tags):
-//!
-//! | key               | type   | holds                                             | TTL             |
-//! |-------------------|--------|---------------------------------------------------|-----------------|
-//! | `P{T}s`           | string | the session record, compact (below), then its codes | until it expires |
-//! | `P{T}w`           | string | the tag of the session a code of `T` was redeemed into (marker) | the new session's |
-//! | `Pu:{<user id>}`  | zset   | the user's session keys `K`, 32 raw bytes each, scored by absolute expiry in whole seconds (rounded up) | the latest score |
-//! | `Pl:<name>`       | string | `<hits>:<window end, ms>`, then `,<spacing>=<gap end, ms>` for each running gap | until the window and the gaps end |
-//! | `Pdeployment:secret` | string | the fingerprint of the deployment's secret (`crate::deployment`) | none |
-//!
-//! A session record is `created␟seen␟idle␟absolute␟<kind><user id>␟ip␟username␟email␟user
-//! agent` (␟ = U+001F, which no header, email or username holds; the user agent comes last and
-//! may hold anything). Numbers are base 62 (`0-9a-zA-Z`, a `-` before a negative one): the
-//! creation instant in ms, then last seen after creation, idle expiry after last seen and
-//! absolute expiry after creation (the last two are the same for every session the app
-//! writes). The kind is `c` (cookie) or `t` (token), and `C` or `T` when the username is the
-//! local part of the email: the username field is then left out and read back from the email.
-//! A session without a user has neither id nor username nor email field. An IPv4 address in its
-//! usual form is stored as the base-62 number of its 32 bits, an IPv6 one as `!` and the
-//! base-62 number of its 128 bits when that is shorter, anything else as it is (behind `=` if it
-//! holds neither `.` nor `:`). Well-known user-agent fragments are stored as one control
-//! character each (`codec::UA_TOKENS`). A record that starts with `~<old session's tag>␟` is
-//! *pending* (see below). TTLs count from the caller's `now` (`create_session` has none: from
-//! the record's `last_seen_at`).
-//!
-//! A session's codes live in its record, after its own fields: `\n<purpose>␟attempts␟expires␟
-//! created␟resend␟email␟mac␟ref␟mail state` for each purpose that has one (the mail state is the
-//! worker's, `mail.rs`). No field of a session holds a line feed (a user agent's is stored as a
-//! space), so the first one ends the session's part. A new visitor's code request writes the
-//! session with its code, one key; a code for an existing session is put into its record by a
-//! script (`CODE_PUT`, or inside `CODE_REQUEST`), which keeps the record's TTL and the other
-//! purposes' codes, replaces its own purpose's and drops codes an hour past their expiry
-//! (until then a late entry reads *expired*, as in SQL). A session gone gets no code, since none
-//! could ever be entered; a code ends with its session (signing in, signing out, expiry) in the
-//! same `DEL`. Until 2026-11-29 each code was a key of its own, `P{T}c:<purpose>` (TTL expiry +
-//! 1 h): a new visitor's code request created one key more, ~14 % of workload 2's rate in issue
-//! 5 (`docs/benchmarks.md`). That name is still how a queued mail names its code
-//! (`Keys::home_of_code`); codes stored under it by earlier builds are not read (visitors ask
-//! for a new code) and expire within 70 minutes.
-//!
-//! Size (docs/benchmarks.md: at most 300 bytes per signed-in session, `MEMORY USAGE`, Redis 7.0): a
-//! signed-in browser session of a typical user costs 152 to 168 bytes, and the user's index
-//! holding it as its only entry 120 more, 272 to 288 in all; with long names and an IPv6
-//! address 184 to 200, 304 to 320 with the index (`tests/store_suite/redis.rs`). It was 216 to
-//! 232 plus 168 with 64-hex key names and index members, decimal records and millisecond
-//! scores. Redis' allocator rounds every allocation up to a size class (16-byte steps at these
-//! sizes), so the layout aims at class boundaries: the name `P{T}s` is 44 bytes, which fits the
-//! 48-byte class with its header (the 64-hex name took 80; base64url of all 32 bytes would
-//! still take 64: hence a hash of the key, whose 192 bits cannot collide by accident and take
-//! about 2^96 tries to collide on purpose); a typical record (59 to 71 bytes in the test) fits
-//! 64 or 80 bytes with its header, plus 16 for its object; the index listpack with a raw
-//! 32-byte member and a score in seconds fits 48 (96 with a 64-hex member and a millisecond
-//! score). A second session of the same user adds its own key and about 40 bytes to the index.
-//!
-//! No migration: keys and records of earlier builds (64-hex names and members, decimal
-//! records) are not read by this one, and no deployment holds any. One that did would lose its
-//! sessions and codes on upgrade (everyone signs in again); limit counters are unchanged. The
-//! resend cooldown moved from a counter of its own (`Pl:cool:<purpose>:<address>`) into the
-//! address's hourly record: an upgrade forgets the cooldowns of the last minute (one more code
-//! may go out within 60 s of an earlier one, once); builds from before cannot read a record
-//! with a spacing (`corrupt limit record`), so instances of both must not share a Redis.
-//!
-//! Redis Cluster: every script touches one hash tag only, a session's keys (its record with its
-//! codes, its marker) share the tag `{T}`. Redeeming a code into a new session cannot: the new
-//! session lives under its own tag.
-//! So sign-in is a small commit protocol whose commit point is one script in the old session's
-//! slot: (1) the new record is written *pending*, which nobody accepts as a session, and entered
-//! in the user's index; (2) the script checks and consumes the code, deletes the old session and
-//! its codes and writes the marker `P{old}w` = new tag — code consumed and sign-in committed in
-//! one step; (3) the winner rewrites its record as active, a loser deletes its pending one. If
-//! (3) never happens (crash, Redis gone), the first read of a pending record finds the marker
-//! and activates it, and without a marker it stays dead until its TTL: so either the code was
-//! consumed and the session exists, or neither (SPEC §3 Robustness), even across slots. The
-//! price is three round trips per sign-in instead of one, on a rare path; the hot path stays
-//! one GET. The same protocol runs on a single Redis, so the suite tests what a cluster runs.
-//!
-//! Limits are the exception. The limits of one request (a code request counts its client IP,
-//! reads the address's guess budget, counts the address's hourly count with the cooldown of
-//! its purpose as a spacing, `store::Spacing`, kept in the same record) are
-//! decided by one script, `HITS` ([`SessionStore::hit_limits`]), in one round trip; a code
-//! request's are decided by `CODE_REQUEST` ([`CodeDesk`], `code_desk.rs`), which also writes the
-//! session, the code and the queued mail when they allow. Their keys `Pl:<name>` carry no hash
-//! tag, and no tag fits one request's keys cleanly: the IP counter is shared by every address
-//! and each address counter by every IP, so the only tag they could all share is one for every
-//! limit key, which would put all the limit traffic in one slot, on one node. We chose none:
-//! `HITS` and `CODE_REQUEST` run as they are on one Redis; on a Cluster, where they would fail
-//! with `CROSSSLOT`, the store runs the same checks one by one instead (`HITS` with one key or
-//! the limit `GET` each, in order, stopping at the first refusal), then a code request's writes
-//! (`in_steps`). The price there: one round trip per check (three per code request, and
-//! two more for its writes) and no atomicity across checks. Each
-//! counter is still counted and compared atomically by its own `HITS`, so no counting limit lets
-//! more through than on one Redis; but a concurrent request may count between two checks, a
-//! read-only check (the guess budget) may be read just before another request spends it, and a
-//! failure midway leaves the earlier hits counted (a request answered `Unavailable` may still
-//! have counted against its IP, which errs on the safe side).
+//! The Redis backend for sessions, codes, rate limits and the mail queue: the data read on
+//! every request lives in memory, with a TTL on every key; users stay in SQL. Same semantics as
+//! `sqlite.rs`, checked by the same suite (`tests/store_suite`). The keys, their records and
+//! TTLs, the sign-in protocol that spans Cluster slots and how limits run on a Cluster are
+//! described for operators in docs/operations.md, "Redis: keys and records"; the record format
+//! itself is defined once, in `codec/format.rs`, for the Rust codec and the Lua scripts alike.
 //!
 //! Restarts: every connection speaks RESP3, so one that Redis closes is replaced as soon as its
-//! reader sees the end of the stream, before a command meets it; a read or an idempotent write
-//! that meets it anyway is sent once more, a counting or consuming one is not (`Resend`). A
-//! Redis restart thus fails no request once Redis answers again (docs/operations.md).
-//!
-//! Cluster mode: a `--redis-url` listing several node URLs separated by commas connects with
-//! the cluster client (slots discovered and refreshed by it, `MOVED`/`ASK` followed, nodes
-//! reconnected, a command whose node connection dropped sent again by it, whatever the
-//! command; every operation still bounded by `op_timeout`). What spans slots there:
-//! listing a user's sessions reads each record with its own `GET` (sent together) instead of
-//! one `MGET`; revoking already deletes one session per script; `HITS` as above. Every other
-//! command and script touches one tag (a session's `{T}`, an index's `{<user id>}`, one limit).
-//! A session's codes are read with its record, one `GET`.
-//!
-//! Sentinel mode: `redis+sentinel://[:PASS@]HOST:PORT[,HOST2:PORT2…]/<master name>[/<db>]`
-//! (port 26379 when left out; the password is the master's, taken literally, the sentinels
-//! are asked without one; no TLS) asks the sentinels for the current master, checks with
-//! `ROLE` that it is one, and keeps one multiplexed connection to it, as on one Redis. On a
-//! connection error, a timeout, or `READONLY` (the old master came back as a replica after a
-//! failover), that operation fails with `Unavailable` and the connection is dropped; the next
-//! operation asks the sentinels again (bounded by `op_timeout` like any other); a master that
-//! closes the connection (a restart) has it dropped at once (RESP3, `SentinelMaster`). A
-//! failover thus answers 503 for a moment, then recovers by itself. Replication is asynchronous: a
-//! write acknowledged by the old master just before it died may be lost (a session or code
-//! gone: sign in again; a limit counted lower).
+//! reader sees the end of the stream; a read or an idempotent write that meets it anyway is sent
+//! once more, a counting or consuming one is not ([`Resend`]; docs/operations.md, "Failure
+//! behaviour").
 //!
 //! Must not: store a raw session id or a code (only [`SessionKey`]s and HMACs reach here);
 //! decide expiry by Redis' clock (every decision compares stored instants with the caller's
 //! `now`, TTLs only collect garbage, never shorter than 1 s); take more than `op_timeout` per
 //! operation (then `Unavailable`: 503, and the connection manager reconnects by itself, or the
-//! next operation asks the sentinels again);
-//! `unwrap` anything read from Redis (corrupt data is `Internal`).
+//! next operation asks the sentinels again); `unwrap` anything read from Redis (corrupt data is
+//! `Internal`).
 
 mod code_desk;
 mod codec;
@@ -161,11 +43,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+use codec::format::{limit_head, PENDING, SEP};
 use codec::{
     codes_in, decode_code, decode_session, encode_code, encode_session, encode_session_with_code,
-    from_index_member, index_member, stored_user, tag, PENDING, SEP,
+    from_index_member, index_member, stored_user, tag,
 };
-pub use codec::{tag as session_tag, Keys};
+pub use codec::{format, tag as session_tag, Keys};
 use scripts::{Call, Lua, ACTIVATE, CHECK, CODE_PUT, DELETE, HITS, INDEX_ADD, REDEEM, TOUCH};
 
 /// The shortest TTL ever set, so that a key logically dead already still vanishes soon.
@@ -950,12 +833,7 @@ impl RedisStore {
         let Some(raw) = raw else {
             return Ok(Limit::Allowed);
         };
-        // `<hits>:<window end>`, then the gaps of its spacings, if any (`limits_lua`).
-        let (count, reset_at) = raw
-            .split_once(':')
-            .map(|(c, r)| (c, r.split_once(',').map_or(r, |(r, _)| r)))
-            .and_then(|(c, r)| Some((c.parse::<i64>().ok()?, r.parse::<i64>().ok()?)))
-            .ok_or_else(|| corrupt("limit"))?;
+        let (count, reset_at) = limit_head(&raw).ok_or_else(|| corrupt("limit"))?;
         Ok(if reset_at > now {
             // At the limit already: one more would be refused.
             limit_from(count + 1, reset_at, limit, now)
@@ -1174,7 +1052,7 @@ impl SessionStore for RedisStore {
         }
         if self.is_cluster() {
             // The limit keys of one request lie in different slots, where one script cannot
-            // reach (module doc, "Limits"): the same checks one by one, in order, stopping at
+            // reach (docs/operations.md, "Limits across slots"): the same checks one by one, in order, stopping at
             // the first refusal. Same answers and counts as `HITS`, but not atomic: a concurrent
             // request may count between two checks (the counters stay exact, a limit may let
             // one more in at its edge), and a failure midway leaves the earlier hits counted.
