@@ -163,13 +163,7 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
             println!("created user {id} {username} <{email}>");
         }
         Command::User(UserCmd::List) => {
-            for u in core
-                .stores
-                .users
-                .list_users()
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            for u in core.list_users().await.map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
                     u.id,
@@ -201,14 +195,7 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
         }
         Command::Sessions(SessionsCmd::List { user }) => {
             let u = find(user).await?;
-            let now = core.now();
-            for s in core
-                .stores
-                .sessions
-                .list_user_sessions(u.id, now)
-                .await
-                .map_err(|e| e.to_string())?
-            {
+            for s in core.user_sessions(&u).await.map_err(|e| e.to_string())? {
                 println!(
                     "{}\t{}\tcreated {}\tlast seen {}\t{}\t{}",
                     s.key.as_str(),
@@ -226,27 +213,17 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
                 Some(id) => {
                     let key = crate::domain::SessionKey::parse(&id)
                         .ok_or("--id: not a session id (64 hex digits)")?;
-                    let mine = core
-                        .stores
-                        .sessions
-                        .list_user_sessions(u.id, core.now())
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if !mine.iter().any(|s| s.key == key) {
-                        return Err(format!("{} has no session {id}", u.username));
+                    match core.revoke_user_session(&u, &key).await {
+                        Ok(()) => println!("ended 1 session"),
+                        Err(crate::flows::FlowError::SessionNotFound) => {
+                            return Err(format!("{} has no session {id}", u.username))
+                        }
+                        Err(e) => return Err(e.to_string()),
                     }
-                    core.stores
-                        .sessions
-                        .delete_session(&key)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    println!("ended 1 session");
                 }
                 None => {
                     let n = core
-                        .stores
-                        .sessions
-                        .revoke_user_sessions(u.id, None)
+                        .revoke_user_sessions(&u)
                         .await
                         .map_err(|e| e.to_string())?;
                     println!("ended {n} session(s)");
@@ -263,15 +240,11 @@ async fn secret(
     settings: &Settings,
     cmd: SecretCmd,
 ) -> Result<(), String> {
-    let record = &*core.stores.deployment;
-    let limit = core.policy.store_timeout;
-    let ours = core.secret.fingerprint();
+    let ours = core.secret_fingerprint();
     let file = settings.secret_file.display();
     match cmd {
         SecretCmd::Show => {
-            let recorded = crate::store::bounded(limit, record.recorded())
-                .await
-                .map_err(|e| e.to_string())?;
+            let recorded = core.deployment_secret().await.map_err(|e| e.to_string())?;
             println!("this instance's secret: {ours} ({file})");
             match recorded {
                 None => println!(
@@ -289,7 +262,8 @@ async fn secret(
             }
         }
         SecretCmd::Rotate => {
-            let done = crate::deployment::rotate(record, &core.secret, limit)
+            let done = core
+                .rotate_deployment_secret()
                 .await
                 .map_err(|e| e.to_string())?;
             match done.previous {

@@ -6,7 +6,8 @@
 //! - [`cli`]: the command line (serve, user, sessions, migrate, doctor).
 //! - [`doctor`]: checks a running deployment from the outside, the way a browser would.
 //! - [`config`]: one [`config::Settings`] value, resolved once from flags, env, toml, defaults.
-//! - [`app`]: builds the state and router, runs the server, graceful shutdown.
+//! - [`app`]: build (settings → stores → flows → router), start, graceful shutdown.
+//! - [`threads`]: the HTTP threads, each with its own runtime, and what a store keeps per thread.
 //! - [`deployment`]: one secret per deployment: its fingerprint, checked at start and by `/readyz`.
 //! - [`policy`]: every number of SPEC §3 in one place.
 //! - [`mail`]: templates, the durable queue worker, SMTP and the development outbox.
@@ -28,3 +29,4 @@ pub mod passwords;
 pub mod policy;
 pub mod secret_url;
 pub mod store;
+pub mod threads;

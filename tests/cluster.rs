@@ -1,5 +1,6 @@
-//! Issue 3: many instances on one Redis and one MariaDB, and real faults. Every server here is
-//! real (redis-server, mariadbd, aiosmtpd) and started by the harness on free loopback ports.
+//! Many instances on one Redis and one MariaDB (SPEC §1: scaling out is more instances on the
+//! same stores), and real faults. Every server here is real (redis-server, mariadbd, aiosmtpd)
+//! and started by the harness on free loopback ports.
 #[path = "api/helpers.rs"]
 mod helpers;
 #[path = "support/mariadb_server.rs"]
@@ -421,7 +422,7 @@ async fn redis_down_gives_503_within_two_seconds_and_the_service_recovers() {
 
 /// A Redis that stops answering, its connections still open (no error for the client to see):
 /// every operation is bounded by the store timeout alone (`bounded`; the Redis client sets no
-/// response timeout of its own, issue 5), so answers still come within two seconds, and the
+/// response timeout of its own: docs/benchmarks.md), so answers still come within two seconds, and the
 /// same connections serve again once Redis does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_that_hangs_gives_503_within_two_seconds_and_the_service_recovers() {

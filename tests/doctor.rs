@@ -1,4 +1,4 @@
-//! `mailcode doctor` against real, deliberately misconfigured mailcode processes (issue 4): it
+//! `mailcode doctor` against real, deliberately misconfigured mailcode processes (SPEC §4): it
 //! finds each misconfiguration, names the fix, exits 1; it is silent (no `✗`) and exits 0 on a
 //! correct deployment; a usage error exits 2.
 use std::io::{self, Read, Write};

@@ -83,7 +83,6 @@ impl Core {
             resend_available_at: now + ms(p.code_cooldown),
             attempts: 0,
             mail_ref: hex::encode(rand::random::<[u8; 12]>()),
-            delivery: None,
         };
 
         let body = match (purpose, &account) {
@@ -104,6 +103,7 @@ impl Core {
             .unwrap_or_else(|| email.as_str().to_owned());
         let mail = OutgoingMail {
             mail_ref: record.mail_ref.clone(),
+            code: Some(record.key()),
             to,
             // Sealed while it waits in the queue: it holds the code in clear (see `MailSeal`).
             order: self.mail_seal.seal(&order.encode()),
@@ -115,7 +115,6 @@ impl Core {
         // trip on a single Redis, a refusal writing nothing.
         let verdict = self
             .stores
-            .codes
             .issue_code_and_mail(
                 &limits,
                 now,
@@ -143,13 +142,13 @@ impl Core {
         let session = current.ok_or(FlowError::NoSession)?;
         let code = self
             .stores
-            .sessions
+            .codes
             .current_code(&session.key, self.now())
             .await?
             .ok_or(FlowError::NoCode)?;
         let delivery = self
             .stores
-            .mail
+            .outbox
             .delivery(&code)
             .await?
             .unwrap_or(Delivery::Failed);
@@ -175,7 +174,7 @@ impl Core {
         let mac = self.secret.code_mac(&session.key, purpose, email, code);
         let verdict = self
             .stores
-            .sessions
+            .codes
             .check_code(
                 &session.key,
                 purpose,

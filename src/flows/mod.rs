@@ -1,10 +1,12 @@
 //! The use cases: the rules of SPEC §3, independent of HTTP. Handlers parse input into domain
 //! types, call one method of [`Core`], and turn its answer or [`FlowError`] into a response.
 mod codes;
+mod ops;
 mod sessions;
 mod sign_in;
 
 pub use codes::{CodeSent, CodeStatus};
+pub use ops::Readiness;
 pub use sign_in::{CodeSubmission, SignedIn};
 
 use std::collections::HashSet;
@@ -16,6 +18,7 @@ use crate::clock::{ms, Clock, Millis};
 use crate::crypto::{self, Secret};
 use crate::domain::{Email, SessionId, SessionKey, SessionKind, SessionRecord, SessionUser};
 use crate::i18n::Lang;
+use crate::mail::Transport;
 use crate::passwords::{HashError, Hasher};
 use crate::policy::Policy;
 use crate::store::{Limit, LimitCheck, StoreError, Stores};
@@ -70,23 +73,61 @@ impl From<HashError> for FlowError {
 
 pub type FlowResult<T> = Result<T, FlowError>;
 
-/// Everything the use cases need, built once at start-up and shared.
+/// Everything the use cases need, built once at start-up (`crate::app::build`) and shared.
+/// Its stores are its own: the HTTP handlers and the command line go through its methods.
 pub struct Core {
+    stores: Stores,
+    clock: Arc<dyn Clock>,
+    secret: Secret,
+    /// Seals queued mail (it carries the code in clear); derived from `secret` once.
+    mail_seal: crypto::MailSeal,
+    policy: Policy,
+    hasher: Hasher,
+    passwordless: bool,
+    /// Wakes the mail worker when a mail was queued.
+    mail_wake: Arc<Notify>,
+    /// How mail leaves; asked by [`Core::readiness`] only (the mail worker sends).
+    transport: Transport,
+    /// Domains refused with `INVALID_EMAIL` (disposable mail services).
+    blocked_domains: HashSet<String>,
+}
+
+/// What [`Core::new`] is made of. The mail worker is given the same `mail_seal` and
+/// `mail_wake` (`crate::app::build`).
+pub struct CoreParts {
     pub stores: Stores,
     pub clock: Arc<dyn Clock>,
     pub secret: Secret,
-    /// Seals queued mail (it carries the code in clear); derived from `secret` once.
     pub mail_seal: crypto::MailSeal,
     pub policy: Policy,
     pub hasher: Hasher,
     pub passwordless: bool,
-    /// Wakes the mail worker when a mail was queued.
     pub mail_wake: Arc<Notify>,
-    /// Domains refused with `INVALID_EMAIL` (disposable mail services).
+    pub transport: Transport,
     pub blocked_domains: HashSet<String>,
 }
 
 impl Core {
+    pub fn new(p: CoreParts) -> Self {
+        Core {
+            stores: p.stores,
+            clock: p.clock,
+            secret: p.secret,
+            mail_seal: p.mail_seal,
+            policy: p.policy,
+            hasher: p.hasher,
+            passwordless: p.passwordless,
+            mail_wake: p.mail_wake,
+            transport: p.transport,
+            blocked_domains: p.blocked_domains,
+        }
+    }
+
+    /// The numbers of SPEC §3 this instance runs with.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
     pub fn now(&self) -> Millis {
         self.clock.now_ms()
     }
@@ -145,7 +186,7 @@ impl Core {
     async fn limit(&self, key: &str, limit: u32, window: std::time::Duration) -> FlowResult<()> {
         match self
             .stores
-            .sessions
+            .limits
             .hit_limit(key, limit, window, self.now())
             .await?
         {
@@ -158,7 +199,7 @@ impl Core {
     async fn check_guess_budget(&self, email: &Email) -> FlowResult<()> {
         match self
             .stores
-            .sessions
+            .limits
             .peek_limit(&guess_key(email), self.policy.guess_budget, self.now())
             .await?
         {
@@ -174,7 +215,7 @@ impl Core {
 
     async fn spend_guess(&self, email: &Email) -> FlowResult<()> {
         self.stores
-            .sessions
+            .limits
             .hit_limit(
                 &guess_key(email),
                 self.policy.guess_budget,

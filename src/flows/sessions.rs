@@ -1,5 +1,5 @@
 //! A signed-in user's sessions: who am I, sign out, list, revoke; and the operator's account
-//! actions used by the command line.
+//! and session actions used by the command line, under the same rules.
 use super::*;
 use crate::domain::{Password, Username};
 use crate::store::{CreateUserError, NewUser, User};
@@ -19,11 +19,7 @@ impl Core {
         current: Option<&SessionRecord>,
     ) -> FlowResult<Vec<SessionRecord>> {
         let (_, user) = require_user(current)?;
-        Ok(self
-            .stores
-            .sessions
-            .list_user_sessions(user.id, self.now())
-            .await?)
+        self.sessions_of(user.id).await
     }
 
     /// Revokes one of the caller's own sessions (by its public id).
@@ -33,12 +29,23 @@ impl Core {
         target: &SessionKey,
     ) -> FlowResult<()> {
         let (_, user) = require_user(current)?;
-        let mine = self
+        self.revoke_session_of(user.id, target).await
+    }
+
+    async fn sessions_of(&self, user_id: i64) -> FlowResult<Vec<SessionRecord>> {
+        Ok(self
             .stores
             .sessions
-            .list_user_sessions(user.id, self.now())
-            .await?;
-        if !mine.iter().any(|s| &s.key == target) {
+            .list_user_sessions(user_id, self.now())
+            .await?)
+    }
+
+    /// Ends `target` if it is one of the user's live sessions, else `SessionNotFound`: whoever
+    /// asks (the user over HTTP, the operator for that user), nobody ends another user's
+    /// session.
+    async fn revoke_session_of(&self, user_id: i64, target: &SessionKey) -> FlowResult<()> {
+        let theirs = self.sessions_of(user_id).await?;
+        if !theirs.iter().any(|s| &s.key == target) {
             return Err(FlowError::SessionNotFound);
         }
         self.stores.sessions.delete_session(target).await?;
@@ -87,6 +94,31 @@ impl Core {
                 .await?),
             Err(_) => Ok(None),
         }
+    }
+
+    /// Every account, for `mailcode user list`.
+    pub async fn list_users(&self) -> FlowResult<Vec<User>> {
+        Ok(self.stores.users.list_users().await?)
+    }
+
+    /// A user's live sessions (`mailcode sessions list`).
+    pub async fn user_sessions(&self, user: &User) -> FlowResult<Vec<SessionRecord>> {
+        self.sessions_of(user.id).await
+    }
+
+    /// Ends one of a user's sessions (`mailcode sessions revoke --id`); `SessionNotFound` when
+    /// it is not theirs, as over HTTP.
+    pub async fn revoke_user_session(&self, user: &User, target: &SessionKey) -> FlowResult<()> {
+        self.revoke_session_of(user.id, target).await
+    }
+
+    /// Ends all of a user's sessions (`mailcode sessions revoke`); how many there were.
+    pub async fn revoke_user_sessions(&self, user: &User) -> FlowResult<u64> {
+        Ok(self
+            .stores
+            .sessions
+            .revoke_user_sessions(user.id, None)
+            .await?)
     }
 
     /// Disabling a user ends all of that user's sessions (SPEC §3 Sessions).

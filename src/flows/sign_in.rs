@@ -210,7 +210,7 @@ impl Core {
                     .increment(1);
                 let outcome = self
                     .stores
-                    .sessions
+                    .codes
                     .redeem_code(
                         &sub.session.key,
                         sub.purpose,
@@ -245,7 +245,7 @@ impl Core {
         let (id, record) = self.new_session(kind, Some(user.clone()), client);
         let outcome = self
             .stores
-            .sessions
+            .codes
             .redeem_code(
                 &sub.session.key,
                 sub.purpose,

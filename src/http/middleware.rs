@@ -36,7 +36,7 @@ pub async fn pipeline(app: &App, peer: IpAddr, req: Request) -> Response {
     let span = tracing::debug_span!("request", id = %id, %method, path = %req.uri().path());
     let origin_problem = check_origin(state, &meta, &method, req.headers());
     let ctx = RequestContext { id, lang, meta };
-    let limit = state.core.policy.request_timeout;
+    let limit = state.core.policy().request_timeout;
     let mut resp = CURRENT
         .scope(
             ctx,

@@ -26,7 +26,7 @@ use tower::{Layer, Service};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::flows::Core;
-use crate::mail::{outbox::Outbox, Transport};
+use crate::mail::outbox::Outbox;
 
 /// The HTTP-only settings.
 #[derive(Debug, Clone)]
@@ -46,7 +46,6 @@ pub struct AppInner {
     pub core: Arc<Core>,
     pub http: HttpSettings,
     pub metrics: PrometheusHandle,
-    pub transport: Transport,
 }
 
 impl AppState {

@@ -13,10 +13,10 @@ use crate::crypto::MailSeal;
 use crate::mail::templates::MailOrder;
 use crate::mail::{SendError, Transport};
 use crate::metrics as m;
-use crate::store::{MailQueue, OutgoingMail, QueuedMail, StoreError, StoreResult};
+use crate::store::{Outbox as OutboxStore, OutgoingMail, QueuedMail, StoreError, StoreResult};
 
 pub struct Worker {
-    pub queue: Arc<dyn MailQueue>,
+    pub queue: Arc<dyn OutboxStore>,
     pub transport: Transport,
     pub from: Mailbox,
     pub clock: Arc<dyn Clock>,

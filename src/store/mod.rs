@@ -6,6 +6,7 @@
 pub mod mysql;
 pub mod redis;
 pub mod rekey;
+pub mod sql;
 pub mod sqlite;
 pub mod timed;
 
@@ -39,11 +40,8 @@ pub struct CodeRecord {
     pub expires_at: Millis,
     pub resend_available_at: Millis,
     pub attempts: u32,
+    /// Names the code's mail in the [`Outbox`], which answers how it stands.
     pub mail_ref: String,
-    /// How its mail stands, as read with the code where the store keeps the two together
-    /// (Redis); `None` where the queue keeps it apart (SQL) or for a code not read from a
-    /// store. [`MailQueue::delivery`] answers either way.
-    pub delivery: Option<Delivery>,
 }
 
 /// The answer to a submitted code, before anything else is checked.
@@ -87,8 +85,8 @@ pub enum Limit {
     Limited { retry_after_ms: Millis },
 }
 
-/// One limit of a [`SessionStore::hit_limits`] call: counted as [`SessionStore::hit_limit`]
-/// does, or only read as [`SessionStore::peek_limit`] does.
+/// One limit of a [`LimitStore::hit_limits`] call: counted as [`LimitStore::hit_limit`]
+/// does, or only read as [`LimitStore::peek_limit`] does.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitCheck {
     pub key: String,
@@ -116,7 +114,7 @@ pub struct Spacing {
 }
 
 impl LimitCheck {
-    /// Counts one hit, as [`SessionStore::hit_limit`].
+    /// Counts one hit, as [`LimitStore::hit_limit`].
     pub fn hit(key: impl Into<String>, limit: u32, window: Duration) -> Self {
         LimitCheck {
             key: key.into(),
@@ -127,7 +125,7 @@ impl LimitCheck {
         }
     }
 
-    /// Reads without counting, as [`SessionStore::peek_limit`].
+    /// Reads without counting, as [`LimitStore::peek_limit`].
     pub fn peek(key: impl Into<String>, limit: u32) -> Self {
         LimitCheck {
             key: key.into(),
@@ -159,8 +157,7 @@ impl LimitCheck {
     }
 }
 
-// `redeem_code` takes every part of the code's binding; bundling them would only move the count.
-#[allow(clippy::too_many_arguments)]
+/// Sessions (SPEC §3 Sessions): records by key, and the index of a user's sessions.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()>;
@@ -190,22 +187,17 @@ pub trait SessionStore: Send + Sync {
         user_id: i64,
         except: Option<&SessionKey>,
     ) -> StoreResult<u64>;
+}
 
+/// One-time codes (SPEC §3 Codes), each bound to a session, an email and a purpose.
+// `redeem_code` takes every part of the code's binding; bundling them would only move the count.
+#[allow(clippy::too_many_arguments)]
+#[async_trait]
+pub trait CodeStore: Send + Sync {
     /// Stores a code, replacing the session's previous code for the same purpose. A backend may
     /// keep codes with their session (Redis): then a code for a session that no longer exists
     /// is not kept, since it could never be entered.
     async fn issue_code(&self, code: &CodeRecord) -> StoreResult<()>;
-    /// Starts a session together with its first code (a new visitor asking for a code), as
-    /// [`create_session`](Self::create_session) then [`issue_code`](Self::issue_code); a backend
-    /// may do both in one round trip.
-    async fn create_session_with_code(
-        &self,
-        s: &SessionRecord,
-        code: &CodeRecord,
-    ) -> StoreResult<()> {
-        self.create_session(s).await?;
-        self.issue_code(code).await
-    }
     /// Compares `mac` with the session's code for (purpose, email); a wrong one uses an attempt.
     async fn check_code(
         &self,
@@ -234,7 +226,11 @@ pub trait SessionStore: Send + Sync {
         session: &SessionKey,
         now: Millis,
     ) -> StoreResult<Option<CodeRecord>>;
+}
 
+/// Fixed-window counters (SPEC §3 Rate limits).
+#[async_trait]
+pub trait LimitStore: Send + Sync {
     /// Counts one hit in a fixed window; `Limited` once more than `limit` hits fell in it.
     async fn hit_limit(
         &self,
@@ -251,7 +247,11 @@ pub trait SessionStore: Send + Sync {
     /// too, as `hit_limit` does); the checks after a refusal are neither counted nor read. The
     /// answer is the refusal, else `Allowed`.
     async fn hit_limits(&self, checks: &[LimitCheck], now: Millis) -> StoreResult<Limit>;
+}
 
+/// Whether a backend answers, for `/readyz` and `mailcode doctor`.
+#[async_trait]
+pub trait Health: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
 }
 
@@ -296,7 +296,6 @@ pub trait UserStore: Send + Sync {
     async fn set_password(&self, id: i64, hash: &str) -> StoreResult<()>;
     async fn set_disabled(&self, id: i64, disabled: bool) -> StoreResult<()>;
     async fn list_users(&self) -> StoreResult<Vec<User>>;
-    async fn ping(&self) -> StoreResult<()>;
 }
 
 /// `<select> FROM users WHERE username_key IN (?, …)` for `n` keys, `None` for none: the one
@@ -344,12 +343,31 @@ pub fn delivery_of(status: &str, last_attempt_failed: bool) -> Delivery {
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
     pub mail_ref: String,
+    /// The code this mail carries: a store that keeps a mail's state with its code (Redis)
+    /// finds the code by it. `None` on a mail read back from a store that does not keep it.
+    pub code: Option<CodeKey>,
     pub to: String,
     /// The sealed order.
     pub order: String,
     /// After this instant the mail is useless (its code expired): dropped, not retried.
     pub expires_at: Millis,
     pub created_at: Millis,
+}
+
+/// Which code: a session holds at most one per purpose.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeKey {
+    pub session: SessionKey,
+    pub purpose: CodePurpose,
+}
+
+impl CodeRecord {
+    pub fn key(&self) -> CodeKey {
+        CodeKey {
+            session: self.session.clone(),
+            purpose: self.purpose,
+        }
+    }
 }
 
 /// A mail as claimed. It is named by its reference (`mail.mail_ref`, unique) in every store;
@@ -362,11 +380,12 @@ pub struct QueuedMail {
     pub receipt: String,
 }
 
-/// The durable mail queue (SPEC §3 Robustness): a code request returns once its mail is here.
-/// Every mail carries a code: the store may keep the mail's delivery state with that code.
+/// The durable outbox (SPEC §3 Robustness): what must leave the service (code mail now), kept
+/// until delivered; a code request returns once its mail is here. One outbox of deliveries,
+/// leased to workers on any instance, retried with backoff, dropped once useless.
 #[async_trait]
-pub trait MailQueue: Send + Sync {
-    async fn enqueue(&self, code: &CodeRecord, mail: &OutgoingMail) -> StoreResult<()>;
+pub trait Outbox: Send + Sync {
+    async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()>;
     /// Leases up to `max` due mails to this worker until `lease_until`.
     async fn claim_due(
         &self,
@@ -390,14 +409,15 @@ pub trait MailQueue: Send + Sync {
     async fn next_due(&self) -> StoreResult<Option<Millis>>;
 }
 
-/// Where a code request writes, as one operation: its limits (as [`SessionStore::hit_limits`]);
-/// when they allow, the new session if there is one and the code (as
-/// [`SessionStore::create_session_with_code`] or [`SessionStore::issue_code`]), then the mail
-/// (as [`MailQueue::enqueue`]). A refusal writes nothing more; the answer is the refusal, else
-/// `Allowed` once everything is written. Chosen with the stores ([`crate::app::open_stores`]):
-/// [`InSteps`] for any session store and queue, or one step on a single Redis that holds both.
+/// A code request's writes as one operation, offered by a backend that holds sessions, codes,
+/// limits and the outbox together and can write them in one round trip (a single Redis:
+/// docs/benchmarks.md, workload 2). Optional ([`Stores::code_request`]): without it the flow
+/// makes the same writes in steps ([`in_steps`]), and the answer is the same.
 #[async_trait]
-pub trait CodeDesk: Send + Sync {
+pub trait CodeRequestWrites: Send + Sync {
+    /// The limits (as [`LimitStore::hit_limits`]); when they allow, the new session if there
+    /// is one, the code and its mail. A refusal writes nothing more; the answer is the refusal,
+    /// else `Allowed` once everything is written.
     async fn issue_code_and_mail(
         &self,
         limits: &[LimitCheck],
@@ -408,54 +428,29 @@ pub trait CodeDesk: Send + Sync {
     ) -> StoreResult<Limit>;
 }
 
-/// A code request's writes as separate calls, in order.
-pub struct InSteps {
-    pub sessions: Arc<dyn SessionStore>,
-    pub mail: Arc<dyn MailQueue>,
-}
-
-#[async_trait]
-impl CodeDesk for InSteps {
-    async fn issue_code_and_mail(
-        &self,
-        limits: &[LimitCheck],
-        now: Millis,
-        new_session: Option<&SessionRecord>,
-        code: &CodeRecord,
-        mail: &OutgoingMail,
-    ) -> StoreResult<Limit> {
-        in_steps(
-            &*self.sessions,
-            &*self.mail,
-            limits,
-            now,
-            new_session,
-            code,
-            mail,
-        )
-        .await
-    }
-}
-
-/// [`CodeDesk::issue_code_and_mail`] as separate calls, in order.
+/// [`CodeRequestWrites::issue_code_and_mail`] as separate calls, in order.
+// One argument per concern the writes touch, and the request's own parts.
+#[allow(clippy::too_many_arguments)]
 pub async fn in_steps(
     sessions: &dyn SessionStore,
-    queue: &dyn MailQueue,
+    codes: &dyn CodeStore,
+    limit_store: &dyn LimitStore,
+    outbox: &dyn Outbox,
     limits: &[LimitCheck],
     now: Millis,
     new_session: Option<&SessionRecord>,
     code: &CodeRecord,
     mail: &OutgoingMail,
 ) -> StoreResult<Limit> {
-    let verdict = sessions.hit_limits(limits, now).await?;
+    let verdict = limit_store.hit_limits(limits, now).await?;
     if verdict != Limit::Allowed {
         return Ok(verdict);
     }
-    match new_session {
-        Some(s) => sessions.create_session_with_code(s, code).await?,
-        None => sessions.issue_code(code).await?,
+    if let Some(s) = new_session {
+        sessions.create_session(s).await?;
     }
-    queue.enqueue(code, mail).await?;
+    codes.issue_code(code).await?;
+    outbox.enqueue(mail).await?;
     Ok(Limit::Allowed)
 }
 
@@ -476,17 +471,60 @@ pub trait SecretRecord: Send + Sync {
     async fn recorded(&self) -> StoreResult<Option<String>>;
 }
 
-/// Every backend the app runs on, chosen once at start-up.
+/// Every backend the app runs on, chosen once at start-up, one handle per concern.
 #[derive(Clone)]
 pub struct Stores {
     pub sessions: Arc<dyn SessionStore>,
+    pub codes: Arc<dyn CodeStore>,
+    pub limits: Arc<dyn LimitStore>,
     pub users: Arc<dyn UserStore>,
-    pub mail: Arc<dyn MailQueue>,
-    /// A code request's writes: `sessions` and `mail` in steps, or in one step where they are
-    /// one Redis.
-    pub codes: Arc<dyn CodeDesk>,
+    pub outbox: Arc<dyn Outbox>,
+    /// A code request's writes in one step, where the backend offers it.
+    pub code_request: Option<Arc<dyn CodeRequestWrites>>,
     /// The fingerprint of the deployment's secret, next to the state bound to the secret.
     pub deployment: Arc<dyn SecretRecord>,
+    /// The store behind sessions, codes, limits and the outbox, and the users' store.
+    pub health: StoreHealth,
+}
+
+#[derive(Clone)]
+pub struct StoreHealth {
+    pub sessions: Arc<dyn Health>,
+    pub users: Arc<dyn Health>,
+}
+
+impl Stores {
+    /// A code request's writes: in one step where the backend offers it, else in steps.
+    pub async fn issue_code_and_mail(
+        &self,
+        limits: &[LimitCheck],
+        now: Millis,
+        new_session: Option<&SessionRecord>,
+        code: &CodeRecord,
+        mail: &OutgoingMail,
+    ) -> StoreResult<Limit> {
+        match &self.code_request {
+            Some(one_step) => {
+                one_step
+                    .issue_code_and_mail(limits, now, new_session, code, mail)
+                    .await
+            }
+            None => {
+                in_steps(
+                    &*self.sessions,
+                    &*self.codes,
+                    &*self.limits,
+                    &*self.outbox,
+                    limits,
+                    now,
+                    new_session,
+                    code,
+                    mail,
+                )
+                .await
+            }
+        }
+    }
 }
 
 /// Bounds a store call (SPEC §3: a store that is down answers 503 within 2 s, never hangs).

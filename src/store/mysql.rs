@@ -514,7 +514,10 @@ impl SessionStore for MySqlStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl CodeStore for MySqlStore {
     async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
         // Replaces the whole row, attempts included, like SQLite's INSERT OR REPLACE.
         self.run(|| {
@@ -629,12 +632,14 @@ impl SessionStore for MySqlStore {
                 resend_available_at: r.try_get("resend_available_at")?,
                 attempts: count(&r, "attempts")?,
                 mail_ref: text(&r, "mail_ref")?,
-                delivery: None,
             })
         };
         decode().map(Some).map_err(err)
     }
+}
 
+#[async_trait]
+impl LimitStore for MySqlStore {
     async fn hit_limit(
         &self,
         key: &str,
@@ -689,7 +694,10 @@ impl SessionStore for MySqlStore {
         })
         .await
     }
+}
 
+#[async_trait]
+impl Health for MySqlStore {
     async fn ping(&self) -> StoreResult<()> {
         self.run(|| sqlx::query("SELECT 1").execute(&self.pool))
             .await?;
@@ -697,7 +705,7 @@ impl SessionStore for MySqlStore {
     }
 }
 
-/// Counts one hit in a fixed window (see [`SessionStore::hit_limit`]), inside the caller's
+/// Counts one hit in a fixed window (see [`LimitStore::hit_limit`]), inside the caller's
 /// transaction: the row stays locked until it ends.
 async fn count_hit(
     conn: &mut MySqlConnection,
@@ -731,7 +739,7 @@ async fn count_hit(
     Ok(limit_from(count, reset_at, limit, now))
 }
 
-/// Reads a counter without counting (see [`SessionStore::peek_limit`]).
+/// Reads a counter without counting (see [`LimitStore::peek_limit`]).
 async fn read_limit(
     conn: &mut MySqlConnection,
     key: &str,
@@ -997,10 +1005,6 @@ impl UserStore for MySqlStore {
         let rows = self.run(|| sqlx::query(&sql).fetch_all(&self.pool)).await?;
         rows.iter().map(|r| user_from_row(r).map_err(err)).collect()
     }
-
-    async fn ping(&self) -> StoreResult<()> {
-        SessionStore::ping(self).await
-    }
 }
 
 /// An SMTP error is kept for the operator, not in full: a TEXT column holds 64 KiB.
@@ -1020,6 +1024,7 @@ fn mail_from_row(r: &MySqlRow) -> Result<QueuedMail, sqlx::Error> {
         receipt: text(r, "mail_ref")?,
         mail: OutgoingMail {
             mail_ref: text(r, "mail_ref")?,
+            code: None,
             to: text(r, "to_addr")?,
             order: text(r, "mail_order")?,
             expires_at: r.try_get("expires_at")?,
@@ -1070,8 +1075,8 @@ async fn claim_once(
 }
 
 #[async_trait]
-impl MailQueue for MySqlStore {
-    async fn enqueue(&self, _code: &CodeRecord, m: &OutgoingMail) -> StoreResult<()> {
+impl Outbox for MySqlStore {
+    async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
         self.run(|| {
             sqlx::query(
                 "INSERT INTO mail_queue (mail_ref, to_addr, mail_order, status, \

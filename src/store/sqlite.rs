@@ -8,7 +8,6 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 use sqlx::{ConnectOptions, Row, SqlitePool};
-use std::cell::RefCell;
 use std::str::FromStr;
 use std::sync::Weak;
 use std::time::Duration;
@@ -16,6 +15,7 @@ use subtle::ConstantTimeEq;
 
 use super::*;
 use crate::domain::{SessionKind, SessionUser};
+use crate::threads::PerThread;
 
 #[derive(Clone)]
 pub struct SqliteStore {
@@ -25,6 +25,9 @@ pub struct SqliteStore {
     enqueue: tokio::sync::mpsc::Sender<Pending>,
     /// Addresses to look up, in groups by [`look_up_emails`].
     lookups: tokio::sync::mpsc::Sender<Lookup>,
+    /// On each HTTP thread, a batcher on that thread's runtime
+    /// ([`SqliteStore::lookups_for_this_thread`]).
+    thread_lookups: PerThread<tokio::sync::mpsc::Sender<Lookup>>,
 }
 
 /// An address to look up, and who to tell what was found.
@@ -32,12 +35,6 @@ type Lookup = (
     String,
     tokio::sync::oneshot::Sender<StoreResult<Option<User>>>,
 );
-
-thread_local! {
-    /// Per store (by its read pool), the lookup batcher running on this thread's runtime.
-    static THREAD_LOOKUPS: RefCell<Vec<(Weak<ReadPool>, tokio::sync::mpsc::Sender<Lookup>)>> =
-        const { RefCell::new(Vec::new()) };
-}
 
 /// Most addresses in one lookup.
 const LOOKUP_MAX: usize = 64;
@@ -260,37 +257,28 @@ impl SqliteStore {
         tokio::spawn(group_commit(write.clone(), rx));
         let (lookups, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(look_up_emails(Arc::downgrade(&read), rx));
+        let pool = Arc::downgrade(&read);
+        let thread_lookups = PerThread::new(move || {
+            let (tx, rx) = tokio::sync::mpsc::channel(1024);
+            tokio::spawn(look_up_emails(pool.clone(), rx));
+            tx
+        });
         Ok(SqliteStore {
             read,
             write,
             enqueue,
             lookups,
+            thread_lookups,
         })
     }
 
-    /// The lookup batcher of this thread's runtime when it is a single-threaded one (an HTTP
-    /// thread, `src/app.rs`): a request, its batch and the answer then stay on one thread, and
-    /// only the statement goes to SQLite's worker thread. Elsewhere the shared batcher.
+    /// The lookup batcher of this thread when it is an HTTP thread (`crate::threads`): a
+    /// request, its batch and the answer then stay on one thread, and only the statement goes
+    /// to SQLite's worker thread. Elsewhere the shared batcher.
     fn lookups_for_this_thread(&self) -> tokio::sync::mpsc::Sender<Lookup> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return self.lookups.clone();
-        };
-        if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
-            return self.lookups.clone();
-        }
-        let read = Arc::downgrade(&self.read);
-        THREAD_LOOKUPS.with(|own| {
-            let mut own = own.borrow_mut();
-            // Dropping the sender of a closed store ends its batcher.
-            own.retain(|(pool, tx)| pool.strong_count() > 0 && !tx.is_closed());
-            if let Some((_, tx)) = own.iter().find(|(pool, _)| pool.ptr_eq(&read)) {
-                return tx.clone();
-            }
-            let (tx, rx) = tokio::sync::mpsc::channel(1024);
-            runtime.spawn(look_up_emails(read.clone(), rx));
-            own.push((read, tx.clone()));
-            tx
-        })
+        self.thread_lookups
+            .with(|tx| tx.clone())
+            .unwrap_or_else(|| self.lookups.clone())
     }
 
     /// Deletes what has expired; run now and then by the app.
@@ -529,7 +517,10 @@ impl SessionStore for SqliteStore {
         tx.commit().await.map_err(err)?;
         Ok(n)
     }
+}
 
+#[async_trait]
+impl CodeStore for SqliteStore {
     async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
         sqlx::query(
             "INSERT OR REPLACE INTO codes (session_key, purpose, email, mac, created_at, expires_at, \
@@ -633,10 +624,12 @@ impl SessionStore for SqliteStore {
             resend_available_at: r.try_get("resend_available_at").map_err(err)?,
             attempts: r.try_get::<i64, _>("attempts").map_err(err)?.max(0) as u32,
             mail_ref: r.try_get("mail_ref").map_err(err)?,
-            delivery: None,
         }))
     }
+}
 
+#[async_trait]
+impl LimitStore for SqliteStore {
     async fn hit_limit(
         &self,
         key: &str,
@@ -682,7 +675,10 @@ impl SessionStore for SqliteStore {
         tx.commit().await.map_err(err)?;
         Ok(verdict)
     }
+}
 
+#[async_trait]
+impl Health for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.write)
@@ -692,7 +688,7 @@ impl SessionStore for SqliteStore {
     }
 }
 
-/// Counts one hit in a fixed window (see [`SessionStore::hit_limit`]).
+/// Counts one hit in a fixed window (see [`LimitStore::hit_limit`]).
 async fn count_hit(
     conn: &mut sqlx::SqliteConnection,
     key: &str,
@@ -715,7 +711,7 @@ async fn count_hit(
     Ok(limit_from(count, reset_at, limit, now))
 }
 
-/// Reads a counter without counting (see [`SessionStore::peek_limit`]).
+/// Reads a counter without counting (see [`LimitStore::peek_limit`]).
 async fn read_limit(
     conn: &mut sqlx::SqliteConnection,
     key: &str,
@@ -950,15 +946,11 @@ impl UserStore for SqliteStore {
             .map_err(err)?;
         rows.iter().map(|r| user_from_row(r).map_err(err)).collect()
     }
-
-    async fn ping(&self) -> StoreResult<()> {
-        SessionStore::ping(self).await
-    }
 }
 
 #[async_trait]
-impl MailQueue for SqliteStore {
-    async fn enqueue(&self, _code: &CodeRecord, m: &OutgoingMail) -> StoreResult<()> {
+impl Outbox for SqliteStore {
+    async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
         let (done, committed) = tokio::sync::oneshot::channel();
         let gone = || StoreError::Unavailable("the mail queue writer has stopped".into());
         self.enqueue
@@ -994,6 +986,7 @@ impl MailQueue for SqliteStore {
                     receipt: r.try_get("mail_ref")?,
                     mail: OutgoingMail {
                         mail_ref: r.try_get("mail_ref")?,
+                        code: None,
                         to: r.try_get("to_addr")?,
                         order: r.try_get("mail_order")?,
                         expires_at: r.try_get("expires_at")?,

@@ -244,7 +244,7 @@ async fn cors_headers_only_where_a_browser_reads_them() {
         .contains("origin"));
 }
 
-/// `GET /api/me` without `Origin` skips the router (issue 5: `App::route`); with one it goes
+/// `GET /api/me` without `Origin` skips the router (`App::route`: docs/benchmarks.md, workload 1); with one it goes
 /// through CORS and the router. Both answer alike, signed in or not, in either language: only
 /// the CORS headers differ.
 #[tokio::test]

@@ -7,6 +7,7 @@ mod redis_server;
 #[path = "../support/smtp_peer.rs"]
 mod smtp_peer;
 
+mod cli;
 mod codes;
 mod cross_origin;
 mod envelope;

@@ -1,8 +1,9 @@
 //! One test suite that every store backend must pass (STYLE §4): the same behaviour, checked
-//! against SQLite, Redis and MariaDB, each a real server started by the harness.
+//! against SQLite, Redis, MariaDB and PostgreSQL, each a real server started by the harness.
 mod suite;
 
 mod mysql;
+mod postgres;
 mod redis;
 mod redis_cluster;
 mod redis_format;

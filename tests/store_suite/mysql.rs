@@ -11,7 +11,7 @@ use mariadb_server::MariaDb;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::suite::{new_user, session, NOW};
+use crate::suite::{new_user, session, Backend, Users, NOW};
 
 /// The app's default store timeout (`Policy::store_timeout`).
 const TIMEOUT: Duration = Duration::from_millis(1500);
@@ -28,13 +28,13 @@ async fn open() -> MySqlStore {
     open_on(&url).await
 }
 
-async fn sessions() -> Arc<dyn SessionStore> {
+async fn sessions() -> Arc<dyn Backend> {
     Arc::new(open().await)
 }
-async fn users() -> Arc<dyn UserStore> {
+async fn users() -> Arc<dyn Users> {
     Arc::new(open().await)
 }
-async fn queue() -> (Arc<dyn SessionStore>, Arc<dyn MailQueue>) {
+async fn queue() -> (Arc<dyn Backend>, Arc<dyn Outbox>) {
     let store = open().await;
     (Arc::new(store.clone()), Arc::new(store))
 }
@@ -53,6 +53,7 @@ crate::secret_record_tests!(secret_records);
 fn mail(n: usize) -> OutgoingMail {
     OutgoingMail {
         mail_ref: format!("race{n}"),
+        code: None,
         to: format!("u{n}@example.com"),
         order: "sealed order".into(),
         expires_at: NOW + 10 * MIN,
@@ -90,7 +91,7 @@ async fn a_username_that_reads_like_an_index_name_is_still_a_username() {
 async fn mariadb_urls_are_accepted() {
     let url = MariaDb::shared().fresh_database("scheme").await;
     let store = open_on(&url.replacen("mysql://", "mariadb://", 1)).await;
-    SessionStore::ping(&store).await.unwrap();
+    Health::ping(&store).await.unwrap();
 }
 
 /// Runs `op` and checks that it fails with `Unavailable` within 2 s (SPEC §3 Robustness).
@@ -116,10 +117,7 @@ async fn a_stopped_server_is_unavailable_and_the_store_recovers() {
     let store = open_on(&server.url("recovery")).await;
     let rec = session(1, Some(7));
     store.create_session(&rec).await.unwrap();
-    store
-        .enqueue(&crate::suite::code_for(&mail(1)), &mail(1))
-        .await
-        .unwrap();
+    store.enqueue(&mail(1)).await.unwrap();
 
     let server = Arc::new(server);
     let s = server.clone();
@@ -154,7 +152,7 @@ async fn a_stopped_server_is_unavailable_and_the_store_recovers() {
             })
         }),
         unavailable_in_time("claim_due", store.claim_due(NOW, NOW + MIN, 10)),
-        unavailable_in_time("ping", SessionStore::ping(&store)),
+        unavailable_in_time("ping", Health::ping(&store)),
     );
 
     let s = server.clone();
@@ -169,7 +167,7 @@ async fn a_stopped_server_is_unavailable_and_the_store_recovers() {
         "data survived and the store works again"
     );
     assert_eq!(store.claim_due(NOW, NOW + MIN, 10).await.unwrap().len(), 1);
-    SessionStore::ping(&store).await.unwrap();
+    Health::ping(&store).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -238,10 +236,7 @@ async fn sweep_deletes_only_what_has_expired() {
     store.hit_limit("new", 5, w, NOW).await.unwrap();
     let mut old = mail(1);
     old.created_at = NOW - 25 * 60 * MIN;
-    store
-        .enqueue(&crate::suite::code_for(&old), &old)
-        .await
-        .unwrap();
+    store.enqueue(&old).await.unwrap();
     let sent = store.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     store.mark_sent(&sent[..1], NOW).await.unwrap();
 

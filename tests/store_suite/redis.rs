@@ -4,13 +4,14 @@
 #[path = "../support/redis_server.rs"]
 pub(crate) mod redis_server;
 
+use crate::suite::Backend;
 use crate::suite::{code, email, key, session, NOW};
 use mailcode::crypto::{new_session_id, session_key, Secret};
 use mailcode::domain::{CodePurpose, OneTimeCode, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::{session_tag, Keys, RedisStore};
 use mailcode::store::{
-    CodeCheck, CodeRecord, Limit, LimitCheck, MailQueue, Redeem, Redeemed, SecretRecord,
-    SessionStore, StoreError,
+    CodeCheck, CodeRecord, CodeStore, Health, Limit, LimitCheck, LimitStore, Outbox, Redeem,
+    Redeemed, SecretRecord, SessionStore, StoreError,
 };
 use redis::aio::MultiplexedConnection;
 use redis_server::RedisServer;
@@ -40,18 +41,14 @@ pub(crate) async fn open_on(
         .expect("redis connects")
 }
 
-async fn sessions() -> Arc<dyn SessionStore> {
+async fn sessions() -> Arc<dyn Backend> {
     let server = RedisServer::shared();
     Arc::new(open_on(server, &unique_prefix(), Duration::from_secs(2)).await)
 }
 
 crate::session_store_tests!(sessions);
 
-async fn queues() -> (
-    Arc<dyn MailQueue>,
-    Arc<dyn MailQueue>,
-    Arc<dyn SessionStore>,
-) {
+async fn queues() -> (Arc<dyn Outbox>, Arc<dyn Outbox>, Arc<dyn Backend>) {
     let server = RedisServer::shared();
     let prefix = unique_prefix();
     let a = Arc::new(open_on(server, &prefix, Duration::from_secs(2)).await);
@@ -249,6 +246,7 @@ async fn every_key_has_a_ttl() {
 fn queued_mail(mail_ref: &str, created_at: i64) -> mailcode::store::OutgoingMail {
     mailcode::store::OutgoingMail {
         mail_ref: mail_ref.into(),
+        code: Some(crate::suite::code_for_key()),
         to: "a@example.com".into(),
         order: "sealed order".into(),
         expires_at: NOW + 10 * MIN,
@@ -275,7 +273,12 @@ async fn a_mail_is_a_queue_entry_and_its_state_lives_in_its_code() {
     s.create_session_with_code(&session(7, None), &c)
         .await
         .unwrap();
-    s.enqueue(&c, &queued_mail("sent1", NOW)).await.unwrap();
+    s.enqueue(&mailcode::store::OutgoingMail {
+        code: Some(c.key()),
+        ..queued_mail("sent1", NOW)
+    })
+    .await
+    .unwrap();
     let mut keys = keys_under(&mut con, &prefix).await;
     keys.sort();
     let mut expected = vec![names.session(&key(7)), names.mail_new()];
@@ -310,7 +313,7 @@ async fn a_mail_is_a_queue_entry_and_its_state_lives_in_its_code() {
         .await
         .unwrap();
     let m = queued_mail("new1", NOW);
-    s.enqueue(&crate::suite::code_for(&m), &m).await.unwrap();
+    s.enqueue(&m).await.unwrap();
     let claimed = s.claim_due(NOW, NOW + MIN, 10).await.unwrap();
     assert_eq!(
         claimed
@@ -344,7 +347,7 @@ async fn new_mails_wait_in_a_list_behind_retries() {
     let names = Keys::new(&prefix);
     let enqueue = |m: mailcode::store::OutgoingMail| {
         let s = s.clone();
-        async move { s.enqueue(&crate::suite::code_for(&m), &m).await.unwrap() }
+        async move { s.enqueue(&m).await.unwrap() }
     };
     assert_eq!(s.next_due().await.unwrap(), None);
     enqueue(queued_mail("new1", NOW + 5)).await;
@@ -649,7 +652,7 @@ async fn memory_usage(con: &mut MultiplexedConnection, name: &str) -> i64 {
     bytes.unwrap_or(0)
 }
 
-/// Issue 5: at most 300 bytes of Redis per signed-in session of a typical user, counting the
+/// At most 300 bytes of Redis per signed-in session of a typical user, counting the
 /// user's session index it is the only entry of (the worst case: the index's own overhead is
 /// not shared with another session). With long names and an IPv6 address the session key alone
 /// stays within 300 bytes, and within 320 with its index.
@@ -1137,7 +1140,7 @@ async fn connections_received(con: &mut MultiplexedConnection) -> u64 {
         .expect("INFO stats has total_connections_received")
 }
 
-/// An HTTP thread (its own single-threaded runtime, `own_connections_on_this_thread`) gets a
+/// An HTTP thread (its own single-threaded runtime, `mailcode::threads::spawn`) gets a
 /// Redis connection of its own, connected in the background after its first command, and the
 /// store works the same through it; the connection goes away with the thread. Other threads use
 /// the shared one.
@@ -1155,13 +1158,8 @@ fn a_thread_with_its_own_runtime_gets_its_own_connection() {
     let before = main.block_on(connections_received(&mut con));
     let on_thread = s.clone();
     let (url, shared_id) = (server.url(), shared[0].0);
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        mailcode::store::redis::own_connections_on_this_thread();
-        rt.block_on(async move {
+    mailcode::threads::spawn("http-thread".into(), move || {
+        async move {
             // The first load still goes over the shared connection and starts connecting.
             assert!(on_thread
                 .load_session(&key(1), NOW + MIN)
@@ -1194,8 +1192,9 @@ fn a_thread_with_its_own_runtime_gets_its_own_connection() {
                 1,
                 "the loads went over the thread's own connection"
             );
-        });
+        }
     })
+    .unwrap()
     .join()
     .unwrap();
     // While the thread ran, two connections more were opened: its own and the test's look at

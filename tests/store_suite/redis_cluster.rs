@@ -5,10 +5,11 @@
 #[path = "../support/redis_cluster.rs"]
 mod cluster_servers;
 
+use crate::suite::Backend;
 use crate::suite::{key, session, NOW};
 use cluster_servers::RedisCluster;
 use mailcode::store::redis::{Keys, RedisStore};
-use mailcode::store::{Limit, LimitCheck, MailQueue, SecretRecord, SessionStore};
+use mailcode::store::{Limit, LimitCheck, LimitStore, Outbox, SecretRecord, SessionStore};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -33,17 +34,13 @@ async fn open(prefix: &str) -> RedisStore {
     .expect("redis cluster connects")
 }
 
-async fn sessions() -> Arc<dyn SessionStore> {
+async fn sessions() -> Arc<dyn Backend> {
     Arc::new(open(&unique_prefix()).await)
 }
 
 crate::session_store_tests!(sessions);
 
-async fn queues() -> (
-    Arc<dyn MailQueue>,
-    Arc<dyn MailQueue>,
-    Arc<dyn SessionStore>,
-) {
+async fn queues() -> (Arc<dyn Outbox>, Arc<dyn Outbox>, Arc<dyn Backend>) {
     let prefix = unique_prefix();
     let a = Arc::new(open(&prefix).await);
     (a.clone(), Arc::new(open(&prefix).await), a)

@@ -9,7 +9,7 @@ use crate::suite::NOW;
 use mailcode::domain::{CodePurpose, SessionKey, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::format::{lua_prelude, Form, Record, CODE, ENTRY, SESSION};
 use mailcode::store::redis::Keys;
-use mailcode::store::{CodeRecord, MailQueue, OutgoingMail, SessionStore};
+use mailcode::store::{CodeRecord, CodeStore, Outbox, OutgoingMail, SessionStore};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -79,17 +79,17 @@ async fn the_scripts_read_each_field_where_the_codec_wrote_it() {
         resend_available_at: NOW + MIN,
         attempts: 3,
         mail_ref: "ref7".into(),
-        delivery: None,
     };
     store.issue_code(&code).await.expect("code");
     let mail = OutgoingMail {
         mail_ref: "ref7".into(),
+        code: Some(code.key()),
         to: "b@example.com".into(),
         order: "sealed order".into(),
         expires_at: NOW + 10 * MIN,
         created_at: NOW + 5,
     };
-    store.enqueue(&code, &mail).await.expect("queued");
+    store.enqueue(&mail).await.expect("queued");
 
     let keys = Keys::new(&prefix);
     let mut con = raw(server).await;

@@ -4,9 +4,10 @@
 #[path = "../support/redis_sentinel.rs"]
 mod sentinel_servers;
 
+use crate::suite::Backend;
 use crate::suite::{key, session, NOW};
 use mailcode::store::redis::RedisStore;
-use mailcode::store::{MailQueue, SecretRecord, SessionStore, StoreError};
+use mailcode::store::{Outbox, SecretRecord, SessionStore, StoreError};
 use sentinel_servers::RedisSentinel;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -28,17 +29,13 @@ async fn open(url: &str, prefix: &str) -> RedisStore {
         .expect("redis via sentinel connects")
 }
 
-async fn sessions() -> Arc<dyn SessionStore> {
+async fn sessions() -> Arc<dyn Backend> {
     Arc::new(open(&RedisSentinel::shared().url(), &unique_prefix()).await)
 }
 
 crate::session_store_tests!(sessions);
 
-async fn queues() -> (
-    Arc<dyn MailQueue>,
-    Arc<dyn MailQueue>,
-    Arc<dyn SessionStore>,
-) {
+async fn queues() -> (Arc<dyn Outbox>, Arc<dyn Outbox>, Arc<dyn Backend>) {
     let url = RedisSentinel::shared().url();
     let prefix = unique_prefix();
     let a = Arc::new(open(&url, &prefix).await);

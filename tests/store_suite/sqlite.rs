@@ -1,7 +1,6 @@
 //! The suite against SQLite, each test in its own database file.
-use mailcode::store::{
-    sqlite::SqliteStore, CodeDesk, InSteps, MailQueue, SecretRecord, SessionStore, UserStore,
-};
+use crate::suite::{Backend, Steps, Users};
+use mailcode::store::{sqlite::SqliteStore, CodeRequestWrites, Outbox, SecretRecord, UserStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,13 +14,13 @@ async fn open() -> SqliteStore {
     .expect("sqlite opens")
 }
 
-async fn sessions() -> Arc<dyn SessionStore> {
+async fn sessions() -> Arc<dyn Backend> {
     Arc::new(open().await)
 }
-async fn users() -> Arc<dyn UserStore> {
+async fn users() -> Arc<dyn Users> {
     Arc::new(open().await)
 }
-async fn queue() -> (Arc<dyn SessionStore>, Arc<dyn MailQueue>) {
+async fn queue() -> (Arc<dyn Backend>, Arc<dyn Outbox>) {
     let store = open().await;
     (Arc::new(store.clone()), Arc::new(store))
 }
@@ -44,18 +43,19 @@ crate::sql_store_tests!(users, queue);
 #[tokio::test]
 async fn a_code_request_writes_all_or_nothing() {
     let store = open().await;
-    let sessions: Arc<dyn SessionStore> = Arc::new(store.clone());
-    let queue: Arc<dyn MailQueue> = Arc::new(store);
-    let desk: Arc<dyn CodeDesk> = Arc::new(InSteps {
-        sessions: sessions.clone(),
-        mail: queue.clone(),
+    let sessions: Arc<dyn Backend> = Arc::new(store.clone());
+    let queue: Arc<dyn Outbox> = Arc::new(store);
+    let desk: Arc<dyn CodeRequestWrites> = Arc::new(Steps {
+        backend: sessions.clone(),
+        outbox: queue.clone(),
     });
     crate::suite::a_code_request_writes_all_or_nothing(desk, sessions, queue).await
 }
 
-/// Each store answers lookups by address from its own database, whichever runtime asks: a
-/// single-threaded one (as the HTTP threads run, with a batcher of their own) or the
-/// multi-threaded one, and also after another store was opened and closed on the same thread.
+/// Each store answers lookups by address from its own database, whichever runtime asks: an
+/// HTTP thread's (`mailcode::threads`, with a batcher of its own), another single-threaded one
+/// or the multi-threaded one, and also after another store was opened and closed on the same
+/// thread.
 async fn each_store_answers_from_its_own_database() {
     use crate::suite::{email, new_user};
     let first = open().await;
@@ -90,6 +90,17 @@ async fn lookups_on_a_single_threaded_runtime_answer_from_their_own_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lookups_on_a_multi_threaded_runtime_answer_from_their_own_store() {
     each_store_answers_from_its_own_database().await
+}
+
+#[test]
+fn lookups_on_an_http_thread_answer_from_their_own_store() {
+    mailcode::threads::spawn(
+        "http-thread".into(),
+        each_store_answers_from_its_own_database,
+    )
+    .expect("the thread starts")
+    .join()
+    .expect("the lookups answered");
 }
 
 /// Migration 0003 and the store's rekey (`store::rekey`): accounts written with the first key

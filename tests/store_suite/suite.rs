@@ -9,6 +9,35 @@ use mailcode::store::*;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// What the session-side suite needs of a backend: every concern but users and the outbox.
+pub trait Backend: SessionStore + CodeStore + LimitStore + Health {}
+impl<T: SessionStore + CodeStore + LimitStore + Health + ?Sized> Backend for T {}
+
+/// What the user-side suite needs of a backend.
+pub trait Users: UserStore + Health {}
+impl<T: UserStore + Health + ?Sized> Users for T {}
+
+/// A code request's writes in steps, as the flow makes them where no backend offers one step.
+pub struct Steps {
+    pub backend: Arc<dyn Backend>,
+    pub outbox: Arc<dyn Outbox>,
+}
+
+#[async_trait::async_trait]
+impl CodeRequestWrites for Steps {
+    async fn issue_code_and_mail(
+        &self,
+        limits: &[LimitCheck],
+        now: Millis,
+        new_session: Option<&SessionRecord>,
+        code: &CodeRecord,
+        mail: &OutgoingMail,
+    ) -> StoreResult<Limit> {
+        let b = &*self.backend;
+        in_steps(b, b, b, &*self.outbox, limits, now, new_session, code, mail).await
+    }
+}
+
 pub const NOW: Millis = 1_800_000_000_000;
 const MIN: Millis = 60_000;
 
@@ -49,11 +78,10 @@ pub fn code(n: u32, purpose: CodePurpose, to: &str, mac: &str) -> CodeRecord {
         resend_available_at: NOW + MIN,
         attempts: 0,
         mail_ref: format!("ref{n}"),
-        delivery: None,
     }
 }
 
-pub async fn session_roundtrip(s: Arc<dyn SessionStore>) {
+pub async fn session_roundtrip(s: Arc<dyn Backend>) {
     let rec = session(1, Some(7));
     s.create_session(&rec).await.unwrap();
     assert_eq!(
@@ -80,7 +108,7 @@ pub async fn session_roundtrip(s: Arc<dyn SessionStore>) {
     assert!(!s.delete_session(&key(999)).await.unwrap());
 }
 
-pub async fn touch_never_recreates(s: Arc<dyn SessionStore>) {
+pub async fn touch_never_recreates(s: Arc<dyn Backend>) {
     let rec = session(2, Some(7));
     s.create_session(&rec).await.unwrap();
     assert!(s.delete_session(&rec.key).await.unwrap());
@@ -90,7 +118,7 @@ pub async fn touch_never_recreates(s: Arc<dyn SessionStore>) {
     assert_eq!(s.load_session(&rec.key, NOW + MIN).await.unwrap(), None);
 }
 
-pub async fn user_sessions_list_and_revoke(s: Arc<dyn SessionStore>) {
+pub async fn user_sessions_list_and_revoke(s: Arc<dyn Backend>) {
     for n in 10..13 {
         s.create_session(&session(n, Some(42))).await.unwrap();
     }
@@ -112,7 +140,7 @@ pub async fn user_sessions_list_and_revoke(s: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn codes_count_attempts_and_die(s: Arc<dyn SessionStore>) {
+pub async fn codes_count_attempts_and_die(s: Arc<dyn Backend>) {
     s.create_session(&session(30, None)).await.unwrap();
     s.issue_code(&code(30, CodePurpose::Login, "a@example.com", "right"))
         .await
@@ -144,10 +172,21 @@ pub async fn codes_count_attempts_and_die(s: Arc<dyn SessionStore>) {
     assert_eq!(check("right").await, CodeCheck::Dead);
 }
 
-/// A new visitor's session and first code, written in one call: both are there, and a second
-/// code for the session replaces the first as usual.
-pub async fn a_session_starts_with_its_code(s: Arc<dyn SessionStore>) {
-    s.create_session_with_code(
+/// A new visitor's session and its first code, as the flow writes them in steps.
+pub async fn start_with_code(
+    s: &dyn Backend,
+    new: &SessionRecord,
+    c: &CodeRecord,
+) -> StoreResult<()> {
+    s.create_session(new).await?;
+    s.issue_code(c).await
+}
+
+/// A new visitor's session and first code: both are there, and a second code for the session
+/// replaces the first as usual.
+pub async fn a_session_starts_with_its_code(s: Arc<dyn Backend>) {
+    start_with_code(
+        &*s,
         &session(41, None),
         &code(41, CodePurpose::Login, "a@example.com", "first"),
     )
@@ -186,7 +225,7 @@ pub async fn a_session_starts_with_its_code(s: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn codes_are_bound_to_session_email_and_purpose(s: Arc<dyn SessionStore>) {
+pub async fn codes_are_bound_to_session_email_and_purpose(s: Arc<dyn Backend>) {
     s.create_session(&session(31, None)).await.unwrap();
     s.issue_code(&code(31, CodePurpose::Login, "a@example.com", "right"))
         .await
@@ -249,7 +288,7 @@ pub async fn codes_are_bound_to_session_email_and_purpose(s: Arc<dyn SessionStor
         .is_none());
 }
 
-pub async fn redeem_is_atomic_under_a_race(s: Arc<dyn SessionStore>) {
+pub async fn redeem_is_atomic_under_a_race(s: Arc<dyn Backend>) {
     s.create_session(&session(40, None)).await.unwrap();
     s.issue_code(&code(40, CodePurpose::Login, "a@example.com", "right"))
         .await
@@ -296,7 +335,7 @@ pub async fn redeem_is_atomic_under_a_race(s: Arc<dyn SessionStore>) {
     assert_eq!(live.len(), 1, "losers created nothing");
 }
 
-pub async fn redeem_can_spend_an_attempt(s: Arc<dyn SessionStore>) {
+pub async fn redeem_can_spend_an_attempt(s: Arc<dyn Backend>) {
     s.create_session(&session(41, None)).await.unwrap();
     s.issue_code(&code(41, CodePurpose::Reset, "a@example.com", "right"))
         .await
@@ -336,7 +375,7 @@ pub async fn redeem_can_spend_an_attempt(s: Arc<dyn SessionStore>) {
     );
 }
 
-pub async fn limits_count_in_fixed_windows(s: Arc<dyn SessionStore>) {
+pub async fn limits_count_in_fixed_windows(s: Arc<dyn Backend>) {
     let w = Duration::from_secs(3600);
     assert_eq!(s.peek_limit("k", 2, NOW).await.unwrap(), Limit::Allowed);
     assert_eq!(s.hit_limit("k", 2, w, NOW).await.unwrap(), Limit::Allowed);
@@ -373,7 +412,7 @@ pub async fn limits_count_in_fixed_windows(s: Arc<dyn SessionStore>) {
 
 /// `hit_limits` is `hit_limit` / `peek_limit` for each check in order, stopping at the first
 /// refusal: the refused hit counts, the checks after it are neither counted nor read.
-pub async fn limits_in_one_call_stop_at_the_first_refusal(s: Arc<dyn SessionStore>) {
+pub async fn limits_in_one_call_stop_at_the_first_refusal(s: Arc<dyn Backend>) {
     let w = Duration::from_secs(3600);
     let hour: Millis = 3_600_000;
     let checks = [
@@ -465,7 +504,7 @@ pub async fn limits_in_one_call_stop_at_the_first_refusal(s: Arc<dyn SessionStor
 /// count) refuses a counted hit of its name within its gap, with the gap's end, counting
 /// nothing; another name has its own gap; the ceiling still counts and refuses; a gap outlives
 /// a shorter window; `hit_limit` and `peek_limit` on the same counter leave the gaps alone.
-pub async fn spacings_refuse_hits_within_their_gap(s: Arc<dyn SessionStore>) {
+pub async fn spacings_refuse_hits_within_their_gap(s: Arc<dyn Backend>) {
     let hour = Duration::from_secs(3600);
     let gap = Duration::from_secs(60);
     let login = || LimitCheck::hit("e", 3, hour).spaced("login", gap);
@@ -566,7 +605,7 @@ pub async fn spacings_refuse_hits_within_their_gap(s: Arc<dyn SessionStore>) {
     ));
 }
 
-pub async fn limits_hold_under_concurrency(s: Arc<dyn SessionStore>) {
+pub async fn limits_hold_under_concurrency(s: Arc<dyn Backend>) {
     let tasks: Vec<_> = (0..40)
         .map(|_| {
             let s = s.clone();
@@ -604,7 +643,7 @@ pub fn with_key(name: &str, key: &str, mail: &str) -> NewUser {
     }
 }
 
-pub async fn users_are_unique_by_name_and_email(u: Arc<dyn UserStore>) {
+pub async fn users_are_unique_by_name_and_email(u: Arc<dyn Users>) {
     let id = u
         .create_user(&new_user("Alice", "alice@example.com"))
         .await
@@ -645,7 +684,7 @@ pub async fn users_are_unique_by_name_and_email(u: Arc<dyn UserStore>) {
     assert_eq!(u.list_users().await.unwrap().len(), 2);
     u.delete_user(bob).await.unwrap();
     assert_eq!(u.list_users().await.unwrap().len(), 1);
-    u.ping().await.unwrap();
+    Health::ping(&*u).await.unwrap();
 }
 
 /// The keys a sign-in by `name` looks up.
@@ -658,7 +697,7 @@ pub fn keys(name: &str) -> [String; 2] {
 /// Keys are compared as bytes, exactly: no collation of the store's own folds case or accents,
 /// or ignores trailing spaces (MySQL's utf8mb4_bin pads); a name's exact key, kept after a
 /// collision (`store::rekey`), wins over the key it collided on.
-pub async fn username_keys_are_exact_and_exact_names_come_first(u: Arc<dyn UserStore>) {
+pub async fn username_keys_are_exact_and_exact_names_come_first(u: Arc<dyn Users>) {
     let alice = u
         .create_user(&new_user("alice", "alice@example.com"))
         .await
@@ -731,7 +770,7 @@ pub const STALE_ACCOUNTS: [(&str, &str, &str); 7] = [
     ("bob", "bob", "bob@example.com"),
 ];
 
-pub async fn stale_keys_were_recomputed(u: Arc<dyn UserStore>) {
+pub async fn stale_keys_were_recomputed(u: Arc<dyn Users>) {
     let users = u.list_users().await.unwrap();
     assert_eq!(users.len(), STALE_ACCOUNTS.len(), "no account is lost");
     let id = |name: &str| {
@@ -774,7 +813,7 @@ pub async fn stale_keys_were_recomputed(u: Arc<dyn UserStore>) {
 
 /// Many lookups by address at once (the SQLite store answers them in groups): each gets the
 /// account of its own address, or none.
-pub async fn concurrent_lookups_each_get_their_own_answer(u: Arc<dyn UserStore>) {
+pub async fn concurrent_lookups_each_get_their_own_answer(u: Arc<dyn Users>) {
     let mut ids = Vec::new();
     for n in 0..10 {
         let id = u
@@ -804,10 +843,19 @@ pub async fn concurrent_lookups_each_get_their_own_answer(u: Arc<dyn UserStore>)
 fn mail(r: &str, expires_at: Millis) -> OutgoingMail {
     OutgoingMail {
         mail_ref: r.into(),
+        code: Some(code_for_key()),
         to: "a@example.com".into(),
         order: "sealed order".into(),
         expires_at,
         created_at: NOW,
+    }
+}
+
+/// The code `code_for` makes, as a mail names it.
+pub fn code_for_key() -> CodeKey {
+    CodeKey {
+        session: key(99),
+        purpose: CodePurpose::Login,
     }
 }
 
@@ -822,13 +870,16 @@ pub fn code_for(m: &OutgoingMail) -> CodeRecord {
 
 /// The mail that carries `c`, as a code request queues it.
 pub fn mail_of(c: &CodeRecord) -> OutgoingMail {
-    mail(&c.mail_ref, c.expires_at)
+    OutgoingMail {
+        code: Some(c.key()),
+        ..mail(&c.mail_ref, c.expires_at)
+    }
 }
 
 /// `sessions` and `q` are one backend (the queue may keep a mail's state with its code).
 pub async fn the_mail_queue_leases_retries_and_reports(
-    sessions: Arc<dyn SessionStore>,
-    q: Arc<dyn MailQueue>,
+    sessions: Arc<dyn Backend>,
+    q: Arc<dyn Outbox>,
 ) {
     let issue = |n: u32, mail_ref: &str| {
         let sessions = sessions.clone();
@@ -844,14 +895,13 @@ pub async fn the_mail_queue_leases_retries_and_reports(
                 .unwrap()
                 .is_none()
             {
-                sessions
-                    .create_session_with_code(&session(n, None), &c)
+                start_with_code(&*sessions, &session(n, None), &c)
                     .await
                     .unwrap();
             } else {
                 sessions.issue_code(&c).await.unwrap();
             }
-            q.enqueue(&c, &mail_of(&c)).await.unwrap();
+            q.enqueue(&mail_of(&c)).await.unwrap();
             c
         }
     };
@@ -944,7 +994,7 @@ pub async fn the_mail_queue_leases_retries_and_reports(
     );
 }
 
-/// `session_store_tests!(make)` where `async fn make() -> Arc<dyn SessionStore>` gives a fresh store.
+/// `session_store_tests!(make)` where `async fn make() -> Arc<dyn Backend>` gives a fresh store.
 #[macro_export]
 macro_rules! session_store_tests {
     ($make:path) => {
@@ -1026,7 +1076,7 @@ macro_rules! sql_store_tests {
 
 /// Two stores on the same backend (two instances) and eight workers claiming at once: every mail
 /// is claimed exactly once, and again once the lease ends.
-pub async fn workers_never_claim_the_same_mail(a: Arc<dyn MailQueue>, b: Arc<dyn MailQueue>) {
+pub async fn workers_never_claim_the_same_mail(a: Arc<dyn Outbox>, b: Arc<dyn Outbox>) {
     const MAILS: usize = 60;
     for n in 0..MAILS {
         let c = CodeRecord {
@@ -1035,7 +1085,7 @@ pub async fn workers_never_claim_the_same_mail(a: Arc<dyn MailQueue>, b: Arc<dyn
         };
         let mut m = mail_of(&c);
         m.to = format!("u{n}@example.com");
-        a.enqueue(&c, &m).await.unwrap();
+        a.enqueue(&m).await.unwrap();
     }
     let workers: Vec<_> = (0..8)
         .map(|w| {
@@ -1077,8 +1127,8 @@ pub async fn workers_never_claim_the_same_mail(a: Arc<dyn MailQueue>, b: Arc<dyn
     );
 }
 
-/// `mail_queue_tests!(make_pair)` where `async fn make_pair() -> (Arc<dyn MailQueue>, Arc<dyn
-/// MailQueue>, Arc<dyn SessionStore>)` gives two fresh stores on one empty queue (as two
+/// `mail_queue_tests!(make_pair)` where `async fn make_pair() -> (Arc<dyn Outbox>, Arc<dyn
+/// Outbox>, Arc<dyn Backend>)` gives two fresh stores on one empty queue (as two
 /// instances), and the first as a session store: for the queues that live outside SQL.
 #[macro_export]
 macro_rules! mail_queue_tests {
@@ -1096,12 +1146,12 @@ macro_rules! mail_queue_tests {
     };
 }
 
-/// A code request's writes (`CodeDesk`): allowed, the session, the code and the mail are all
+/// A code request's writes (`CodeRequestWrites`, or the same writes in steps): allowed, the session, the code and the mail are all
 /// there; refused by a limit, nothing of the second request is.
 pub async fn a_code_request_writes_all_or_nothing(
-    desk: Arc<dyn CodeDesk>,
-    sessions: Arc<dyn SessionStore>,
-    queue: Arc<dyn MailQueue>,
+    desk: Arc<dyn CodeRequestWrites>,
+    sessions: Arc<dyn Backend>,
+    queue: Arc<dyn Outbox>,
 ) {
     let limit = |n: u32| LimitCheck::hit("desk:ip", n, Duration::from_secs(3600));
     let c51 = code(51, CodePurpose::Login, "a@example.com", "mac51");

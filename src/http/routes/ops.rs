@@ -8,7 +8,6 @@ use utoipa::OpenApi;
 
 use crate::http::error::envelope;
 use crate::http::AppState;
-use crate::store::bounded;
 
 /// Liveness: the process answers.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "OK")))]
@@ -16,46 +15,33 @@ pub async fn healthz() -> Response {
     envelope(StatusCode::OK, "OK", "", json!({"status": "live"}))
 }
 
-/// Readiness: every store answers within the store timeout; this instance's secret is the
-/// deployment's (`crate::deployment`: the record may have changed since start, by a rotation
-/// or a Redis that forgot it); mail can leave. The checks run at once, so an answer takes one
-/// store timeout at most, not one per store.
+/// Readiness ([`crate::flows::Core::readiness`]): every store answers within the store timeout;
+/// this instance's secret is the deployment's (`crate::deployment`); mail can leave.
 #[utoipa::path(get, path = "/readyz", responses((status = 200, description = "OK"), (status = 503, description = "STORE_UNAVAILABLE, or SECRET_MISMATCH: another secret is the deployment's")))]
 pub async fn readyz(State(s): State<AppState>) -> Response {
     use crate::deployment::Verdict;
-    let limit = s.core.policy.store_timeout;
-    let (sessions, users, secret, mail) = tokio::join!(
-        bounded(limit, s.core.stores.sessions.ping()),
-        bounded(limit, s.core.stores.users.ping()),
-        crate::deployment::check(&*s.core.stores.deployment, &s.core.secret, limit),
-        async {
-            match tokio::time::timeout(limit, s.transport.check()).await {
-                Ok(r) => r,
-                Err(_) => Err("timed out".into()),
-            }
-        },
-    );
-    let ours = s.core.secret.fingerprint();
-    let (secret_state, recorded) = match &secret {
-        Ok(Verdict::Recorded | Verdict::Same) => ("ok", Some(ours.as_str())),
+    let r = s.core.readiness().await;
+    let ours = r.fingerprint.as_str();
+    let (secret_state, recorded) = match &r.secret {
+        Ok(Verdict::Recorded | Verdict::Same) => ("ok", Some(ours)),
         Ok(Verdict::Mismatch { recorded }) => ("mismatch", Some(recorded.as_str())),
         Err(_) => ("down", None),
     };
     let word = |ok: bool| if ok { "ok" } else { "down" };
     // Fingerprints are not secrets: an operator compares them across instances.
     let data = json!({
-        "sessions": word(sessions.is_ok()),
-        "users": word(users.is_ok()),
+        "sessions": word(r.sessions.is_ok()),
+        "users": word(r.users.is_ok()),
         "secret": secret_state,
         "secret_fingerprint": ours,
         "deployment_secret_fingerprint": recorded,
-        "mail": match &mail { Ok(()) => "ok".to_owned(), Err(e) => format!("down: {e}") },
-        "mail_transport": if s.transport.is_outbox() { "outbox" } else { "smtp" },
+        "mail": match &r.mail { Ok(()) => "ok".to_owned(), Err(e) => format!("down: {e}") },
+        "mail_transport": if r.outbox { "outbox" } else { "smtp" },
     });
-    if let Ok(Verdict::Mismatch { recorded }) = &secret {
-        crate::http::hints::secret_mismatch(&ours, recorded);
+    if let Ok(Verdict::Mismatch { recorded }) = &r.secret {
+        crate::http::hints::secret_mismatch(ours, recorded);
     }
-    if sessions.is_err() || users.is_err() || secret.is_err() {
+    if r.sessions.is_err() || r.users.is_err() || r.secret.is_err() {
         envelope(
             StatusCode::SERVICE_UNAVAILABLE,
             "STORE_UNAVAILABLE",

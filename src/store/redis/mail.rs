@@ -23,8 +23,15 @@ use scripts::{MAIL_CLAIM, MAIL_NEXT_DUE, MAIL_REQUEUE, MAIL_STATE};
 
 impl RedisStore {
     /// The queue entry of a mail carrying `code`.
-    pub(super) fn mail_entry(&self, code: &CodeRecord, mail: &OutgoingMail) -> StoreResult<String> {
-        encode_mail_entry(&self.keys.code(&code.session, code.purpose), mail, 0)
+    pub(super) fn mail_entry(&self, mail: &OutgoingMail) -> StoreResult<String> {
+        // A mail that names no code is kept with an empty name: it still leaves, with no code
+        // to tell how it went.
+        let code = mail
+            .code
+            .as_ref()
+            .map(|c| self.keys.code(&c.session, c.purpose))
+            .unwrap_or_default();
+        encode_mail_entry(&code, mail, 0)
     }
 
     /// Writes `state` into the codes of these mails (those that still name them). One script
@@ -91,13 +98,13 @@ impl RedisStore {
 }
 
 #[async_trait]
-impl MailQueue for RedisStore {
-    async fn enqueue(&self, code: &CodeRecord, mail: &OutgoingMail) -> StoreResult<()> {
-        // A code request queues its mail with `CodeDesk` instead, in the script that also
-        // checks its limits, on one Redis.
+impl Outbox for RedisStore {
+    async fn enqueue(&self, mail: &OutgoingMail) -> StoreResult<()> {
+        // A code request on one Redis queues its mail with `CodeRequestWrites` instead, in the
+        // script that also checks its limits.
         let cmd = ::redis::cmd("RPUSH")
             .arg(self.keys.mail_new())
-            .arg(self.mail_entry(code, mail)?)
+            .arg(self.mail_entry(mail)?)
             .to_owned();
         bounded(self.op_timeout, self.query::<i64>(&cmd, Resend::IfUnsent))
             .await
@@ -168,11 +175,9 @@ impl MailQueue for RedisStore {
     }
 
     async fn delivery(&self, code: &CodeRecord) -> StoreResult<Option<Delivery>> {
-        // Read with the code: the state of the very mail that code names, even if a code sent
-        // again has replaced it since.
-        if code.delivery.is_some() {
-            return Ok(code.delivery);
-        }
+        // Kept with the code, read from the session's record: if a code sent again has replaced
+        // this one since, the answer is the newer code's mail, the one the visitor now waits
+        // for (the SQL outbox, keeping each mail's row, still tells the older one's).
         let cmd = ::redis::cmd("GET")
             .arg(self.keys.session(&code.session))
             .to_owned();
@@ -180,8 +185,8 @@ impl MailQueue for RedisStore {
         let Some(raw) = raw else { return Ok(None) };
         for (purpose, record) in codec::codes_in(&raw)? {
             if purpose == code.purpose {
-                let stored = codec::decode_code(&code.session, purpose, record)?;
-                return Ok(stored.delivery.filter(|_| stored.mail_ref == code.mail_ref));
+                let (_, delivery) = codec::decode_code(&code.session, purpose, record)?;
+                return Ok(Some(delivery));
             }
         }
         Ok(None)

@@ -24,7 +24,6 @@ mod per_thread;
 mod scripts;
 mod topology;
 
-pub use per_thread::own_connections_on_this_thread;
 use per_thread::PerThread;
 pub use topology::{parse_sentinel_url, SentinelUrl};
 use topology::{Conn, Resend};
@@ -432,7 +431,7 @@ impl RedisStore {
         let Some(raw) = raw else { return Ok(None) };
         let mut best: Option<CodeRecord> = None;
         for (purpose, record) in codes_in(&raw)? {
-            let c = decode_code(session, purpose, record)?;
+            let (c, _) = decode_code(session, purpose, record)?;
             if c.expires_at > now && best.as_ref().is_none_or(|b| c.created_at > b.created_at) {
                 best = Some(c);
             }
@@ -524,29 +523,14 @@ impl SessionStore for RedisStore {
     ) -> StoreResult<u64> {
         bounded(self.op_timeout, self.revoke(user_id, except)).await
     }
+}
 
+#[async_trait]
+impl CodeStore for RedisStore {
     /// Kept in the session's record: a session gone meanwhile gets no code (it could never be
     /// entered), which is not an error.
     async fn issue_code(&self, c: &CodeRecord) -> StoreResult<()> {
         bounded(self.op_timeout, self.put_code(c)).await
-    }
-
-    /// A new visitor's session and code are one record, one `SET`. A session with a user takes
-    /// the general path: it also enters its user's index.
-    async fn create_session_with_code(&self, s: &SessionRecord, c: &CodeRecord) -> StoreResult<()> {
-        if s.user.is_some() || c.session != s.key {
-            self.create_session(s).await?;
-            return self.issue_code(c).await;
-        }
-        let cmd = ::redis::cmd("SET")
-            .arg(self.keys.session(&s.key))
-            .arg(encode_session_with_code(s, c)?)
-            .arg("PX")
-            .arg(ttl(s.expires_at() - s.last_seen_at))
-            .to_owned();
-        bounded(self.op_timeout, self.query::<Value>(&cmd, Resend::Safe))
-            .await
-            .map(drop)
     }
 
     async fn check_code(
@@ -610,7 +594,10 @@ impl SessionStore for RedisStore {
     ) -> StoreResult<Option<CodeRecord>> {
         bounded(self.op_timeout, self.current(session, now)).await
     }
+}
 
+#[async_trait]
+impl LimitStore for RedisStore {
     async fn hit_limit(
         &self,
         key: &str,
@@ -659,7 +646,10 @@ impl SessionStore for RedisStore {
         let (refused, reset_at): (i64, i64) = bounded(self.op_timeout, self.invoke(&call)).await?;
         Ok(limit_answer(refused, reset_at, now))
     }
+}
 
+#[async_trait]
+impl Health for RedisStore {
     async fn ping(&self) -> StoreResult<()> {
         bounded(
             self.op_timeout,

@@ -7,7 +7,7 @@
 //! what an operator sees. Must not: repeat a URL in an error (it may hold a password).
 use super::per_thread::PerThread;
 use super::scripts::Call;
-use super::{bounded, Keys, RedisStore, SessionStore, StoreError, StoreResult};
+use super::{bounded, Health, Keys, RedisStore, StoreError, StoreResult};
 use ::redis::aio::MultiplexedConnection;
 use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use ::redis::cluster::ClusterClient;
@@ -256,7 +256,7 @@ impl RedisStore {
             keys: Arc::new(Keys::new(prefix)),
             op_timeout,
         };
-        SessionStore::ping(&store).await?;
+        Health::ping(&store).await?;
         store.check_version().await?;
         Ok(store)
     }

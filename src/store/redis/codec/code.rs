@@ -81,12 +81,12 @@ pub(crate) fn codes_in(raw: &str) -> StoreResult<Vec<(CodePurpose, &str)>> {
         .collect()
 }
 
-/// A code record, with how its mail stands (`CodeRecord::delivery`).
+/// A code record, with how its mail stands (kept with the code: `mail.rs`).
 pub(crate) fn decode_code(
     session: &SessionKey,
     purpose: CodePurpose,
     raw: &str,
-) -> StoreResult<CodeRecord> {
+) -> StoreResult<(CodeRecord, Delivery)> {
     let bad = || corrupt("code");
     let f: Vec<&str> = raw.split(SEP).collect();
     // One field less: written before the mail's state was kept here, its mail queued then.
@@ -96,7 +96,7 @@ pub(crate) fn decode_code(
         _ => return Err(bad()),
     };
     let num = |i: usize| CODE.number(i, f[i]).ok_or_else(bad);
-    Ok(CodeRecord {
+    let code = CodeRecord {
         session: session.clone(),
         purpose,
         email: f[C_EMAIL].to_owned(),
@@ -106,8 +106,8 @@ pub(crate) fn decode_code(
         resend_available_at: num(C_RESEND)?,
         attempts: f[C_ATTEMPTS].parse().map_err(|_| bad())?,
         mail_ref: f[C_MAIL_REF].to_owned(),
-        delivery: Some(state.delivery()),
-    })
+    };
+    Ok((code, state.delivery()))
 }
 
 /// Where a code's mail stands, kept in the code record (`MAIL_STATE` writes these letters).
@@ -180,6 +180,8 @@ pub(crate) fn decode_mail_entry(raw: String) -> StoreResult<(QueuedMail, String)
     let num = |i: usize| ENTRY.number(i, f[i]).ok_or_else(bad);
     let mail = OutgoingMail {
         mail_ref: f[E_MAIL_REF].to_owned(),
+        // The entry names its code as a key; the receipt keeps that name for the worker.
+        code: None,
         to: f[E_TO].to_owned(),
         order: f[E_ORDER].to_owned(),
         expires_at: num(E_EXPIRES)?,
@@ -231,7 +233,6 @@ mod tests {
             resend_available_at: 33,
             attempts: 4,
             mail_ref: "r".into(),
-            delivery: None,
         };
         let raw = encode_code(&c).expect("encodes");
         let expected = [
@@ -252,6 +253,7 @@ mod tests {
 
         let m = OutgoingMail {
             mail_ref: "ref".into(),
+            code: None,
             to: "a@example.com".into(),
             order: "sealed".into(),
             expires_at: 10,
@@ -286,32 +288,28 @@ mod tests {
             resend_available_at: 3,
             attempts: 4,
             mail_ref: "r".into(),
-            delivery: None,
         };
         let raw = encode_code(&c).expect("encodes");
         let back = decode_code(&key, CodePurpose::Login, &raw).expect("decodes");
         assert_eq!(
-            (back.mail_ref.as_str(), back.attempts, back.delivery),
-            ("r", 4, Some(Delivery::Queued))
+            (back.0.mail_ref.as_str(), back.0.attempts, back.1),
+            ("r", 4, Delivery::Queued)
         );
         // As the worker rewrites it, and as builds before the state was kept here wrote it.
         let sent = format!("{}\u{1f}s", raw.rsplit_once(SEP).expect("fields").0);
         let sent = decode_code(&key, CodePurpose::Login, &sent).expect("decodes");
-        assert_eq!(sent.delivery, Some(Delivery::Sent));
+        assert_eq!(sent.1, Delivery::Sent);
         let retrying = format!("{}\u{1f}qf", raw.rsplit_once(SEP).expect("fields").0);
         let retrying = decode_code(&key, CodePurpose::Login, &retrying).expect("decodes");
-        assert_eq!(
-            retrying.delivery,
-            Some(Delivery::Failed),
-            "failed while it waits"
-        );
+        assert_eq!(retrying.1, Delivery::Failed, "failed while it waits");
         let old = raw.rsplit_once(SEP).expect("fields").0;
         let old = decode_code(&key, CodePurpose::Login, old).expect("decodes");
-        assert_eq!(old.delivery, Some(Delivery::Queued));
+        assert_eq!(old.1, Delivery::Queued);
         assert!(decode_code(&key, CodePurpose::Login, &format!("{raw}x")).is_err());
 
         let m = OutgoingMail {
             mail_ref: "ref".into(),
+            code: None,
             to: "a@example.com".into(),
             order: "sealed".into(),
             expires_at: 10,
@@ -358,7 +356,6 @@ mod tests {
             resend_available_at: 3,
             attempts: 0,
             mail_ref: "r".into(),
-            delivery: None,
         };
         let raw = encode_session_with_code(&s, &c).expect("encodes");
         assert_eq!(
@@ -371,7 +368,7 @@ mod tests {
         let codes = codes_in(&raw).expect("reads");
         assert_eq!(codes.len(), 1);
         assert_eq!(codes[0].0, CodePurpose::Reset);
-        let code = decode_code(&key, CodePurpose::Reset, codes[0].1).expect("decodes");
+        let (code, _) = decode_code(&key, CodePurpose::Reset, codes[0].1).expect("decodes");
         assert_eq!((code.mac.as_str(), code.expires_at), ("m4c", 2));
         assert!(codes_in(&encode_session(&s).expect("encodes"))
             .expect("reads")

@@ -1,7 +1,7 @@
-//! A code request's writes in one step, on one Redis (`code_desk.rs`).
+//! A code request's writes in one step, on one Redis (`CodeRequestWrites`, `code_desk.rs`).
 use super::{LazyLock, Lua};
 
-/// A code request's writes in one step, on one Redis (`CodeDesk`): its limits as HITS; when
+/// A code request's writes in one step, on one Redis (`CodeRequestWrites`): its limits as HITS; when
 /// they allow, the code (in a new session's record written whole, or put into the record of the
 /// visitor's session, `codes_lua`) and the queued mail (its entry in the list of new mails, as
 /// `mail.rs` queues it). KEYS: the limits, then the session, the list. ARGV: as HITS, then

@@ -1,0 +1,56 @@
+//! Session rows, the same on every SQL dialect: the row mapping and the writes that the redeem
+//! transaction ([`super::codes::redeem`]) shares with the session store.
+use super::{Dialect, SqlRow, Val};
+use crate::domain::{SessionKey, SessionKind, SessionRecord, SessionUser};
+
+/// The columns of `sessions`, in the order [`insert`] binds them.
+pub const COLUMNS: &str = "key, kind, user_id, username, email, created_at, last_seen_at, \
+                           idle_expires_at, absolute_expires_at, user_agent, ip";
+
+pub fn from_row(r: &impl SqlRow) -> Result<SessionRecord, sqlx::Error> {
+    let user = match r.opt_int("user_id")? {
+        Some(id) => Some(SessionUser {
+            id,
+            username: r.opt_text("username")?.unwrap_or_default(),
+            email: r.opt_text("email")?.unwrap_or_default(),
+        }),
+        None => None,
+    };
+    Ok(SessionRecord {
+        key: SessionKey::from_hex(r.text("key")?),
+        kind: SessionKind::parse(&r.text("kind")?),
+        user,
+        created_at: r.int("created_at")?,
+        last_seen_at: r.int("last_seen_at")?,
+        idle_expires_at: r.int("idle_expires_at")?,
+        absolute_expires_at: r.int("absolute_expires_at")?,
+        user_agent: r.text("user_agent")?,
+        ip: r.text("ip")?,
+    })
+}
+
+pub async fn insert<D: Dialect>(conn: &mut D::Conn, s: &SessionRecord) -> Result<(), sqlx::Error> {
+    let user = s.user.as_ref();
+    let args = [
+        Val::Text(s.key.as_str()),
+        Val::Text(s.kind.as_str()),
+        Val::OptInt(user.map(|u| u.id)),
+        Val::OptText(user.map(|u| u.username.as_str())),
+        Val::OptText(user.map(|u| u.email.as_str())),
+        Val::Int(s.created_at),
+        Val::Int(s.last_seen_at),
+        Val::Int(s.idle_expires_at),
+        Val::Int(s.absolute_expires_at),
+        Val::Text(&s.user_agent),
+        Val::Text(&s.ip),
+    ];
+    D::execute(conn, D::SQL.insert_session, &args).await?;
+    Ok(())
+}
+
+/// Deletes a session and its codes; true when the session existed.
+pub async fn delete<D: Dialect>(conn: &mut D::Conn, key: &SessionKey) -> Result<bool, sqlx::Error> {
+    let args = [Val::Text(key.as_str())];
+    D::execute(conn, D::SQL.delete_codes_of_session, &args).await?;
+    Ok(D::execute(conn, D::SQL.delete_session, &args).await? > 0)
+}
