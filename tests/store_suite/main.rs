@@ -6,5 +6,6 @@ mod mysql;
 mod postgres;
 mod redis;
 mod redis_cluster;
+mod redis_format;
 mod redis_sentinel;
 mod sqlite;

@@ -2,7 +2,7 @@
 //! Redis has to prove: TTLs on every key, no secret in the data, one command per load, the
 //! memory budget per session, and recovery when the server goes away and comes back.
 #[path = "../support/redis_server.rs"]
-mod redis_server;
+pub(crate) mod redis_server;
 
 use crate::suite::Backend;
 use crate::suite::{code, email, key, session, NOW};
@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 const MIN: i64 = 60_000;
 
-fn unique_prefix() -> String {
+pub(crate) fn unique_prefix() -> String {
     static N: AtomicU32 = AtomicU32::new(0);
     format!(
         "t{}-{}:",
@@ -31,7 +31,11 @@ fn unique_prefix() -> String {
     )
 }
 
-async fn open_on(server: &RedisServer, prefix: &str, op_timeout: Duration) -> RedisStore {
+pub(crate) async fn open_on(
+    server: &RedisServer,
+    prefix: &str,
+    op_timeout: Duration,
+) -> RedisStore {
     RedisStore::connect(&server.url(), prefix, op_timeout)
         .await
         .expect("redis connects")
@@ -81,7 +85,7 @@ async fn a_code_request_writes_all_or_nothing() {
     .await
 }
 
-async fn raw(server: &RedisServer) -> MultiplexedConnection {
+pub(crate) async fn raw(server: &RedisServer) -> MultiplexedConnection {
     redis::Client::open(server.url())
         .expect("url")
         .get_multiplexed_async_connection()

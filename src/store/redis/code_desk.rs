@@ -3,8 +3,8 @@
 //! and the queued mail (an entry in the list of new mails, `mail.rs`),
 //! decided and written by one script, [`CODE_REQUEST`], so that a refusal writes nothing and an
 //! allowed request writes all of it, atomically. On a
-//! Cluster those keys lie in different slots (module doc of `redis`, "Limits"), so there the
-//! same writes go in steps: 3 round trips instead of 1.
+//! Cluster those keys lie in different slots (docs/operations.md, "Limits across slots"), so
+//! there the same writes go in steps: 3 round trips instead of 1.
 use super::*;
 use scripts::CODE_REQUEST;
 

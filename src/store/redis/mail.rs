@@ -1,43 +1,22 @@
-//! The mail queue on Redis (SPEC §3 Robustness), used whenever sessions and codes are there.
+//! The mail queue on Redis (SPEC §3 Robustness), used whenever sessions and codes are there:
+//! a code mail is worth nothing without its code, which lives in Redis, so the mail is as
+//! durable as the code it carries (docs/operations.md, "Where each piece of state lives").
 //!
-//! Why here and not in SQL: a code mail is worth nothing without its code, and the code lives in
-//! Redis; a queue in SQL made every code request wait for a durable SQL write (the single
-//! SQLite writer, or a MySQL round trip and commit) on top of Redis (docs/benchmarks.md, workload 2). In
-//! Redis the mail is as durable as the code it carries: both survive a restart of mailcode, and
-//! both survive a restart of Redis exactly when Redis persists (AOF or RDB), as sessions do.
-//!
-//! Layout: the two queue keys, under the hash tag `{mail}` (one Cluster slot, so that the
-//! worker's scripts run on a Cluster as they are), and the code records (in their sessions'
-//! records), which keep the state of their mail. A queue entry is the whole mail
-//! (`codec::encode_mail_entry`: reference, attempts, expiry, creation, the name of its code,
-//! `P{T}c:<purpose>`, which `Keys::home_of_code` turns into its session's key, address, order);
-//! the order (what the mail says) arrives sealed (`crypto::MailSeal`): no code is readable here. The queue keys have no TTL;
-//! Redis deletes each whenever it is empty.
-//!
-//! | key                | type   | holds                                                   | TTL |
-//! |--------------------|--------|---------------------------------------------------------|-----|
-//! | `P{mail}n`         | list   | entries of mails queued and not claimed yet, oldest first (all due at once) | none |
-//! | `P{mail}q`         | zset   | entries of claimed mails and of mails waiting for a retry, scored by when the lease ends or the retry is due (ms) | none |
-//! | `P{T}s`            | string | the session, its codes after it (module doc of `redis`), each code's last field the state of its mail: `q` queued, `qf` queued after a failed attempt, `s` sent, `f` failed | the session's |
-//!
-//! A mail leaves the queue when it is sent or failed (its state written into its code first, if
-//! that code still names it: a code sent again names its newer mail), and with it its address
-//! and order. The status route reads the state with the code (`CodeRecord::delivery`): one read. A mail whose code expired is claimed like any other and the worker marks it
-//! failed. No key per mail: a new visitor's code request creates three keys (its two counted
-//! limits, the session with its code), and the mail is one entry appended to a list. Until 2026-11-29 every mail
-//! was a hash of its own (`P{mail}m:<ref>`, state and fields, the queue holding references):
-//! a fifth key per code request, created, given a TTL and read back by the worker: ~8 µs of
-//! Redis' ~44 per request in workload 2 of docs/benchmarks.md, +15 % of its rate (`docs/benchmarks.md`). No migration: such
-//! references are dropped when claimed (their mails never sent: ask for the code again), and
-//! their hashes expire.
+//! Two keys under the hash tag `{mail}` (one Cluster slot, so the worker's scripts run on a
+//! Cluster as they are): a list of new mails, all due at once, and a sorted set of leased mails
+//! and retries, scored by when the lease ends or the retry is due. An entry is the whole mail
+//! (`codec::format::ENTRY`), its order sealed (`crypto::MailSeal`): no code is readable here;
+//! the state of its delivery is kept in its code's record, which the status route reads with
+//! the code. New mails go to the list, not the sorted set: appending to a list costs the same
+//! however long it is, while an insert into a sorted set holding the backlog walks its skip list
+//! (docs/benchmarks.md, workload 2).
 //!
 //! Leases work as in SQL: claiming moves an entry into the sorted set with its lease's end as
 //! score, so a crashed worker's mails are claimed again once it passes (at least once, never
-//! lost); the entry is the lease's receipt (`QueuedMail::receipt`). New mails go to the list,
-//! not the sorted set: appending to a list costs Redis the same however long it is, while every
-//! insert into a sorted set holding the backlog walked its skip list and grew its dictionary
-//! (docs/benchmarks.md, workload 2, where the backlog reaches ~200,000 mails in a run); the sorted set
-//! holds only what is leased or waiting for a retry.
+//! lost); the entry is the lease's receipt (`QueuedMail::receipt`). A mail leaves the queue when
+//! it is sent or failed, its state written into its code first (if that code still names it: a
+//! code sent again names its newer mail). The layout: docs/operations.md, "Redis: keys and
+//! records".
 use super::*;
 use codec::{decode_mail_entry, encode_mail_entry, MailState};
 use scripts::{MAIL_CLAIM, MAIL_NEXT_DUE, MAIL_REQUEUE, MAIL_STATE};

@@ -1,391 +1,53 @@
-//! The Redis backend for sessions, codes, rate limits and the mail queue (issues 3 and 5): the
-//! data read on every request lives in memory, with a TTL on every key; users stay in SQL. The
-//! mail queue has its own module, [`mail`].
-//! Same semantics as `sqlite.rs`, checked by the same suite (`tests/store_suite`).
-//!
-//! Key layout (`P` is the prefix, default `mailcode:`; `K` a session key, the SHA-256 of the
-//! session id, 64 hex digits in the API; `T` its tag, base64url of the first 24 bytes of
-//! SHA-256 over `K`'s 32 bytes, 32 characters, see [`session_tag`]; the braces are Redis
-//! Cluster hash tags):
-//!
-//! | key               | type   | holds                                             | TTL             |
-//! |-------------------|--------|---------------------------------------------------|-----------------|
-//! | `P{T}s`           | string | the session record, compact (below), then its codes | until it expires |
-//! | `P{T}w`           | string | the tag of the session a code of `T` was redeemed into (marker) | the new session's |
-//! | `Pu:{<user id>}`  | zset   | the user's session keys `K`, 32 raw bytes each, scored by absolute expiry in whole seconds (rounded up) | the latest score |
-//! | `Pl:<name>`       | string | `<hits>:<window end, ms>`, then `,<spacing>=<gap end, ms>` for each running gap | until the window and the gaps end |
-//! | `Pdeployment:secret` | string | the fingerprint of the deployment's secret (`crate::deployment`) | none |
-//!
-//! A session record is `created␟seen␟idle␟absolute␟<kind><user id>␟ip␟username␟email␟user
-//! agent` (␟ = U+001F, which no header, email or username holds; the user agent comes last and
-//! may hold anything). Numbers are base 62 (`0-9a-zA-Z`, a `-` before a negative one): the
-//! creation instant in ms, then last seen after creation, idle expiry after last seen and
-//! absolute expiry after creation (the last two are the same for every session the app
-//! writes). The kind is `c` (cookie) or `t` (token), and `C` or `T` when the username is the
-//! local part of the email: the username field is then left out and read back from the email.
-//! A session without a user has neither id nor username nor email field. An IPv4 address in its
-//! usual form is stored as the base-62 number of its 32 bits, an IPv6 one as `!` and the
-//! base-62 number of its 128 bits when that is shorter, anything else as it is (behind `=` if it
-//! holds neither `.` nor `:`). Well-known user-agent fragments are stored as one control
-//! character each (`codec::UA_TOKENS`). A record that starts with `~<old session's tag>␟` is
-//! *pending* (see below). TTLs count from the caller's `now` (`create_session` has none: from
-//! the record's `last_seen_at`).
-//!
-//! A session's codes live in its record, after its own fields: `\n<purpose>␟attempts␟expires␟
-//! created␟resend␟email␟mac␟ref␟mail state` for each purpose that has one (the mail state is the
-//! worker's, `mail.rs`). No field of a session holds a line feed (a user agent's is stored as a
-//! space), so the first one ends the session's part. A new visitor's code request writes the
-//! session with its code, one key; a code for an existing session is put into its record by a
-//! script (`CODE_PUT`, or inside `CODE_REQUEST`), which keeps the record's TTL and the other
-//! purposes' codes, replaces its own purpose's and drops codes an hour past their expiry
-//! (until then a late entry reads *expired*, as in SQL). A session gone gets no code, since none
-//! could ever be entered; a code ends with its session (signing in, signing out, expiry) in the
-//! same `DEL`. Until 2026-11-29 each code was a key of its own, `P{T}c:<purpose>` (TTL expiry +
-//! 1 h): a new visitor's code request created one key more, ~14 % of workload 2's rate in issue
-//! 5 (`docs/benchmarks.md`). That name is still how a queued mail names its code
-//! (`Keys::home_of_code`); codes stored under it by earlier builds are not read (visitors ask
-//! for a new code) and expire within 70 minutes.
-//!
-//! Size (docs/benchmarks.md: at most 300 bytes per signed-in session, `MEMORY USAGE`, Redis 7.0): a
-//! signed-in browser session of a typical user costs 152 to 168 bytes, and the user's index
-//! holding it as its only entry 120 more, 272 to 288 in all; with long names and an IPv6
-//! address 184 to 200, 304 to 320 with the index (`tests/store_suite/redis.rs`). It was 216 to
-//! 232 plus 168 with 64-hex key names and index members, decimal records and millisecond
-//! scores. Redis' allocator rounds every allocation up to a size class (16-byte steps at these
-//! sizes), so the layout aims at class boundaries: the name `P{T}s` is 44 bytes, which fits the
-//! 48-byte class with its header (the 64-hex name took 80; base64url of all 32 bytes would
-//! still take 64: hence a hash of the key, whose 192 bits cannot collide by accident and take
-//! about 2^96 tries to collide on purpose); a typical record (59 to 71 bytes in the test) fits
-//! 64 or 80 bytes with its header, plus 16 for its object; the index listpack with a raw
-//! 32-byte member and a score in seconds fits 48 (96 with a 64-hex member and a millisecond
-//! score). A second session of the same user adds its own key and about 40 bytes to the index.
-//!
-//! No migration: keys and records of earlier builds (64-hex names and members, decimal
-//! records) are not read by this one, and no deployment holds any. One that did would lose its
-//! sessions and codes on upgrade (everyone signs in again); limit counters are unchanged. The
-//! resend cooldown moved from a counter of its own (`Pl:cool:<purpose>:<address>`) into the
-//! address's hourly record: an upgrade forgets the cooldowns of the last minute (one more code
-//! may go out within 60 s of an earlier one, once); builds from before cannot read a record
-//! with a spacing (`corrupt limit record`), so instances of both must not share a Redis.
-//!
-//! Redis Cluster: every script touches one hash tag only, a session's keys (its record with its
-//! codes, its marker) share the tag `{T}`. Redeeming a code into a new session cannot: the new
-//! session lives under its own tag.
-//! So sign-in is a small commit protocol whose commit point is one script in the old session's
-//! slot: (1) the new record is written *pending*, which nobody accepts as a session, and entered
-//! in the user's index; (2) the script checks and consumes the code, deletes the old session and
-//! its codes and writes the marker `P{old}w` = new tag — code consumed and sign-in committed in
-//! one step; (3) the winner rewrites its record as active, a loser deletes its pending one. If
-//! (3) never happens (crash, Redis gone), the first read of a pending record finds the marker
-//! and activates it, and without a marker it stays dead until its TTL: so either the code was
-//! consumed and the session exists, or neither (SPEC §3 Robustness), even across slots. The
-//! price is three round trips per sign-in instead of one, on a rare path; the hot path stays
-//! one GET. The same protocol runs on a single Redis, so the suite tests what a cluster runs.
-//!
-//! Limits are the exception. The limits of one request (a code request counts its client IP,
-//! reads the address's guess budget, counts the address's hourly count with the cooldown of
-//! its purpose as a spacing, `store::Spacing`, kept in the same record) are
-//! decided by one script, `HITS` ([`LimitStore::hit_limits`]), in one round trip; a code
-//! request's are decided by `CODE_REQUEST` ([`CodeRequestWrites`], `code_desk.rs`), which also writes the
-//! session, the code and the queued mail when they allow. Their keys `Pl:<name>` carry no hash
-//! tag, and no tag fits one request's keys cleanly: the IP counter is shared by every address
-//! and each address counter by every IP, so the only tag they could all share is one for every
-//! limit key, which would put all the limit traffic in one slot, on one node. We chose none:
-//! `HITS` and `CODE_REQUEST` run as they are on one Redis; on a Cluster, where they would fail
-//! with `CROSSSLOT`, the store runs the same checks one by one instead (`HITS` with one key or
-//! the limit `GET` each, in order, stopping at the first refusal), then a code request's writes
-//! (`in_steps`). The price there: one round trip per check (three per code request, and
-//! two more for its writes) and no atomicity across checks. Each
-//! counter is still counted and compared atomically by its own `HITS`, so no counting limit lets
-//! more through than on one Redis; but a concurrent request may count between two checks, a
-//! read-only check (the guess budget) may be read just before another request spends it, and a
-//! failure midway leaves the earlier hits counted (a request answered `Unavailable` may still
-//! have counted against its IP, which errs on the safe side).
+//! The Redis backend for sessions, codes, rate limits and the mail queue: the data read on
+//! every request lives in memory, with a TTL on every key; users stay in SQL. Same semantics as
+//! `sqlite.rs`, checked by the same suite (`tests/store_suite`). The keys, their records and
+//! TTLs, the sign-in protocol that spans Cluster slots and how limits run on a Cluster are
+//! described for operators in docs/operations.md, "Redis: keys and records"; the record format
+//! itself is defined once, in `codec/format.rs`, for the Rust codec and the Lua scripts alike.
 //!
 //! Restarts: every connection speaks RESP3, so one that Redis closes is replaced as soon as its
-//! reader sees the end of the stream, before a command meets it; a read or an idempotent write
-//! that meets it anyway is sent once more, a counting or consuming one is not (`Resend`). A
-//! Redis restart thus fails no request once Redis answers again (docs/operations.md).
-//!
-//! Cluster mode: a `--redis-url` listing several node URLs separated by commas connects with
-//! the cluster client (slots discovered and refreshed by it, `MOVED`/`ASK` followed, nodes
-//! reconnected, a command whose node connection dropped sent again by it, whatever the
-//! command; every operation still bounded by `op_timeout`). What spans slots there:
-//! listing a user's sessions reads each record with its own `GET` (sent together) instead of
-//! one `MGET`; revoking already deletes one session per script; `HITS` as above. Every other
-//! command and script touches one tag (a session's `{T}`, an index's `{<user id>}`, one limit).
-//! A session's codes are read with its record, one `GET`.
-//!
-//! Sentinel mode: `redis+sentinel://[:PASS@]HOST:PORT[,HOST2:PORT2…]/<master name>[/<db>]`
-//! (port 26379 when left out; the password is the master's, taken literally, the sentinels
-//! are asked without one; no TLS) asks the sentinels for the current master, checks with
-//! `ROLE` that it is one, and keeps one multiplexed connection to it, as on one Redis. On a
-//! connection error, a timeout, or `READONLY` (the old master came back as a replica after a
-//! failover), that operation fails with `Unavailable` and the connection is dropped; the next
-//! operation asks the sentinels again (bounded by `op_timeout` like any other); a master that
-//! closes the connection (a restart) has it dropped at once (RESP3, `SentinelMaster`). A
-//! failover thus answers 503 for a moment, then recovers by itself. Replication is asynchronous: a
-//! write acknowledged by the old master just before it died may be lost (a session or code
-//! gone: sign in again; a limit counted lower).
+//! reader sees the end of the stream; a read or an idempotent write that meets it anyway is sent
+//! once more, a counting or consuming one is not ([`Resend`]; docs/operations.md, "Failure
+//! behaviour").
 //!
 //! Must not: store a raw session id or a code (only [`SessionKey`]s and HMACs reach here);
 //! decide expiry by Redis' clock (every decision compares stored instants with the caller's
 //! `now`, TTLs only collect garbage, never shorter than 1 s); take more than `op_timeout` per
 //! operation (then `Unavailable`: 503, and the connection manager reconnects by itself, or the
-//! next operation asks the sentinels again);
-//! `unwrap` anything read from Redis (corrupt data is `Internal`).
+//! next operation asks the sentinels again); `unwrap` anything read from Redis (corrupt data is
+//! `Internal`).
 
 mod code_desk;
 mod codec;
 mod mail;
 mod per_thread;
 mod scripts;
+mod topology;
 
 use per_thread::PerThread;
+pub use topology::{parse_sentinel_url, SentinelUrl};
+use topology::{Conn, Resend};
 
-use ::redis::aio::MultiplexedConnection;
-use ::redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use ::redis::cluster::ClusterClient;
-use ::redis::cluster_async::ClusterConnection;
-use ::redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use ::redis::{
-    AsyncConnectionConfig, Cmd, ConnectionAddr, ErrorKind, IntoConnectionInfo, Pipeline,
-    ProtocolVersion, RedisError, RedisFuture, RedisResult, ScriptInvocation, ServerErrorKind,
-    Value,
-};
+use ::redis::{ScriptInvocation, Value};
 use async_trait::async_trait;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 
 use super::*;
+use codec::format::{limit_head, PENDING, SEP};
 use codec::{
     codes_in, decode_code, decode_session, encode_code, encode_session, encode_session_with_code,
-    from_index_member, index_member, stored_user, tag, PENDING, SEP,
+    from_index_member, index_member, stored_user, tag,
 };
-pub use codec::{tag as session_tag, Keys};
-use scripts::{Call, Lua, ACTIVATE, CHECK, CODE_PUT, DELETE, HITS, INDEX_ADD, REDEEM, TOUCH};
+pub use codec::{format, tag as session_tag, Keys};
+use scripts::{Lua, ACTIVATE, CHECK, CODE_PUT, DELETE, HITS, INDEX_ADD, REDEEM, TOUCH};
 
 /// The shortest TTL ever set, so that a key logically dead already still vanishes soon.
 const MIN_TTL_MS: i64 = 1_000;
 /// Codes outlive their expiry by an hour, so that a late submission reads `Expired`, not
 /// `Missing` (as SQLite's sweep keeps them).
 const CODE_GRACE_MS: i64 = 3_600_000;
-
-/// One Redis (the connection manager reconnects by itself), a Redis Cluster (the cluster
-/// connection follows `MOVED`/`ASK`, refreshes its slot map and reconnects by itself) or the
-/// master the sentinels name (asked again after a failure). Scripts and commands run on any;
-/// only what spans hash slots asks which one it is.
-#[derive(Clone)]
-enum Conn {
-    Single(ConnectionManager),
-    Cluster(ClusterConnection),
-    Sentinel(Arc<SentinelMaster>),
-}
-
-/// A parsed `redis+sentinel://` URL.
-#[derive(Debug, PartialEq)]
-pub struct SentinelUrl {
-    pub sentinels: Vec<(String, u16)>,
-    pub master: String,
-    pub db: i64,
-    pub username: Option<String>,
-    pub password: Option<String>,
-}
-
-/// Parses `redis+sentinel://[[USER]:PASS@]HOST[:PORT][,HOST2[:PORT2]…]/<master name>[/<db>]`
-/// (port 26379 when left out, IPv6 hosts in brackets). The error says what is wrong, never
-/// repeating the URL (it may hold a password).
-pub fn parse_sentinel_url(url: &str) -> Result<SentinelUrl, &'static str> {
-    let rest = url
-        .strip_prefix("redis+sentinel://")
-        .ok_or("not a redis+sentinel:// URL")?;
-    let (authority, path) = rest.split_once('/').ok_or("no master name")?;
-    let (userinfo, hosts) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let (username, password) = match userinfo {
-        None => (None, None),
-        Some(u) => {
-            let (user, pass) = u.split_once(':').unwrap_or((u, ""));
-            let some = |s: &str| (!s.is_empty()).then(|| s.to_string());
-            (some(user), some(pass))
-        }
-    };
-    let mut sentinels = Vec::new();
-    for h in hosts.split(',').map(str::trim) {
-        let (host, port) = if let Some(v6) = h.strip_prefix('[') {
-            let (host, after) = v6.split_once(']').ok_or("bad IPv6 sentinel host")?;
-            match after.strip_prefix(':') {
-                Some(p) => (host, Some(p)),
-                None if after.is_empty() => (host, None),
-                None => return Err("bad sentinel host"),
-            }
-        } else {
-            match h.rsplit_once(':') {
-                Some((host, p)) => (host, Some(p)),
-                None => (h, None),
-            }
-        };
-        if host.is_empty() {
-            return Err("empty sentinel host");
-        }
-        let port = match port {
-            None => 26379,
-            Some(p) => p.parse().map_err(|_| "bad sentinel port")?,
-        };
-        sentinels.push((host.to_string(), port));
-    }
-    let (master, db) = match path.split_once('/') {
-        None => (path, 0),
-        Some((m, "")) => (m, 0),
-        Some((m, db)) => (m, db.parse().map_err(|_| "bad database number")?),
-    };
-    if master.is_empty() {
-        return Err("no master name");
-    }
-    Ok(SentinelUrl {
-        sentinels,
-        master: master.to_string(),
-        db,
-        username,
-        password,
-    })
-}
-
-/// The master the sentinels name, with one shared multiplexed connection to it; dropped on a
-/// failure that suggests it is gone or no longer the master, or when the master closes it (a
-/// restart: its RESP3 reader reports the disconnection), and looked up again on next use.
-struct SentinelMaster {
-    client: tokio::sync::Mutex<SentinelClient>,
-    /// The connection, numbered so that the late notice of an old one's end spares a new one.
-    current: Arc<std::sync::Mutex<Option<(u64, MultiplexedConnection)>>>,
-    made: AtomicU64,
-    config: AsyncConnectionConfig,
-    db: i64,
-}
-
-impl SentinelMaster {
-    fn current(&self) -> Option<MultiplexedConnection> {
-        lock(&self.current).as_ref().map(|(_, c)| c.clone())
-    }
-
-    fn forget(&self) {
-        *lock(&self.current) = None;
-    }
-
-    /// The current master's connection, asking the sentinels when there is none.
-    async fn connection(&self) -> RedisResult<MultiplexedConnection> {
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
-        let mut client = self.client.lock().await;
-        // Another caller may have looked it up while this one waited.
-        if let Some(c) = self.current() {
-            return Ok(c);
-        }
-        let number = self.made.fetch_add(1, Ordering::Relaxed);
-        let current = Arc::downgrade(&self.current);
-        let config = self
-            .config
-            .clone()
-            .set_push_sender(move |push: ::redis::PushInfo| {
-                if push.kind == ::redis::PushKind::Disconnection {
-                    if let Some(current) = current.upgrade() {
-                        let mut current = lock(&current);
-                        if current.as_ref().is_some_and(|(n, _)| *n == number) {
-                            *current = None;
-                        }
-                    }
-                }
-                Ok::<(), std::convert::Infallible>(())
-            });
-        let c = client.get_async_connection_with_config(&config).await?;
-        *lock(&self.current) = Some((number, c.clone()));
-        Ok(c)
-    }
-
-    /// Forgets the connection after an answer that says the master is gone or demoted.
-    fn after<T>(&self, r: &RedisResult<T>) {
-        if let Err(e) = r {
-            let demoted = e.kind() == ErrorKind::Server(ServerErrorKind::ReadOnly)
-                || e.code() == Some("READONLY")
-                || e.to_string().contains("READONLY");
-            if demoted
-                || e.is_io_error()
-                || e.is_connection_dropped()
-                || e.is_timeout()
-                || e.is_unrecoverable_error()
-            {
-                self.forget();
-            }
-        }
-    }
-}
-
-/// A lock that a panic elsewhere does not poison for good (the data is a connection handle).
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Forgets the sentinel master's connection if a request is cancelled midway (the operation
-/// timed out: the master may hang).
-struct ForgetUnlessDone<'a>(Option<&'a SentinelMaster>);
-
-impl Drop for ForgetUnlessDone<'_> {
-    fn drop(&mut self) {
-        if let Some(m) = self.0 {
-            m.forget();
-        }
-    }
-}
-
-impl ConnectionLike for Conn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
-            Conn::Cluster(c) => c.req_packed_command(cmd),
-            Conn::Sentinel(m) => Box::pin(async move {
-                let mut c = m.connection().await?;
-                let mut guard = ForgetUnlessDone(Some(m));
-                let r = c.req_packed_command(cmd).await;
-                guard.0 = None;
-                m.after(&r);
-                r
-            }),
-        }
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
-            Conn::Sentinel(m) => Box::pin(async move {
-                let mut c = m.connection().await?;
-                let mut guard = ForgetUnlessDone(Some(m));
-                let r = c.req_packed_commands(pipeline, offset, count).await;
-                guard.0 = None;
-                m.after(&r);
-                r
-            }),
-        }
-    }
-
-    fn get_db(&self) -> i64 {
-        match self {
-            Conn::Single(c) => c.get_db(),
-            Conn::Cluster(c) => c.get_db(),
-            Conn::Sentinel(m) => m.db,
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -397,205 +59,6 @@ pub struct RedisStore {
 }
 
 impl RedisStore {
-    /// Connects to `url` (redis://, rediss://, redis+unix://…), or to a Redis Cluster when `url`
-    /// lists several nodes separated by commas (`redis://h1:7000,redis://h2:7001`, any of its
-    /// nodes: the others are discovered), or to the master the sentinels of a
-    /// `redis+sentinel://` URL name; every key starts with `prefix`. Fails with `Unavailable`
-    /// when Redis does not answer a PING within `op_timeout`.
-    pub async fn connect(url: &str, prefix: &str, op_timeout: Duration) -> StoreResult<Self> {
-        let (conn, per_thread) = if url.starts_with("redis+sentinel://") {
-            (Self::connect_sentinel(url, op_timeout)?, None)
-        } else if url.contains(',') {
-            (Self::connect_cluster(url, op_timeout).await?, None)
-        } else {
-            let (conn, per_thread) = Self::connect_single(url, op_timeout).await?;
-            (conn, Some(per_thread))
-        };
-        let store = RedisStore {
-            conn,
-            per_thread,
-            keys: Arc::new(Keys::new(prefix)),
-            op_timeout,
-        };
-        Health::ping(&store).await?;
-        store.check_version().await?;
-        Ok(store)
-    }
-
-    /// Refuses a server older than Redis 7.0, whose `SET` cannot combine `NX` with `GET`
-    /// (`limits_lua`): better a clear error at start than every limited request failing. A
-    /// server that does not answer `INFO` (an ACL or a managed service may forbid it) is taken
-    /// on trust, with a warning.
-    async fn check_version(&self) -> StoreResult<()> {
-        let info: ::redis::Value = match bounded(
-            self.op_timeout,
-            self.query(::redis::cmd("INFO").arg("server"), Resend::Safe),
-        )
-        .await
-        {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(error = %e, "could not read the Redis version (INFO server); it must be 7.0 or later");
-                return Ok(());
-            }
-        };
-        let mut texts = Vec::new();
-        info_texts(&info, &mut texts);
-        match texts.iter().find_map(|t| too_old(t)) {
-            Some(found) => Err(StoreError::Internal(format!(
-                "Redis {found} is too old: mailcode needs Redis 7.0 or later (or Valkey)"
-            ))),
-            None => Ok(()),
-        }
-    }
-
-    async fn connect_cluster(urls: &str, op_timeout: Duration) -> StoreResult<Conn> {
-        let nodes: Vec<&str> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
-        // The URLs may hold a password: they are not repeated in the error.
-        // RESP3 as on one Redis (`connect_single`): a node connection that its node closes is
-        // made anew at once. The cluster client also sends a command again by itself when its
-        // connection dropped (its `retries`), whatever the command.
-        let mut builder = ClusterClient::builder(nodes.iter().copied());
-        if !nodes.iter().any(|u| names_protocol(u)) {
-            builder = builder.use_protocol(ProtocolVersion::RESP3);
-        }
-        let client = builder
-            .connection_timeout(op_timeout)
-            .response_timeout(op_timeout)
-            .retries(8)
-            .min_retry_wait(50)
-            .max_retry_wait(1_000)
-            .build()
-            .map_err(|e| {
-                StoreError::Internal(format!("invalid Redis Cluster URL: {}", e.category()))
-            })?;
-        bounded(op_timeout, async {
-            client.get_async_connection().await.map_err(err)
-        })
-        .await
-        .map(Conn::Cluster)
-    }
-
-    /// Nothing is connected yet: the first operation (the PING in `connect`) asks the sentinels.
-    fn connect_sentinel(url: &str, op_timeout: Duration) -> StoreResult<Conn> {
-        let invalid = |e: &str| StoreError::Internal(format!("invalid Redis Sentinel URL: {e}"));
-        let u = parse_sentinel_url(url).map_err(invalid)?;
-        let addrs = u
-            .sentinels
-            .into_iter()
-            .map(|(host, port)| ConnectionAddr::Tcp(host, port));
-        // RESP3 to the master, so that its closing the connection is noticed at once
-        // (`SentinelMaster`); the sentinels are asked as before.
-        let mut builder = SentinelClientBuilder::new(addrs, &u.master, SentinelServerType::Master)
-            .map_err(|e| invalid(e.category()))?
-            .set_client_to_redis_db(u.db)
-            .set_client_to_redis_protocol(ProtocolVersion::RESP3);
-        if let Some(user) = &u.username {
-            builder = builder.set_client_to_redis_username(user);
-        }
-        if let Some(pass) = &u.password {
-            builder = builder.set_client_to_redis_password(pass);
-        }
-        let client = builder.build().map_err(|e| invalid(e.category()))?;
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(Some(op_timeout));
-        Ok(Conn::Sentinel(Arc::new(SentinelMaster {
-            client: tokio::sync::Mutex::new(client),
-            current: Arc::new(std::sync::Mutex::new(None)),
-            made: AtomicU64::new(0),
-            config,
-            db: u.db,
-        })))
-    }
-
-    async fn connect_single(
-        url: &str,
-        op_timeout: Duration,
-    ) -> StoreResult<(Conn, Arc<PerThread>)> {
-        // The URL may hold a password: it is not repeated in the error.
-        let invalid =
-            |e: RedisError| StoreError::Internal(format!("invalid Redis URL: {}", e.category()));
-        let mut info = url.into_connection_info().map_err(invalid)?;
-        // RESP3, so that a connection Redis closes (a restart) is replaced when its reader sees
-        // the end of the stream, not when the next command meets the dead socket: over RESP3
-        // the multiplexed connection reports the disconnection, and the connection manager
-        // reconnects at once, even unused (`Resend`). A URL that names its protocol
-        // (`?protocol=resp2`, for a proxy that does not speak RESP3) keeps it.
-        if !names_protocol(url) {
-            let redis = info
-                .redis_settings()
-                .clone()
-                .set_protocol(ProtocolVersion::RESP3);
-            info = info.set_redis_settings(redis);
-        }
-        let client = ::redis::Client::open(info).map_err(invalid)?;
-        // No response timeout of the client's own: every operation is already bounded by
-        // `op_timeout` (`bounded`, which also covers waiting for a reconnection), and a second
-        // timer per command cost a timer registration per request (docs/benchmarks.md). An answer that
-        // does not come ends the operation the same way: an error, the connection kept.
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(op_timeout))
-            .set_response_timeout(None)
-            .set_min_delay(Duration::from_millis(50))
-            .set_max_delay(Duration::from_secs(1))
-            .set_number_of_retries(8);
-        let per_thread = PerThread::new(client.clone(), config.clone());
-        let shared = bounded(op_timeout, async {
-            ConnectionManager::new_with_config(client, config)
-                .await
-                .map_err(err)
-        })
-        .await?;
-        Ok((Conn::Single(shared), per_thread))
-    }
-
-    /// The connection for a command from this thread: its own on an HTTP thread once that is
-    /// connected, else the shared one.
-    fn conn(&self) -> Conn {
-        if let Some(own) = self.per_thread.as_ref().and_then(|p| p.for_this_thread()) {
-            return Conn::Single(own);
-        }
-        self.conn.clone()
-    }
-
-    fn is_cluster(&self) -> bool {
-        matches!(self.conn, Conn::Cluster(_))
-    }
-
-    /// Sends a command on this thread's connection; sent once more when it failed in a way
-    /// `resend` allows (`Resend::again`), on the connection being made anew.
-    async fn query<T: ::redis::FromRedisValue>(
-        &self,
-        cmd: &::redis::Cmd,
-        resend: Resend,
-    ) -> StoreResult<T> {
-        self.send(resend, |mut c| async move { cmd.query_async(&mut c).await })
-            .await
-    }
-
-    /// Runs a script like [`Self::query`]; whether it may run twice is the script's (`Lua`).
-    async fn invoke<T: ::redis::FromRedisValue>(&self, call: &Call<'_>) -> StoreResult<T> {
-        self.send(call.resend, |mut c| async move {
-            call.invoke_async(&mut c).await
-        })
-        .await
-    }
-
-    async fn send<T, F>(&self, resend: Resend, op: impl Fn(Conn) -> F) -> StoreResult<T>
-    where
-        F: std::future::Future<Output = RedisResult<T>>,
-    {
-        match op(self.conn()).await {
-            Err(e) if resend.again(&e) => op(self.conn()).await.map_err(err),
-            answer => answer.map_err(err),
-        }
-    }
-
     /// Enters a session in its user's index and stretches the index's TTL to the latest
     /// absolute expiry in it.
     async fn index_add(&self, user_id: i64, s: &SessionRecord, now: Millis) -> StoreResult<()> {
@@ -949,12 +412,7 @@ impl RedisStore {
         let Some(raw) = raw else {
             return Ok(Limit::Allowed);
         };
-        // `<hits>:<window end>`, then the gaps of its spacings, if any (`limits_lua`).
-        let (count, reset_at) = raw
-            .split_once(':')
-            .map(|(c, r)| (c, r.split_once(',').map_or(r, |(r, _)| r)))
-            .and_then(|(c, r)| Some((c.parse::<i64>().ok()?, r.parse::<i64>().ok()?)))
-            .ok_or_else(|| corrupt("limit"))?;
+        let (count, reset_at) = limit_head(&raw).ok_or_else(|| corrupt("limit"))?;
         Ok(if reset_at > now {
             // At the limit already: one more would be refused.
             limit_from(count + 1, reset_at, limit, now)
@@ -1161,7 +619,7 @@ impl LimitStore for RedisStore {
         }
         if self.is_cluster() {
             // The limit keys of one request lie in different slots, where one script cannot
-            // reach (module doc, "Limits"): the same checks one by one, in order, stopping at
+            // reach (docs/operations.md, "Limits across slots"): the same checks one by one, in order, stopping at
             // the first refusal. Same answers and counts as `HITS`, but not atomic: a concurrent
             // request may count between two checks (the counters stay exact, a limit may let
             // one more in at its edge), and a failure midway leaves the earlier hits counted.
@@ -1202,61 +660,6 @@ impl Health for RedisStore {
     }
 }
 
-/// Whether an operation may be sent a second time after its connection failed under it.
-///
-/// A connection Redis closed (a restart) is noticed as soon as its reader sees the end of the
-/// stream (RESP3, `connect_single`), and the connection manager makes a new one at once; but a
-/// command may still meet the old socket in the moment between, or be on its way when Redis
-/// goes. Reads and idempotent writes are then sent once more, on the new connection (within the
-/// caller's `bounded`): after a restart no request fails for a connection it could not know
-/// was dead. Counting and consuming operations are not, since the first one may have run: they
-/// fail with `Unavailable` as before, which errs on the safe side (SPEC §3 Robustness).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Resend {
-    /// A read, or a write that leaves the same state when applied twice.
-    Safe,
-    /// Counts, consumes or appends: sent again only when it surely never left.
-    IfUnsent,
-}
-
-impl Resend {
-    fn again(self, e: &RedisError) -> bool {
-        // A refused connection was never made, so nothing was sent: any command may go again.
-        // A connection manager whose reconnection gave up during a long outage answers the
-        // next command with that old refusal even when Redis is back, and only then connects
-        // anew; sent once more, the command waits for that connection.
-        e.is_connection_refusal() || (self == Resend::Safe && e.is_connection_dropped())
-    }
-}
-
-/// Whether a Redis URL chooses its protocol itself (`protocol=` in its query).
-fn names_protocol(url: &str) -> bool {
-    url.split_once('?')
-        .is_some_and(|(_, query)| query.split('&').any(|p| p.starts_with("protocol=")))
-}
-
-/// The texts of an `INFO` answer: one from a single server, one per node from a Cluster.
-fn info_texts(v: &::redis::Value, out: &mut Vec<String>) {
-    use ::redis::Value as V;
-    match v {
-        V::BulkString(b) => out.push(String::from_utf8_lossy(b).into_owned()),
-        V::SimpleString(s) => out.push(s.clone()),
-        V::VerbatimString { text, .. } => out.push(text.clone()),
-        V::Array(items) | V::Set(items) => items.iter().for_each(|i| info_texts(i, out)),
-        V::Map(pairs) => pairs.iter().for_each(|(_, i)| info_texts(i, out)),
-        _ => {}
-    }
-}
-
-/// The version an `INFO server` text names when it is older than 7.0.
-fn too_old(info: &str) -> Option<String> {
-    let version = info
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("redis_version:"))?;
-    let major: u32 = version.split('.').next()?.parse().ok()?;
-    (major < 7).then(|| version.to_owned())
-}
-
 /// A session's score in its user's index: its absolute expiry in whole seconds, rounded up (a
 /// number of seconds takes 4 bytes less than one of milliseconds in the index's listpack).
 fn index_score(absolute_expires_at: Millis) -> i64 {
@@ -1289,34 +692,6 @@ fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {
     }
 }
 
-/// Down, unreachable, too slow, loading, failing over: 503. Anything else is a bug or corrupt
-/// data: 500.
-fn err(e: RedisError) -> StoreError {
-    let transient = e.is_io_error()
-        || matches!(
-            e.kind(),
-            ErrorKind::Server(
-                ServerErrorKind::BusyLoading
-                    | ServerErrorKind::TryAgain
-                    | ServerErrorKind::ClusterDown
-                    | ServerErrorKind::MasterDown
-                    | ServerErrorKind::ReadOnly
-            ) | ErrorKind::AuthenticationFailed
-                | ErrorKind::ClusterConnectionNotFound
-                | ErrorKind::MasterNameNotFoundBySentinel
-                | ErrorKind::NoValidReplicasFoundBySentinel
-        )
-        || matches!(
-            e.code(),
-            Some("OOM" | "BUSY" | "MISCONF" | "NOREPLICAS" | "LOADING")
-        );
-    if transient {
-        StoreError::Unavailable(e.to_string())
-    } else {
-        StoreError::Internal(e.to_string())
-    }
-}
-
 fn corrupt(what: &str) -> StoreError {
     StoreError::Internal(format!("corrupt {what} record in Redis"))
 }
@@ -1324,70 +699,4 @@ fn corrupt(what: &str) -> StoreError {
 /// Never a TTL that is negative or so short that a key dies while still being written.
 fn ttl(ms: i64) -> i64 {
     ms.max(MIN_TTL_MS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn servers_older_than_redis_7_are_named() {
-        let info = |v: &str| format!("# Server\r\nredis_version:{v}\r\nredis_mode:standalone\r\n");
-        assert_eq!(too_old(&info("6.2.14")), Some("6.2.14".into()));
-        assert_eq!(too_old(&info("7.0.15")), None);
-        assert_eq!(too_old(&info("7.2.4")), None);
-        assert_eq!(too_old("# Server\r\n"), None, "no version: taken on trust");
-        // A Cluster answers one text per node: every node counts.
-        let mut texts = Vec::new();
-        info_texts(
-            &::redis::Value::Map(vec![
-                (
-                    ::redis::Value::SimpleString("a:7000".into()),
-                    ::redis::Value::BulkString(info("7.0.15").into_bytes()),
-                ),
-                (
-                    ::redis::Value::SimpleString("b:7001".into()),
-                    ::redis::Value::VerbatimString {
-                        format: ::redis::VerbatimFormat::Text,
-                        text: info("6.0.9"),
-                    },
-                ),
-            ]),
-            &mut texts,
-        );
-        assert_eq!(texts.iter().find_map(|t| too_old(t)), Some("6.0.9".into()));
-    }
-
-    #[test]
-    fn sentinel_urls_parse() {
-        let u =
-            parse_sentinel_url("redis+sentinel://:s3cr:et@10.0.0.1:26380,h2,[::1]:7/mymaster/3")
-                .unwrap();
-        assert_eq!(
-            u,
-            SentinelUrl {
-                sentinels: vec![
-                    ("10.0.0.1".into(), 26380),
-                    ("h2".into(), 26379),
-                    ("::1".into(), 7)
-                ],
-                master: "mymaster".into(),
-                db: 3,
-                username: None,
-                password: Some("s3cr:et".into()),
-            }
-        );
-        let u = parse_sentinel_url("redis+sentinel://h:1/m").unwrap();
-        assert_eq!((u.master.as_str(), u.db, u.password), ("m", 0, None));
-        for bad in [
-            "redis://h:1/m",
-            "redis+sentinel://h:1",
-            "redis+sentinel://h:1/",
-            "redis+sentinel://h:x/m",
-            "redis+sentinel://h:1,/m",
-            "redis+sentinel://h:1/m/x",
-        ] {
-            assert!(parse_sentinel_url(bad).is_err(), "{bad}");
-        }
-    }
 }
