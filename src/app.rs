@@ -153,7 +153,7 @@ pub async fn open_stores(
     });
     let stores = match &settings.redis_url {
         // With Redis, the outbox is there too, next to the codes its mails carry (see
-        // `store/redis/mail.rs`), and a code request writes all of it in one step.
+        // `store/redis/outbox.rs`), and a code request writes all of it in one step.
         Some(url) => {
             let redis = RedisStore::connect(url.expose(), &settings.redis_prefix, timeout)
                 .await

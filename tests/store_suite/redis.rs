@@ -68,7 +68,7 @@ async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
 
 crate::secret_record_tests!(secret_records);
 
-/// On one Redis: one script decides the limits and writes the rest (see `code_desk.rs`).
+/// On one Redis: one script decides the limits and writes the rest (see `redis/code_request.rs`).
 #[tokio::test]
 async fn a_code_request_writes_all_or_nothing() {
     let s = open_on(

@@ -81,7 +81,7 @@ pub(crate) fn codes_in(raw: &str) -> StoreResult<Vec<(CodePurpose, &str)>> {
         .collect()
 }
 
-/// A code record, with how its mail stands (kept with the code: `mail.rs`).
+/// A code record, with how its mail stands (kept with the code: `outbox.rs`).
 pub(crate) fn decode_code(
     session: &SessionKey,
     purpose: CodePurpose,

@@ -71,7 +71,7 @@ impl Keys {
     pub fn limit(&self, name: &str) -> String {
         [self.0.as_str(), "l:", name].concat()
     }
-    /// The mails claimed or waiting for a retry: a sorted set of queue entries (`mail.rs`)
+    /// The mails claimed or waiting for a retry: a sorted set of queue entries (`outbox.rs`)
     /// scored by when each is due or its lease ends. Under the hash tag `{mail}`, as the list.
     pub fn mail_queue(&self) -> String {
         [self.0.as_str(), "{mail}q"].concat()

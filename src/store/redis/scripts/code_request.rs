@@ -1,10 +1,11 @@
-//! A code request's writes in one step, on one Redis (`CodeRequestWrites`, `code_desk.rs`).
+//! A code request's writes in one step, on one Redis (`CodeRequestWrites`,
+//! `redis/code_request.rs`).
 use super::{LazyLock, Lua};
 
 /// A code request's writes in one step, on one Redis (`CodeRequestWrites`): its limits as HITS; when
 /// they allow, the code (in a new session's record written whole, or put into the record of the
 /// visitor's session, `codes_lua`) and the queued mail (its entry in the list of new mails, as
-/// `mail.rs` queues it). KEYS: the limits, then the session, the list. ARGV: as HITS, then
+/// `outbox.rs` queues it). KEYS: the limits, then the session, the list. ARGV: as HITS, then
 /// from `b = 4 * limits + 2`: the new session's record with its code, or '' for an existing
 /// session; its TTL; for an existing session the code's purpose, its record and grace (`put`),
 /// else three ''; the mail's queue entry.

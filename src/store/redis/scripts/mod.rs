@@ -4,7 +4,7 @@
 //! limits and [`CODE_REQUEST`]: they take the limit keys of a request, which share no tag, so on
 //! a Cluster the store runs `HITS` once per limit instead ("Limits across slots" there), and a
 //! code request's writes as separate steps; and [`MAIL_STATE`] given the codes of several
-//! sessions, which on a Cluster runs once per code (`mail.rs`). Every script starts with the
+//! sessions, which on a Cluster runs once per code (`outbox.rs`). Every script starts with the
 //! prelude generated from the record format (`codec/format.rs`).
 use super::codec::format::lua_prelude;
 use super::Resend;

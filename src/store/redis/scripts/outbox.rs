@@ -1,4 +1,4 @@
-//! The mail queue's worker side (`mail.rs`). A queue entry is the whole mail (`codec`'s
+//! The mail queue's worker side (`../outbox.rs`). A queue entry is the whole mail (`codec`'s
 //! `encode_mail_entry`: `ref␟attempts␟expires␟created␟code key␟to␟order`); the queue's two keys
 //! are under the hash tag `{mail}`, so each of these scripts touches one slot of a Cluster,
 //! except `MAIL_STATE`, which touches codes only.

@@ -1,11 +1,14 @@
 //! A code request's writes in one round trip (docs/benchmarks.md, workload 2): its limits, the new
 //! session with the code in its record (or the code put into the visitor's session record),
-//! and the queued mail (an entry in the list of new mails, `mail.rs`),
+//! and the queued mail (an entry in the list of new mails, `outbox.rs`),
 //! decided and written by one script, [`CODE_REQUEST`], so that a refusal writes nothing and an
 //! allowed request writes all of it, atomically. On a
 //! Cluster those keys lie in different slots (docs/operations.md, "Limits across slots"), so
 //! there the same writes go in steps: 3 round trips instead of 1.
 use super::*;
+use ::redis::Value;
+use codec::{encode_code, encode_session_with_code};
+use limits::limit_answer;
 use scripts::CODE_REQUEST;
 
 impl RedisStore {
