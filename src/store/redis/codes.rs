@@ -8,6 +8,10 @@ use codec::{codes_in, decode_code, encode_code, encode_session, tag};
 use scripts::{Lua, CHECK, CODE_PUT, REDEEM};
 use tokio::time::Instant;
 
+/// A code as submitted: the address, the code's HMAC, the caller's `now` and the most attempts
+/// a code allows.
+type Submitted<'a> = (&'a Email, &'a str, Millis, u32);
+
 impl RedisStore {
     /// Keeps a code in its session's record; a session gone meanwhile gets none (`CODE_PUT`).
     async fn put_code(&self, c: &CodeRecord) -> StoreResult<()> {
@@ -25,7 +29,7 @@ impl RedisStore {
         script: &Lua,
         session: &SessionKey,
         purpose: CodePurpose,
-        submitted: (&Email, &str, Millis, u32),
+        submitted: Submitted<'_>,
         action: (&str, Option<&SessionKey>, i64),
     ) -> StoreResult<(i64, u32)> {
         let (email, mac, now, max) = submitted;
@@ -46,19 +50,15 @@ impl RedisStore {
         Ok((verdict, attempts))
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn redeem(
         &self,
         session: &SessionKey,
         purpose: CodePurpose,
-        email: &Email,
-        mac: &str,
-        now: Millis,
-        max: u32,
+        submitted: Submitted<'_>,
         action: Redeem,
         deadline: Instant,
     ) -> StoreResult<Redeemed> {
-        let submitted = (email, mac, now, max);
+        let (_, _, now, max) = submitted;
         let new = match action {
             Redeem::UseAttempt => {
                 let (verdict, attempts) = self
@@ -198,21 +198,15 @@ impl CodeStore for RedisStore {
         max_attempts: u32,
         action: Redeem,
     ) -> StoreResult<Redeemed> {
+        // The last step of a sign-in gives up at `deadline` on its own (a committed sign-in
+        // stands): the whole call is bounded from the same instant.
         let deadline = Instant::now() + self.op_timeout;
-        let redeem = self.redeem(
-            session,
-            purpose,
-            email,
-            mac,
-            now,
-            max_attempts,
-            action,
-            deadline,
-        );
-        match tokio::time::timeout_at(deadline, redeem).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable("timed out".into())),
-        }
+        let submitted = (email, mac, now, max_attempts);
+        bounded(
+            self.op_timeout,
+            self.redeem(session, purpose, submitted, action, deadline),
+        )
+        .await
     }
 
     async fn current_code(

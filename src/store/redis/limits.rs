@@ -2,6 +2,7 @@
 //! spacing kept in it; several limits of one request in one script, or one by one on a Cluster
 //! (docs/operations.md, "Limits across slots").
 use super::*;
+use crate::store::sql::limits::limit_from;
 use ::redis::ScriptInvocation;
 use codec::format::limit_head;
 use scripts::HITS;
@@ -100,27 +101,11 @@ impl LimitStore for RedisStore {
 }
 
 /// What `HITS` and `CODE_REQUEST` answer: {0, 0}, or the refusing limit's position and its
-/// window's end.
+/// window's end. A position above 0 refuses as a count above a ceiling of 0 does.
 pub(super) fn limit_answer(refused: i64, reset_at: i64, now: Millis) -> Limit {
-    if refused > 0 {
-        Limit::Limited {
-            retry_after_ms: (reset_at - now).max(1),
-        }
-    } else {
-        Limit::Allowed
-    }
+    limit_from(refused, reset_at, 0, now)
 }
 
 fn window_ms(window: Duration) -> i64 {
     i64::try_from(window.as_millis()).unwrap_or(i64::MAX / 2)
-}
-
-fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {
-    if count > i64::from(limit) {
-        Limit::Limited {
-            retry_after_ms: (reset_at - now).max(1),
-        }
-    } else {
-        Limit::Allowed
-    }
 }
