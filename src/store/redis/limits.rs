@@ -71,10 +71,11 @@ impl LimitStore for RedisStore {
         }
         if self.is_cluster() {
             // The limit keys of one request lie in different slots, where one script cannot
-            // reach (docs/operations.md, "Limits across slots"): the same checks one by one, in order, stopping at
-            // the first refusal. Same answers and counts as `HITS`, but not atomic: a concurrent
-            // request may count between two checks (the counters stay exact, a limit may let
-            // one more in at its edge), and a failure midway leaves the earlier hits counted.
+            // reach (docs/operations.md, "Limits across slots"): the same checks one by one, in
+            // order, stopping at the first refusal. Same answers and counts as `HITS`, but not
+            // atomic: a concurrent request may count between two checks (the counters stay
+            // exact, a limit may let one more in at its edge), and a failure midway leaves the
+            // earlier hits counted.
             return bounded(self.op_timeout, async {
                 for c in checks {
                     let verdict = if c.count {
