@@ -17,6 +17,7 @@
 //! connection).
 pub mod codes;
 pub mod limits;
+pub mod mysql;
 pub mod pg_store;
 pub mod pg_users;
 pub mod postgres;
