@@ -22,6 +22,7 @@ pub mod pg_store;
 pub mod pg_users;
 pub mod postgres;
 pub mod sessions;
+pub mod sqlite;
 
 use std::future::Future;
 use std::time::Duration;
