@@ -18,9 +18,9 @@ use crate::passwords::Hasher;
 use crate::policy::Policy;
 use crate::store::timed::{Timed, TimedPing};
 use crate::store::{
-    mysql::MySqlStore, redis::RedisStore, sqlite::SqliteStore, CodeRequestWrites, CodeStore,
-    Health, LimitStore, Outbox as OutboxStore, SecretRecord, SessionStore, StoreHealth, Stores,
-    UserStore,
+    mysql::MySqlStore, redis::RedisStore, sql::pg_store::PostgresStore, sqlite::SqliteStore,
+    CodeRequestWrites, CodeStore, Health, LimitStore, Outbox as OutboxStore, SecretRecord,
+    SessionStore, StoreHealth, Stores, UserStore,
 };
 use crate::threads::{HttpThreads, ListenError};
 
@@ -67,12 +67,15 @@ impl From<ListenError> for StartError {
 pub enum SqlStore {
     Sqlite(SqliteStore),
     MySql(MySqlStore),
+    Postgres(PostgresStore),
 }
 
 impl SqlStore {
     pub async fn open(url: &str, timeout: Duration) -> Result<Self, crate::store::StoreError> {
         if url.starts_with("sqlite:") {
             Ok(SqlStore::Sqlite(SqliteStore::open(url, timeout).await?))
+        } else if is_postgres(url) {
+            Ok(SqlStore::Postgres(PostgresStore::open(url, timeout).await?))
         } else {
             Ok(SqlStore::MySql(MySqlStore::open(url, timeout).await?))
         }
@@ -83,6 +86,7 @@ impl SqlStore {
         match self {
             SqlStore::Sqlite(s) => s.sweep(now).await,
             SqlStore::MySql(s) => s.sweep(now).await,
+            SqlStore::Postgres(s) => s.sweep(now).await,
         }
     }
 
@@ -112,8 +116,14 @@ impl SqlStore {
         match self {
             SqlStore::Sqlite(s) => of(s),
             SqlStore::MySql(s) => of(s),
+            SqlStore::Postgres(s) => of(s),
         }
     }
+}
+
+/// `postgres://` and `postgresql://`, the two schemes libpq accepts.
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// What the SQL database serves, as the traits the app uses.
@@ -138,6 +148,8 @@ pub async fn open_stores(
         .map_err(|source| StartError::StoreOpen {
             what: if settings.database_url.starts_with("sqlite:") {
                 "the SQLite database"
+            } else if is_postgres(settings.database_url.expose()) {
+                "the PostgreSQL database"
             } else {
                 "the MySQL/MariaDB database"
             },

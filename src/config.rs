@@ -18,7 +18,7 @@ pub struct ServeArgs {
     /// Address to listen on [default: 127.0.0.1:3000]
     #[arg(long, env = "MAILCODE_LISTEN")]
     pub listen: Option<String>,
-    /// `sqlite://…` or `mysql://…` (default `sqlite://DATA_DIR/mailcode.db`)
+    /// `sqlite://…`, `mysql://…` or `postgres://…` (default `sqlite://DATA_DIR/mailcode.db`)
     #[arg(long, env = "MAILCODE_DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<SecretUrl>,
     /// redis://… for sessions, codes, rate limits and the mail queue (default: in the database)
@@ -209,14 +209,20 @@ impl Settings {
         let database_url = a.database_url.unwrap_or_else(|| {
             SecretUrl::new(format!("sqlite://{}/mailcode.db", data_dir.display()))
         });
-        if !["sqlite:", "mysql://", "mariadb://"]
-            .iter()
-            .any(|p| database_url.starts_with(p))
+        if ![
+            "sqlite:",
+            "mysql://",
+            "mariadb://",
+            "postgres://",
+            "postgresql://",
+        ]
+        .iter()
+        .any(|p| database_url.starts_with(p))
         {
             // The URL as shown is redacted (SPEC §3 Robustness: no password is ever printed).
             return Err(bad(
                 "--database-url / MAILCODE_DATABASE_URL",
-                format!("\"{database_url}\": use sqlite://PATH or mysql://USER:PASS@HOST:PORT/DB (MySQL or MariaDB)"),
+                format!("\"{database_url}\": use sqlite://PATH, mysql://USER:PASS@HOST:PORT/DB (MySQL or MariaDB) or postgres://USER:PASS@HOST:PORT/DB"),
             ));
         }
         if let Some(url) = &a.redis_url {

@@ -12,17 +12,14 @@
 //!   [`StoreError::Unavailable`] within the acquire timeout, and the pool reconnects by itself;
 //! - trust what it reads: data from the database is decoded with errors, never `unwrap`.
 use async_trait::async_trait;
-use sqlx::mysql::{
-    MySqlConnectOptions, MySqlConnection, MySqlDatabaseError, MySqlPoolOptions, MySqlRow,
-};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPoolOptions, MySqlRow};
 use sqlx::{Executor, MySqlPool, QueryBuilder, Row};
 use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
+use super::sql::{self, codes, limits, mysql::My, sessions, Dialect, SqlRow};
 use super::*;
-use crate::domain::{SessionKind, SessionUser};
 
 #[derive(Clone)]
 pub struct MySqlStore {
@@ -31,76 +28,12 @@ pub struct MySqlStore {
     op_timeout: Duration,
 }
 
-/// How often an operation that lost a deadlock or a lock wait is tried again before giving up.
-const LOCK_RETRIES: u32 = 4;
 /// Seconds a statement waits for a row lock; our transactions hold locks for milliseconds.
 const LOCK_WAIT_SECS: u32 = 1;
 const POOL_SIZE: u32 = 16;
 
-/// MySQL/MariaDB error numbers that mean "the server is there but cannot serve us now".
-mod codes {
-    pub const TOO_MANY_CONNECTIONS: u16 = 1040;
-    pub const SERVER_SHUTDOWN: u16 = 1053;
-    pub const ABORTING_CONNECTION: u16 = 1152;
-    pub const NET_READ_ERROR: u16 = 1158;
-    pub const NET_READ_INTERRUPTED: u16 = 1159;
-    pub const NET_ERROR_ON_WRITE: u16 = 1160;
-    pub const NET_WRITE_INTERRUPTED: u16 = 1161;
-    pub const LOCK_WAIT_TIMEOUT: u16 = 1205;
-    pub const LOCK_DEADLOCK: u16 = 1213;
-    pub const OPTION_PREVENTS_STATEMENT: u16 = 1290; // --read-only, e.g. during a failover
-    pub const READ_ONLY_MODE: u16 = 1836;
-    pub const CONNECTION_KILLED: u16 = 1927;
-}
-
-fn db_number(e: &sqlx::Error) -> Option<u16> {
-    match e {
-        sqlx::Error::Database(db) => db
-            .try_downcast_ref::<MySqlDatabaseError>()
-            .map(|m| m.number()),
-        _ => None,
-    }
-}
-
-/// A lost lock race: the whole transaction may simply be run again.
-fn is_lock_conflict(e: &sqlx::Error) -> bool {
-    matches!(
-        db_number(e),
-        Some(codes::LOCK_DEADLOCK | codes::LOCK_WAIT_TIMEOUT)
-    )
-}
-
 fn err(e: sqlx::Error) -> StoreError {
-    use codes::*;
-    match e {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-        ref db @ sqlx::Error::Database(_)
-            if matches!(
-                db_number(db),
-                Some(
-                    TOO_MANY_CONNECTIONS
-                        | SERVER_SHUTDOWN
-                        | ABORTING_CONNECTION
-                        | NET_READ_ERROR
-                        | NET_READ_INTERRUPTED
-                        | NET_ERROR_ON_WRITE
-                        | NET_WRITE_INTERRUPTED
-                        | LOCK_WAIT_TIMEOUT
-                        | LOCK_DEADLOCK
-                        | OPTION_PREVENTS_STATEMENT
-                        | READ_ONLY_MODE
-                        | CONNECTION_KILLED
-                )
-            ) =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        other => StoreError::Internal(other.to_string()),
-    }
+    My::classify(e)
 }
 
 impl MySqlStore {
@@ -170,37 +103,13 @@ impl MySqlStore {
         Ok(())
     }
 
-    /// Runs `op` (one transaction, or one statement) within the operation deadline, running it
-    /// again when it lost a deadlock or a lock wait. Once the retries are spent: `Unavailable`.
-    async fn run<T, F, Fut>(&self, mut op: F) -> StoreResult<T>
+    /// Runs `op` within the operation deadline, again when it lost a lock race ([`sql::run`]).
+    async fn run<T, F, Fut>(&self, op: F) -> StoreResult<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, sqlx::Error>>,
     {
-        let work = async {
-            let mut tries = 0u32;
-            loop {
-                match op().await {
-                    Ok(v) => return Ok(v),
-                    Err(e) if is_lock_conflict(&e) && tries < LOCK_RETRIES => {
-                        tries += 1;
-                        // Back off a little, differently per caller, so the losers do not
-                        // collide again in lockstep.
-                        let jitter = u64::from(rand::random::<u8>() % 8);
-                        tokio::time::sleep(Duration::from_millis(u64::from(tries) * 5 + jitter))
-                            .await;
-                    }
-                    Err(e) => return Err(err(e)),
-                }
-            }
-        };
-        match tokio::time::timeout(self.op_timeout, work).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Unavailable(format!(
-                "no answer from MySQL within {} ms",
-                self.op_timeout.as_millis()
-            ))),
-        }
+        sql::run::<My, T, F, Fut>(self.op_timeout, op).await
     }
 }
 
@@ -218,198 +127,15 @@ async fn prepare_session(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> 
     Ok(())
 }
 
-/// A string column. sqlx 0.8 refuses to decode `utf8mb4_bin` columns as `String` (they carry the
-/// BINARY flag, launchbadge/sqlx#3387), so read the bytes and check the UTF-8 ourselves.
-fn text(r: &MySqlRow, col: &str) -> Result<String, sqlx::Error> {
-    let bytes: Vec<u8> = r.try_get(col)?;
-    utf8(col, bytes)
-}
-
-fn opt_text(r: &MySqlRow, col: &str) -> Result<Option<String>, sqlx::Error> {
-    let bytes: Option<Vec<u8>> = r.try_get(col)?;
-    bytes.map(|b| utf8(col, b)).transpose()
-}
-
-fn utf8(col: &str, bytes: Vec<u8>) -> Result<String, sqlx::Error> {
-    String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
-        index: col.to_owned(),
-        source: Box::new(e),
-    })
-}
-
-fn count(r: &MySqlRow, col: &str) -> Result<u32, sqlx::Error> {
-    let n: i64 = r.try_get(col)?;
-    Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
-}
-
 const SESSION_COLS: &str = "`key`, kind, user_id, username, email, created_at, last_seen_at, \
                             idle_expires_at, absolute_expires_at, user_agent, ip";
-
-fn session_from_row(r: &MySqlRow) -> Result<SessionRecord, sqlx::Error> {
-    let user_id: Option<i64> = r.try_get("user_id")?;
-    let user = match user_id {
-        Some(id) => Some(SessionUser {
-            id,
-            username: opt_text(r, "username")?.unwrap_or_default(),
-            email: opt_text(r, "email")?.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    Ok(SessionRecord {
-        key: SessionKey::from_hex(text(r, "key")?),
-        kind: SessionKind::parse(&text(r, "kind")?),
-        user,
-        created_at: r.try_get("created_at")?,
-        last_seen_at: r.try_get("last_seen_at")?,
-        idle_expires_at: r.try_get("idle_expires_at")?,
-        absolute_expires_at: r.try_get("absolute_expires_at")?,
-        user_agent: text(r, "user_agent")?,
-        ip: text(r, "ip")?,
-    })
-}
-
-async fn insert_session(conn: &mut MySqlConnection, s: &SessionRecord) -> Result<(), sqlx::Error> {
-    sqlx::query(&format!(
-        "INSERT INTO sessions ({SESSION_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)"
-    ))
-    .bind(s.key.as_str())
-    .bind(s.kind.as_str())
-    .bind(s.user.as_ref().map(|u| u.id))
-    .bind(s.user.as_ref().map(|u| u.username.as_str()))
-    .bind(s.user.as_ref().map(|u| u.email.as_str()))
-    .bind(s.created_at)
-    .bind(s.last_seen_at)
-    .bind(s.idle_expires_at)
-    .bind(s.absolute_expires_at)
-    .bind(&s.user_agent)
-    .bind(&s.ip)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn delete_session_rows(conn: &mut MySqlConnection, key: &str) -> Result<bool, sqlx::Error> {
-    sqlx::query("DELETE FROM codes WHERE session_key = ?")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-    let n = sqlx::query("DELETE FROM sessions WHERE `key` = ?")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    Ok(n > 0)
-}
-
-/// The fields of a stored code that decide a submission.
-struct CodeRow {
-    email: String,
-    mac: String,
-    expires_at: Millis,
-    attempts: u32,
-}
-
-/// Evaluates a stored code against a submission; the shared core of check and redeem (the same
-/// rules as `sqlite.rs`).
-fn judge(row: Option<&CodeRow>, email: &Email, mac: &str, now: Millis, max: u32) -> CodeCheck {
-    let Some(row) = row else {
-        return CodeCheck::Missing;
-    };
-    if row.email != email.as_str() {
-        CodeCheck::Missing
-    } else if row.expires_at <= now {
-        CodeCheck::Expired
-    } else if row.attempts >= max {
-        CodeCheck::Dead
-    } else if bool::from(row.mac.as_bytes().ct_eq(mac.as_bytes())) {
-        CodeCheck::Right
-    } else {
-        CodeCheck::Wrong {
-            attempts_left: max - row.attempts - 1,
-        }
-    }
-}
-
-/// Reads the code and locks its row until the transaction ends, so that concurrent checks and
-/// redemptions of one code are served one after the other.
-async fn lock_code_row(
-    conn: &mut MySqlConnection,
-    session: &SessionKey,
-    purpose: CodePurpose,
-) -> Result<Option<CodeRow>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT email, mac, expires_at, attempts FROM codes \
-         WHERE session_key = ? AND purpose = ? FOR UPDATE",
-    )
-    .bind(session.as_str())
-    .bind(purpose.as_str())
-    .fetch_optional(conn)
-    .await?;
-    row.map(|r| -> Result<CodeRow, sqlx::Error> {
-        Ok(CodeRow {
-            email: text(&r, "email")?,
-            mac: text(&r, "mac")?,
-            expires_at: r.try_get("expires_at")?,
-            attempts: count(&r, "attempts")?,
-        })
-    })
-    .transpose()
-}
-
-async fn use_attempt(
-    conn: &mut MySqlConnection,
-    session: &SessionKey,
-    purpose: CodePurpose,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE codes SET attempts = attempts + 1 WHERE session_key = ? AND purpose = ?")
-        .bind(session.as_str())
-        .bind(purpose.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn redeem_once(
-    pool: &MySqlPool,
-    session: &SessionKey,
-    purpose: CodePurpose,
-    email: &Email,
-    mac: &str,
-    now: Millis,
-    max_attempts: u32,
-    action: &Redeem,
-) -> Result<Redeemed, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let row = lock_code_row(&mut tx, session, purpose).await?;
-    if judge(row.as_ref(), email, mac, now, max_attempts) != CodeCheck::Right {
-        tx.rollback().await?;
-        return Ok(Redeemed::Gone);
-    }
-    let attempts = row.map_or(0, |r| r.attempts);
-    let outcome = match action {
-        Redeem::SignIn { new } => {
-            delete_session_rows(&mut tx, session.as_str()).await?;
-            insert_session(&mut tx, new).await?;
-            Redeemed::SignedIn
-        }
-        Redeem::UseAttempt => {
-            use_attempt(&mut tx, session, purpose).await?;
-            Redeemed::AttemptUsed {
-                attempts_left: max_attempts.saturating_sub(attempts + 1),
-            }
-        }
-    };
-    tx.commit().await?;
-    Ok(outcome)
-}
 
 #[async_trait]
 impl SessionStore for MySqlStore {
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
         self.run(|| async move {
             let mut conn = self.pool.acquire().await?;
-            insert_session(&mut conn, s).await
+            sessions::insert::<My>(&mut conn, s).await
         })
         .await
     }
@@ -429,7 +155,7 @@ impl SessionStore for MySqlStore {
             .await?;
         match row {
             Some(r) => {
-                let s = session_from_row(&r).map_err(err)?;
+                let s = sessions::from_row(&r).map_err(err)?;
                 Ok(s.is_live(now).then_some(s))
             }
             None => Ok(None),
@@ -457,7 +183,7 @@ impl SessionStore for MySqlStore {
     async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
         self.run(|| async move {
             let mut tx = self.pool.begin().await?;
-            let existed = delete_session_rows(&mut tx, key.as_str()).await?;
+            let existed = sessions::delete::<My>(&mut tx, key).await?;
             tx.commit().await?;
             Ok(existed)
         })
@@ -483,7 +209,7 @@ impl SessionStore for MySqlStore {
             })
             .await?;
         rows.iter()
-            .map(|r| session_from_row(r).map_err(err))
+            .map(|r| sessions::from_row(r).map_err(err))
             .collect()
     }
 
@@ -558,13 +284,17 @@ impl CodeStore for MySqlStore {
         now: Millis,
         max_attempts: u32,
     ) -> StoreResult<CodeCheck> {
+        let sub = &codes::Submission {
+            session,
+            purpose,
+            email,
+            mac,
+            now,
+            max_attempts,
+        };
         self.run(|| async move {
             let mut tx = self.pool.begin().await?;
-            let row = lock_code_row(&mut tx, session, purpose).await?;
-            let verdict = judge(row.as_ref(), email, mac, now, max_attempts);
-            if let CodeCheck::Wrong { .. } = verdict {
-                use_attempt(&mut tx, session, purpose).await?;
-            }
+            let verdict = codes::check::<My>(&mut tx, sub).await?;
             tx.commit().await?;
             Ok(verdict)
         })
@@ -581,18 +311,24 @@ impl CodeStore for MySqlStore {
         max_attempts: u32,
         action: Redeem,
     ) -> StoreResult<Redeemed> {
+        let sub = &codes::Submission {
+            session,
+            purpose,
+            email,
+            mac,
+            now,
+            max_attempts,
+        };
         let action = &action;
-        self.run(|| {
-            redeem_once(
-                &self.pool,
-                session,
-                purpose,
-                email,
-                mac,
-                now,
-                max_attempts,
-                action,
-            )
+        self.run(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let done = codes::redeem::<My>(&mut tx, sub, action).await?;
+            if done.wrote {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok(done.outcome)
         })
         .await
     }
@@ -616,7 +352,7 @@ impl CodeStore for MySqlStore {
             .await?;
         let Some(r) = row else { return Ok(None) };
         let decode = || -> Result<CodeRecord, sqlx::Error> {
-            let purpose = text(&r, "purpose")?;
+            let purpose = r.text("purpose")?;
             let purpose =
                 CodePurpose::parse(&purpose).ok_or_else(|| sqlx::Error::ColumnDecode {
                     index: "purpose".into(),
@@ -625,13 +361,13 @@ impl CodeStore for MySqlStore {
             Ok(CodeRecord {
                 session: session.clone(),
                 purpose,
-                email: text(&r, "email")?,
-                mac: text(&r, "mac")?,
-                created_at: r.try_get("created_at")?,
-                expires_at: r.try_get("expires_at")?,
-                resend_available_at: r.try_get("resend_available_at")?,
-                attempts: count(&r, "attempts")?,
-                mail_ref: text(&r, "mail_ref")?,
+                email: r.text("email")?,
+                mac: r.text("mac")?,
+                created_at: r.int("created_at")?,
+                expires_at: r.int("expires_at")?,
+                resend_available_at: r.int("resend_available_at")?,
+                attempts: r.count("attempts")?,
+                mail_ref: r.text("mail_ref")?,
             })
         };
         decode().map(Some).map_err(err)
@@ -649,7 +385,7 @@ impl LimitStore for MySqlStore {
     ) -> StoreResult<Limit> {
         self.run(|| async move {
             let mut tx = self.pool.begin().await?;
-            let verdict = count_hit(&mut tx, key, limit, window, now).await?;
+            let verdict = limits::count_hit::<My>(&mut tx, key, limit, window, now).await?;
             tx.commit().await?;
             Ok(verdict)
         })
@@ -659,7 +395,7 @@ impl LimitStore for MySqlStore {
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
         self.run(|| async move {
             let mut conn = self.pool.acquire().await?;
-            read_limit(&mut conn, key, limit, now).await
+            limits::read_limit::<My>(&mut conn, key, limit, now).await
         })
         .await
     }
@@ -669,25 +405,7 @@ impl LimitStore for MySqlStore {
         // runs the whole transaction again (nothing of a rolled-back try was counted).
         self.run(|| async move {
             let mut tx = self.pool.begin().await?;
-            let mut verdict = Limit::Allowed;
-            for c in checks {
-                // The spacing's own row first (`LimitCheck::spacing_row`): a refusal there
-                // counts nothing on the limit itself.
-                if let Some((key, gap)) = c.spacing_row() {
-                    verdict = count_hit(&mut tx, &key, 1, gap, now).await?;
-                    if verdict != Limit::Allowed {
-                        break;
-                    }
-                }
-                verdict = if c.count {
-                    count_hit(&mut tx, &c.key, c.limit, c.window, now).await?
-                } else {
-                    read_limit(&mut tx, &c.key, c.limit, now).await?
-                };
-                if verdict != Limit::Allowed {
-                    break;
-                }
-            }
+            let verdict = limits::hit_limits::<My>(&mut tx, checks, now).await?;
             // Committed refused or not: the hits counted up to the refusal stay counted.
             tx.commit().await?;
             Ok(verdict)
@@ -705,78 +423,14 @@ impl Health for MySqlStore {
     }
 }
 
-/// Counts one hit in a fixed window (see [`LimitStore::hit_limit`]), inside the caller's
-/// transaction: the row stays locked until it ends.
-async fn count_hit(
-    conn: &mut MySqlConnection,
-    key: &str,
-    limit: u32,
-    window: Duration,
-    now: Millis,
-) -> Result<Limit, sqlx::Error> {
-    let reset = now.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
-    // MySQL applies the assignments left to right: `count` must be decided before `reset_at`
-    // changes. The row stays locked until commit, so the SELECT below reads exactly what this
-    // hit made of it.
-    sqlx::query(
-        "INSERT INTO limits (`key`, `count`, reset_at) VALUES (?, 1, ?) \
-         ON DUPLICATE KEY UPDATE \
-         `count` = CASE WHEN reset_at <= ? THEN 1 ELSE `count` + 1 END, \
-         reset_at = CASE WHEN reset_at <= ? THEN ? ELSE reset_at END",
-    )
-    .bind(key)
-    .bind(reset)
-    .bind(now)
-    .bind(now)
-    .bind(reset)
-    .execute(&mut *conn)
-    .await?;
-    let (count, reset_at): (i64, i64) =
-        sqlx::query_as("SELECT `count`, reset_at FROM limits WHERE `key` = ?")
-            .bind(key)
-            .fetch_one(&mut *conn)
-            .await?;
-    Ok(limit_from(count, reset_at, limit, now))
-}
-
-/// Reads a counter without counting (see [`LimitStore::peek_limit`]).
-async fn read_limit(
-    conn: &mut MySqlConnection,
-    key: &str,
-    limit: u32,
-    now: Millis,
-) -> Result<Limit, sqlx::Error> {
-    let row: Option<(i64, i64)> =
-        sqlx::query_as("SELECT `count`, reset_at FROM limits WHERE `key` = ? AND reset_at > ?")
-            .bind(key)
-            .bind(now)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(match row {
-        // At the limit already: one more would be refused.
-        Some((count, reset_at)) => limit_from(count + 1, reset_at, limit, now),
-        None => Limit::Allowed,
-    })
-}
-
-fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {
-    if count > i64::from(limit) {
-        Limit::Limited {
-            retry_after_ms: (reset_at - now).max(1),
-        }
-    } else {
-        Limit::Allowed
-    }
-}
-
 const USER_COLS: &str = "id, username, email, password_hash, disabled, created_at";
 
 fn user_from_row(r: &MySqlRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: r.try_get("id")?,
-        username: text(r, "username")?,
-        email: text(r, "email")?,
-        password_hash: text(r, "password_hash")?,
+        username: r.text("username")?,
+        email: r.text("email")?,
+        password_hash: r.text("password_hash")?,
         disabled: r.try_get("disabled")?,
         created_at: r.try_get("created_at")?,
     })
@@ -817,8 +471,8 @@ async fn rekey_usernames(pool: &sqlx::MySqlPool) -> StoreResult<()> {
         .map(|r| {
             Ok(rekey::StoredName {
                 id: r.try_get("id")?,
-                username: text(r, "username")?,
-                key: text(r, "username_key")?,
+                username: r.text("username")?,
+                key: r.text("username_key")?,
                 key_version: r.try_get("username_key_version")?,
             })
         })
@@ -898,7 +552,7 @@ impl SecretRecord for MySqlStore {
                     .fetch_optional(&self.pool)
             })
             .await?;
-        row.map(|r| text(&r, "secret_fingerprint").map_err(err))
+        row.map(|r| r.text("secret_fingerprint").map_err(err))
             .transpose()
     }
 }
@@ -968,7 +622,7 @@ impl UserStore for MySqlStore {
             .await?;
         let found = rows
             .iter()
-            .map(|r| Ok((text(r, "username_key")?, user_from_row(r)?)))
+            .map(|r| Ok((r.text("username_key")?, user_from_row(r)?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()
             .map_err(err)?;
         Ok(first_by_key(keys, found))
@@ -1007,26 +661,17 @@ impl UserStore for MySqlStore {
     }
 }
 
-/// An SMTP error is kept for the operator, not in full: a TEXT column holds 64 KiB.
-fn clip(error: &str) -> &str {
-    const MAX: usize = 2000;
-    match error.char_indices().nth(MAX) {
-        Some((cut, _)) => &error[..cut],
-        None => error,
-    }
-}
-
 const MAIL_COLS: &str = "id, attempts, mail_ref, to_addr, mail_order, expires_at, created_at";
 
 fn mail_from_row(r: &MySqlRow) -> Result<QueuedMail, sqlx::Error> {
     Ok(QueuedMail {
-        attempts: count(r, "attempts")?,
-        receipt: text(r, "mail_ref")?,
+        attempts: r.count("attempts")?,
+        receipt: r.text("mail_ref")?,
         mail: OutgoingMail {
-            mail_ref: text(r, "mail_ref")?,
+            mail_ref: r.text("mail_ref")?,
             code: None,
-            to: text(r, "to_addr")?,
-            order: text(r, "mail_order")?,
+            to: r.text("to_addr")?,
+            order: r.text("mail_order")?,
             expires_at: r.try_get("expires_at")?,
             created_at: r.try_get("created_at")?,
         },
@@ -1139,7 +784,7 @@ impl Outbox for MySqlStore {
                  lease_until = 0, last_error = ? WHERE mail_ref = ?",
             )
             .bind(next_attempt_at)
-            .bind(clip(error))
+            .bind(sql::clip(error))
             .bind(mail_ref)
             .execute(&self.pool)
         })
@@ -1154,7 +799,7 @@ impl Outbox for MySqlStore {
                 "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' \
                  WHERE mail_ref = ?",
             )
-            .bind(clip(error))
+            .bind(sql::clip(error))
             .bind(mail_ref)
             .execute(&self.pool)
         })
@@ -1172,8 +817,8 @@ impl Outbox for MySqlStore {
             })
             .await?;
         let Some(r) = row else { return Ok(None) };
-        let status = text(&r, "status").map_err(err)?;
-        let last_error = opt_text(&r, "last_error").map_err(err)?;
+        let status = r.text("status").map_err(err)?;
+        let last_error = r.opt_text("last_error").map_err(err)?;
         Ok(Some(delivery_of(&status, last_error.is_some())))
     }
 

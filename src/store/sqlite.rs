@@ -11,10 +11,9 @@ use sqlx::{ConnectOptions, Row, SqlitePool};
 use std::str::FromStr;
 use std::sync::Weak;
 use std::time::Duration;
-use subtle::ConstantTimeEq;
 
+use super::sql::{codes, limits, sessions, sqlite::Lite, Dialect};
 use super::*;
-use crate::domain::{SessionKind, SessionUser};
 use crate::threads::PerThread;
 
 #[derive(Clone)]
@@ -205,17 +204,7 @@ impl Drop for ReadConn<'_> {
 }
 
 fn err(e: sqlx::Error) -> StoreError {
-    match e {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        sqlx::Error::Database(ref db)
-            if db.message().contains("locked") || db.message().contains("busy") =>
-        {
-            StoreError::Unavailable(e.to_string())
-        }
-        other => StoreError::Internal(other.to_string()),
-    }
+    Lite::classify(e)
 }
 
 impl SqliteStore {
@@ -300,133 +289,11 @@ impl SqliteStore {
     }
 }
 
-fn session_from_row(r: &SqliteRow) -> Result<SessionRecord, sqlx::Error> {
-    let user_id: Option<i64> = r.try_get("user_id")?;
-    let user = match user_id {
-        Some(id) => Some(SessionUser {
-            id,
-            username: r
-                .try_get::<Option<String>, _>("username")?
-                .unwrap_or_default(),
-            email: r.try_get::<Option<String>, _>("email")?.unwrap_or_default(),
-        }),
-        None => None,
-    };
-    Ok(SessionRecord {
-        key: SessionKey::from_hex(r.try_get("key")?),
-        kind: SessionKind::parse(r.try_get::<&str, _>("kind")?),
-        user,
-        created_at: r.try_get("created_at")?,
-        last_seen_at: r.try_get("last_seen_at")?,
-        idle_expires_at: r.try_get("idle_expires_at")?,
-        absolute_expires_at: r.try_get("absolute_expires_at")?,
-        user_agent: r.try_get("user_agent")?,
-        ip: r.try_get("ip")?,
-    })
-}
-
-async fn insert_session(
-    conn: &mut sqlx::SqliteConnection,
-    s: &SessionRecord,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO sessions (key, kind, user_id, username, email, created_at, last_seen_at, \
-         idle_expires_at, absolute_expires_at, user_agent, ip) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-    )
-    .bind(s.key.as_str())
-    .bind(s.kind.as_str())
-    .bind(s.user.as_ref().map(|u| u.id))
-    .bind(s.user.as_ref().map(|u| u.username.as_str()))
-    .bind(s.user.as_ref().map(|u| u.email.as_str()))
-    .bind(s.created_at)
-    .bind(s.last_seen_at)
-    .bind(s.idle_expires_at)
-    .bind(s.absolute_expires_at)
-    .bind(&s.user_agent)
-    .bind(&s.ip)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-async fn delete_session_rows(
-    conn: &mut sqlx::SqliteConnection,
-    key: &str,
-) -> Result<bool, sqlx::Error> {
-    sqlx::query("DELETE FROM codes WHERE session_key = ?")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-    let n = sqlx::query("DELETE FROM sessions WHERE key = ?")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?
-        .rows_affected();
-    Ok(n > 0)
-}
-
-/// Evaluates a stored code against a submission; the shared core of check and redeem.
-fn judge(
-    row: Option<(String, String, i64, i64)>,
-    email: &Email,
-    mac: &str,
-    now: Millis,
-    max: u32,
-) -> (CodeCheck, u32) {
-    let Some((stored_email, stored_mac, expires_at, attempts)) = row else {
-        return (CodeCheck::Missing, 0);
-    };
-    let attempts = attempts.max(0) as u32;
-    if stored_email != email.as_str() {
-        (CodeCheck::Missing, attempts)
-    } else if expires_at <= now {
-        (CodeCheck::Expired, attempts)
-    } else if attempts >= max {
-        (CodeCheck::Dead, attempts)
-    } else if bool::from(stored_mac.as_bytes().ct_eq(mac.as_bytes())) {
-        (CodeCheck::Right, attempts)
-    } else {
-        (
-            CodeCheck::Wrong {
-                attempts_left: max - attempts - 1,
-            },
-            attempts,
-        )
-    }
-}
-
-async fn load_code_row(
-    conn: &mut sqlx::SqliteConnection,
-    session: &SessionKey,
-    purpose: CodePurpose,
-) -> Result<Option<(String, String, i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT email, mac, expires_at, attempts FROM codes WHERE session_key = ? AND purpose = ?",
-    )
-    .bind(session.as_str())
-    .bind(purpose.as_str())
-    .fetch_optional(conn)
-    .await
-}
-
-async fn use_attempt(
-    conn: &mut sqlx::SqliteConnection,
-    session: &SessionKey,
-    purpose: CodePurpose,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE codes SET attempts = attempts + 1 WHERE session_key = ? AND purpose = ?")
-        .bind(session.as_str())
-        .bind(purpose.as_str())
-        .execute(conn)
-        .await?;
-    Ok(())
-}
-
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, s: &SessionRecord) -> StoreResult<()> {
         let mut conn = self.write.acquire().await.map_err(err)?;
-        insert_session(&mut conn, s).await.map_err(err)
+        sessions::insert::<Lite>(&mut conn, s).await.map_err(err)
     }
 
     async fn load_session(
@@ -441,7 +308,7 @@ impl SessionStore for SqliteStore {
             .map_err(err)?;
         match row {
             Some(r) => {
-                let s = session_from_row(&r).map_err(err)?;
+                let s = sessions::from_row(&r).map_err(err)?;
                 Ok(s.is_live(now).then_some(s))
             }
             None => Ok(None),
@@ -467,9 +334,7 @@ impl SessionStore for SqliteStore {
 
     async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        let existed = delete_session_rows(&mut tx, key.as_str())
-            .await
-            .map_err(err)?;
+        let existed = sessions::delete::<Lite>(&mut tx, key).await.map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(existed)
     }
@@ -490,7 +355,7 @@ impl SessionStore for SqliteStore {
         .await
         .map_err(err)?;
         rows.iter()
-            .map(|r| session_from_row(r).map_err(err))
+            .map(|r| sessions::from_row(r).map_err(err))
             .collect()
     }
 
@@ -550,14 +415,16 @@ impl CodeStore for SqliteStore {
         now: Millis,
         max_attempts: u32,
     ) -> StoreResult<CodeCheck> {
+        let sub = codes::Submission {
+            session,
+            purpose,
+            email,
+            mac,
+            now,
+            max_attempts,
+        };
         let mut tx = self.write.begin().await.map_err(err)?;
-        let row = load_code_row(&mut tx, session, purpose)
-            .await
-            .map_err(err)?;
-        let (verdict, _) = judge(row, email, mac, now, max_attempts);
-        if let CodeCheck::Wrong { .. } = verdict {
-            use_attempt(&mut tx, session, purpose).await.map_err(err)?;
-        }
+        let verdict = codes::check::<Lite>(&mut tx, &sub).await.map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(verdict)
     }
@@ -572,31 +439,24 @@ impl CodeStore for SqliteStore {
         max_attempts: u32,
         action: Redeem,
     ) -> StoreResult<Redeemed> {
+        let sub = codes::Submission {
+            session,
+            purpose,
+            email,
+            mac,
+            now,
+            max_attempts,
+        };
         let mut tx = self.write.begin().await.map_err(err)?;
-        let row = load_code_row(&mut tx, session, purpose)
+        let done = codes::redeem::<Lite>(&mut tx, &sub, &action)
             .await
             .map_err(err)?;
-        let (verdict, attempts) = judge(row, email, mac, now, max_attempts);
-        if verdict != CodeCheck::Right {
-            return Ok(Redeemed::Gone);
+        // Nothing written when the code was no longer right: dropping the transaction rolls
+        // it back.
+        if done.wrote {
+            tx.commit().await.map_err(err)?;
         }
-        let outcome = match action {
-            Redeem::SignIn { new } => {
-                delete_session_rows(&mut tx, session.as_str())
-                    .await
-                    .map_err(err)?;
-                insert_session(&mut tx, &new).await.map_err(err)?;
-                Redeemed::SignedIn
-            }
-            Redeem::UseAttempt => {
-                use_attempt(&mut tx, session, purpose).await.map_err(err)?;
-                Redeemed::AttemptUsed {
-                    attempts_left: max_attempts.saturating_sub(attempts + 1),
-                }
-            }
-        };
-        tx.commit().await.map_err(err)?;
-        Ok(outcome)
+        Ok(done.outcome)
     }
 
     async fn current_code(
@@ -638,39 +498,24 @@ impl LimitStore for SqliteStore {
         now: Millis,
     ) -> StoreResult<Limit> {
         let mut conn = self.write.acquire().await.map_err(err)?;
-        count_hit(&mut conn, key, limit, window, now)
+        limits::count_hit::<Lite>(&mut conn, key, limit, window, now)
             .await
             .map_err(err)
     }
 
     async fn peek_limit(&self, key: &str, limit: u32, now: Millis) -> StoreResult<Limit> {
         let mut conn = self.read.conn().await?;
-        read_limit(&mut conn, key, limit, now).await.map_err(err)
+        limits::read_limit::<Lite>(&mut conn, key, limit, now)
+            .await
+            .map_err(err)
     }
 
     async fn hit_limits(&self, checks: &[LimitCheck], now: Millis) -> StoreResult<Limit> {
         // One transaction on the one write connection: no other write comes in between.
         let mut tx = self.write.begin().await.map_err(err)?;
-        let mut verdict = Limit::Allowed;
-        for c in checks {
-            // The spacing's own row first (`LimitCheck::spacing_row`): a refusal there counts
-            // nothing on the limit itself.
-            if let Some((key, gap)) = c.spacing_row() {
-                verdict = count_hit(&mut tx, &key, 1, gap, now).await.map_err(err)?;
-                if verdict != Limit::Allowed {
-                    break;
-                }
-            }
-            verdict = if c.count {
-                count_hit(&mut tx, &c.key, c.limit, c.window, now).await
-            } else {
-                read_limit(&mut tx, &c.key, c.limit, now).await
-            }
+        let verdict = limits::hit_limits::<Lite>(&mut tx, checks, now)
+            .await
             .map_err(err)?;
-            if verdict != Limit::Allowed {
-                break;
-            }
-        }
         // Committed refused or not: the hits counted up to the refusal stay counted.
         tx.commit().await.map_err(err)?;
         Ok(verdict)
@@ -688,62 +533,9 @@ impl Health for SqliteStore {
     }
 }
 
-/// Counts one hit in a fixed window (see [`LimitStore::hit_limit`]).
-async fn count_hit(
-    conn: &mut sqlx::SqliteConnection,
-    key: &str,
-    limit: u32,
-    window: Duration,
-    now: Millis,
-) -> Result<Limit, sqlx::Error> {
-    let reset = now + window.as_millis() as i64;
-    let (count, reset_at): (i64, i64) = sqlx::query_as(
-        "INSERT INTO limits (key, count, reset_at) VALUES (?1, 1, ?2) ON CONFLICT (key) DO UPDATE SET \
-         count = CASE WHEN reset_at <= ?3 THEN 1 ELSE count + 1 END, \
-         reset_at = CASE WHEN reset_at <= ?3 THEN ?2 ELSE reset_at END \
-         RETURNING count, reset_at",
-    )
-    .bind(key)
-    .bind(reset)
-    .bind(now)
-    .fetch_one(conn)
-    .await?;
-    Ok(limit_from(count, reset_at, limit, now))
-}
-
-/// Reads a counter without counting (see [`LimitStore::peek_limit`]).
-async fn read_limit(
-    conn: &mut sqlx::SqliteConnection,
-    key: &str,
-    limit: u32,
-    now: Millis,
-) -> Result<Limit, sqlx::Error> {
-    let row: Option<(i64, i64)> =
-        sqlx::query_as("SELECT count, reset_at FROM limits WHERE key = ? AND reset_at > ?")
-            .bind(key)
-            .bind(now)
-            .fetch_optional(conn)
-            .await?;
-    Ok(match row {
-        // At the limit already: one more would be refused.
-        Some((count, reset_at)) => limit_from(count + 1, reset_at, limit, now),
-        None => Limit::Allowed,
-    })
-}
-
 /// `?, ?, …` for an `IN (…)` list of `n` values.
 pub(crate) fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")
-}
-
-fn limit_from(count: i64, reset_at: i64, limit: u32, now: Millis) -> Limit {
-    if count > limit as i64 {
-        Limit::Limited {
-            retry_after_ms: (reset_at - now).max(1),
-        }
-    } else {
-        Limit::Allowed
-    }
 }
 
 fn user_from_row(r: &SqliteRow) -> Result<User, sqlx::Error> {

@@ -339,6 +339,9 @@ async fn the_store_holds_no_code_not_even_in_the_mail_queue() {
 /// Everything the session store holds (and, embedded, the whole database), as text.
 async fn store_bytes(app: &TestApp) -> String {
     let hay = match &app.settings.redis_url {
+        None if app.settings.database_url.starts_with("postgres") => {
+            postgres_rows(app.settings.database_url.expose()).await
+        }
         None => {
             let mut hay = Vec::new();
             for f in ["mailcode.db", "mailcode.db-wal"] {
@@ -374,4 +377,36 @@ async fn store_bytes(app: &TestApp) -> String {
         }
     };
     String::from_utf8_lossy(&hay).into_owned()
+}
+
+/// Every row of every table of a PostgreSQL database, each as its text form.
+async fn postgres_rows(url: &str) -> Vec<u8> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .expect("the test PostgreSQL");
+    let mut hay = Vec::new();
+    for table in [
+        "users",
+        "sessions",
+        "codes",
+        "limits",
+        "mail_queue",
+        "deployment",
+    ] {
+        // A row's text form shows BYTEA as hex: the byte columns are added as they are.
+        let rows: Vec<String> = sqlx::query_scalar(&format!("SELECT t::text FROM {table} t"))
+            .fetch_all(&mut conn)
+            .await
+            .expect("reads a table");
+        for r in rows {
+            hay.extend(r.into_bytes());
+        }
+    }
+    let names: Vec<Vec<u8>> = sqlx::query_scalar("SELECT username FROM users")
+        .fetch_all(&mut conn)
+        .await
+        .expect("reads users");
+    hay.extend(names.concat());
+    hay
 }

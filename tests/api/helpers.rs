@@ -40,6 +40,10 @@ pub enum Backend {
     Redis,
     /// Redis, and MariaDB for users.
     RedisMariaDb,
+    /// PostgreSQL for everything: users, sessions, codes, limits and the mail queue.
+    Postgres,
+    /// Redis, and PostgreSQL for users.
+    RedisPostgres,
     /// A Redis Cluster of three masters for sessions, codes, limits and mail; SQLite for users.
     /// Opt-in, not in `scripts/test` yet: `codes::the_store_holds_no_raw_session_id` reads Redis
     /// through a single-node client, which cannot open the cluster's list of node URLs.
@@ -50,10 +54,12 @@ pub fn backend() -> Backend {
     match std::env::var("MAILCODE_TEST_BACKEND").as_deref() {
         Ok("redis") => Backend::Redis,
         Ok("redis-mariadb") => Backend::RedisMariaDb,
+        Ok("postgres") => Backend::Postgres,
+        Ok("redis-postgres") => Backend::RedisPostgres,
         Ok("redis-cluster") => Backend::RedisCluster,
         Ok("embedded") | Err(_) => Backend::Embedded,
         Ok(other) => {
-            panic!("MAILCODE_TEST_BACKEND={other:?}: use embedded, redis, redis-mariadb or redis-cluster")
+            panic!("MAILCODE_TEST_BACKEND={other:?}: use embedded, redis, redis-mariadb, postgres, redis-postgres or redis-cluster")
         }
     }
 }
@@ -67,12 +73,18 @@ pub async fn spawn_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     if backend() == Backend::RedisCluster {
         settings.redis_url = Some(redis_cluster::RedisCluster::shared().url().into());
         settings.redis_prefix = format!("{}:", unique("t"));
-    } else if backend() != Backend::Embedded {
+    } else if ![Backend::Embedded, Backend::Postgres].contains(&backend()) {
         settings.redis_url = Some(crate::redis_server::RedisServer::shared().url().into());
         settings.redis_prefix = format!("{}:", unique("t"));
     }
     if backend() == Backend::RedisMariaDb {
         settings.database_url = crate::mariadb_server::MariaDb::shared()
+            .fresh_database("api")
+            .await
+            .into();
+    }
+    if [Backend::Postgres, Backend::RedisPostgres].contains(&backend()) {
+        settings.database_url = crate::postgres_server::Postgres::shared()
             .fresh_database("api")
             .await
             .into();

@@ -2,6 +2,8 @@
 mod helpers;
 #[path = "../support/mariadb_server.rs"]
 mod mariadb_server;
+#[path = "../support/postgres_server.rs"]
+mod postgres_server;
 #[path = "../support/redis_server.rs"]
 mod redis_server;
 #[path = "../support/smtp_peer.rs"]

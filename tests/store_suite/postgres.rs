@@ -1,9 +1,308 @@
-//! PostgreSQL (a real server started by `support/postgres_server.rs`), each test in its own
-//! database on one shared server.
+//! PostgreSQL (a real server started by `support/postgres_server.rs`): the whole suite, each test
+//! in its own database on one shared server; then what only a networked SQL store has to show:
+//! several instances sharing the mail queue, and surviving the server going away.
 #[path = "../support/postgres_server.rs"]
 mod postgres_server;
 
+use mailcode::domain::CodePurpose;
+use mailcode::store::sql::pg_store::PostgresStore;
+use mailcode::store::*;
 use postgres_server::Postgres;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::suite::{new_user, session, Backend, Users, NOW};
+
+/// The app's default store timeout (`Policy::store_timeout`).
+const TIMEOUT: Duration = Duration::from_millis(1500);
+const MIN: i64 = 60_000;
+
+async fn open_on(url: &str) -> PostgresStore {
+    PostgresStore::open(url, TIMEOUT)
+        .await
+        .expect("the PostgreSQL store opens")
+}
+
+async fn open() -> PostgresStore {
+    let url = Postgres::shared().fresh_database("suite").await;
+    open_on(&url).await
+}
+
+async fn sessions() -> Arc<dyn Backend> {
+    Arc::new(open().await)
+}
+async fn users() -> Arc<dyn Users> {
+    Arc::new(open().await)
+}
+async fn queue() -> (Arc<dyn Backend>, Arc<dyn Outbox>) {
+    let store = open().await;
+    (Arc::new(store.clone()), Arc::new(store))
+}
+
+crate::session_store_tests!(sessions);
+crate::sql_store_tests!(users, queue);
+
+/// Two stores, two pools, on one database: two instances.
+async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
+    let url = Postgres::shared().fresh_database("secret").await;
+    (Arc::new(open_on(&url).await), Arc::new(open_on(&url).await))
+}
+
+crate::secret_record_tests!(secret_records);
+
+fn mail(n: usize) -> OutgoingMail {
+    OutgoingMail {
+        mail_ref: format!("race{n}"),
+        code: None,
+        to: format!("u{n}@example.com"),
+        order: "sealed order".into(),
+        expires_at: NOW + 10 * MIN,
+        created_at: NOW,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_never_claim_the_same_mail() {
+    let url = Postgres::shared().fresh_database("claim").await;
+    // Two stores, two pools: as two mailcode instances on one database.
+    let a = Arc::new(open_on(&url).await);
+    let b = Arc::new(open_on(&url).await);
+    crate::suite::workers_never_claim_the_same_mail(a, b).await
+}
+
+#[tokio::test]
+async fn a_username_that_reads_like_an_index_name_is_still_a_username() {
+    let u = open().await;
+    u.create_user(&new_user("users_email", "a@example.com"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        u.create_user(&new_user("users_email", "b@example.com"))
+            .await,
+        Err(CreateUserError::UsernameTaken)
+    ));
+    assert!(matches!(
+        u.create_user(&new_user("other", "a@example.com")).await,
+        Err(CreateUserError::EmailTaken)
+    ));
+}
+
+#[tokio::test]
+async fn postgresql_urls_and_sslmode_are_accepted() {
+    let url = Postgres::shared().fresh_database("scheme").await;
+    // The test server has no TLS: `disable` connects in clear, `prefer` falls back to it, and
+    // `require` is refused rather than silently sent in clear.
+    for url in [
+        url.replacen("postgres://", "postgresql://", 1),
+        format!("{url}?sslmode=disable"),
+        format!("{url}?sslmode=prefer"),
+    ] {
+        Health::ping(&open_on(&url).await).await.unwrap();
+    }
+    assert!(
+        PostgresStore::open(&format!("{url}?sslmode=require"), TIMEOUT)
+            .await
+            .is_err()
+    );
+}
+
+/// Runs `op` and checks that it fails with `Unavailable` within 2 s (SPEC §3 Robustness).
+async fn unavailable_in_time<T: std::fmt::Debug>(
+    what: &str,
+    op: impl std::future::Future<Output = StoreResult<T>>,
+) {
+    let started = Instant::now();
+    let r = op.await;
+    let took = started.elapsed();
+    assert!(
+        matches!(r, Err(StoreError::Unavailable(_))),
+        "{what}: expected Unavailable, got {r:?}"
+    );
+    assert!(took < Duration::from_secs(2), "{what}: took {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_server_is_unavailable_and_the_store_recovers() {
+    // A private server: this test stops it.
+    let server = tokio::task::spawn_blocking(Postgres::start).await.unwrap();
+    server.create_database("recovery").await;
+    let store = open_on(&server.url("recovery")).await;
+    let rec = session(1, Some(7));
+    store.create_session(&rec).await.unwrap();
+    store.enqueue(&mail(1)).await.unwrap();
+
+    let server = Arc::new(server);
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.stop()).await.unwrap();
+
+    // All at once: each waits out the pool's acquire timeout (the pool keeps trying in case
+    // the server is only restarting), and each must still answer within 2 s.
+    let email = crate::suite::email("a@example.com");
+    let new = new_user("x", "x@example.com");
+    futures::join!(
+        unavailable_in_time("load_session", store.load_session(&rec.key, NOW)),
+        unavailable_in_time(
+            "hit_limit",
+            store.hit_limit("k", 5, Duration::from_secs(60), NOW)
+        ),
+        unavailable_in_time(
+            "redeem_code",
+            store.redeem_code(
+                &rec.key,
+                CodePurpose::Login,
+                &email,
+                "mac",
+                NOW,
+                5,
+                Redeem::UseAttempt,
+            )
+        ),
+        unavailable_in_time("create_user", async {
+            store.create_user(&new).await.map_err(|e| match e {
+                CreateUserError::Store(e) => e,
+                other => StoreError::Internal(other.to_string()),
+            })
+        }),
+        unavailable_in_time("claim_due", store.claim_due(NOW, NOW + MIN, 10)),
+        unavailable_in_time("ping", Health::ping(&store)),
+    );
+
+    let s = server.clone();
+    tokio::task::spawn_blocking(move || s.restart())
+        .await
+        .unwrap();
+
+    // The same store, without reopening: the pool replaces its dead connections.
+    assert_eq!(
+        store.load_session(&rec.key, NOW).await.unwrap(),
+        Some(rec.clone()),
+        "data survived and the store works again"
+    );
+    assert_eq!(store.claim_due(NOW, NOW + MIN, 10).await.unwrap().len(), 1);
+    Health::ping(&store).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_locked_elsewhere_gives_unavailable_not_a_hang() {
+    use sqlx::{Connection, Executor};
+    let url = Postgres::shared().fresh_database("locked").await;
+    let store = open_on(&url).await;
+    store.create_session(&session(5, None)).await.unwrap();
+    store
+        .issue_code(&crate::suite::code(
+            5,
+            CodePurpose::Login,
+            "a@example.com",
+            "right",
+        ))
+        .await
+        .unwrap();
+    // Another client (a stuck instance, an operator's session) holds the code's row lock.
+    let mut other = sqlx::PgConnection::connect(&url).await.unwrap();
+    other.execute("BEGIN").await.unwrap();
+    other
+        .execute("SELECT * FROM codes FOR UPDATE")
+        .await
+        .unwrap();
+    let email = crate::suite::email("a@example.com");
+    unavailable_in_time(
+        "check_code",
+        store.check_code(
+            &crate::suite::key(5),
+            CodePurpose::Login,
+            &email,
+            "wrong",
+            NOW,
+            5,
+        ),
+    )
+    .await;
+    other.execute("ROLLBACK").await.unwrap();
+    // Nothing was counted while the row was locked; now it works again.
+    assert_eq!(
+        store
+            .check_code(
+                &crate::suite::key(5),
+                CodePurpose::Login,
+                &email,
+                "wrong",
+                NOW,
+                5
+            )
+            .await
+            .unwrap(),
+        CodeCheck::Wrong { attempts_left: 4 }
+    );
+}
+
+#[tokio::test]
+async fn sweep_deletes_only_what_has_expired() {
+    let store = open().await;
+    let live = session(1, Some(7));
+    let mut idle = session(2, Some(7));
+    idle.idle_expires_at = NOW - 1;
+    store.create_session(&live).await.unwrap();
+    store.create_session(&idle).await.unwrap();
+    let w = Duration::from_secs(60);
+    store.hit_limit("old", 5, w, NOW - 2 * MIN).await.unwrap();
+    store.hit_limit("new", 5, w, NOW).await.unwrap();
+    let mut old = mail(1);
+    old.created_at = NOW - 25 * 60 * MIN;
+    store.enqueue(&old).await.unwrap();
+    let sent = store.claim_due(NOW, NOW + MIN, 10).await.unwrap();
+    store.mark_sent(&sent[..1], NOW).await.unwrap();
+
+    store.sweep(NOW).await.unwrap();
+
+    let mine = store.list_user_sessions(7, NOW - 10).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|s| s.key.clone()).collect::<Vec<_>>(),
+        vec![live.key.clone()]
+    );
+    assert_eq!(
+        store.peek_limit("old", 0, NOW - 90_000).await.unwrap(),
+        Limit::Allowed,
+        "the expired window is gone"
+    );
+    assert!(matches!(
+        store.peek_limit("new", 0, NOW).await.unwrap(),
+        Limit::Limited { .. }
+    ));
+    assert_eq!(
+        store
+            .delivery(&crate::suite::code_for(&mail(1)))
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+/// Migration 0003 and the store's rekey (`store::rekey`), as on SQLite and MySQL; two instances opening at
+/// once recompute the keys once, neither fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_of_an_older_version_are_recomputed_when_the_store_opens() {
+    use crate::suite::{stale_keys_were_recomputed, STALE_ACCOUNTS};
+    let url = Postgres::shared().fresh_database("rekey").await;
+    drop(open_on(&url).await);
+    let raw = sqlx::PgPool::connect(&url).await.expect("raw connection");
+    for (name, key, email) in STALE_ACCOUNTS {
+        sqlx::query(
+            "INSERT INTO users (username, username_key, username_key_version, email, \
+             password_hash, created_at) VALUES ($1, $2, 1, $3, '$argon2id$fake', 0)",
+        )
+        .bind(name.as_bytes())
+        .bind(key.as_bytes())
+        .bind(email)
+        .execute(&raw)
+        .await
+        .expect("an old row");
+    }
+    raw.close().await;
+    let (a, b) = tokio::join!(open_on(&url), open_on(&url));
+    stale_keys_were_recomputed(Arc::new(a)).await;
+    stale_keys_were_recomputed(Arc::new(b)).await;
+    stale_keys_were_recomputed(Arc::new(open_on(&url).await)).await;
+}
 
 /// The schema of `migrations/postgres` applies to an empty database, and applying it again finds
 /// nothing to do; its tables are the ones the other dialects have.
@@ -40,8 +339,8 @@ async fn the_migrations_apply_once() {
 
 mod rules {
     //! The shared SQL rules (`store::sql`) on the PostgreSQL dialect, each step in a transaction
-    //! of its own as the store runs them: until the PostgreSQL store is wired to the store traits
-    //! (then the whole suite runs here), these hold the dialect's SQL text to the rules.
+    //! of its own as the store runs them, without the store around them: the dialect's SQL text
+    //! held to the rules (two racing redemptions sign in without its `FOR UPDATE`).
     use super::Postgres;
     use crate::suite::{email, key, session, NOW};
     use mailcode::domain::{CodePurpose, Email, SessionKey};

@@ -17,10 +17,15 @@
 //! connection).
 pub mod codes;
 pub mod limits;
+pub mod mysql;
+pub mod pg_store;
+pub mod pg_users;
 pub mod postgres;
 pub mod sessions;
+pub mod sqlite;
 
 use std::future::Future;
+use std::time::Duration;
 
 use super::StoreError;
 
@@ -141,6 +146,52 @@ pub async fn fetch_optional<'c, D: Dialect>(
     args: &'c [Val<'c>],
 ) -> Result<Option<D::Row>, sqlx::Error> {
     Ok(D::fetch_all(conn, stmt, args).await?.into_iter().next())
+}
+
+/// How often an operation that lost a lock race is tried again before giving up.
+const LOCK_RETRIES: u32 = 4;
+
+/// Runs `op` (one transaction, or one statement) within `limit` (SPEC §3 Robustness: 503 within
+/// 2 s), running it again when it lost a deadlock or a lock wait ([`Dialect::lock_conflict`]).
+/// Once the retries or the time are spent: `Unavailable`.
+pub async fn run<D: Dialect, T, F, Fut>(limit: Duration, mut op: F) -> Result<T, StoreError>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let work = async {
+        let mut tries = 0u32;
+        loop {
+            match op().await {
+                Ok(v) => return Ok(v),
+                Err(e) if D::lock_conflict(&e) && tries < LOCK_RETRIES => {
+                    tries += 1;
+                    // Back off a little, differently per caller, so the losers do not collide
+                    // again in lockstep.
+                    let jitter = u64::from(rand::random::<u8>() % 8);
+                    tokio::time::sleep(Duration::from_millis(u64::from(tries) * 5 + jitter)).await;
+                }
+                Err(e) => return Err(D::classify(e)),
+            }
+        }
+    };
+    match tokio::time::timeout(limit, work).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Unavailable(format!(
+            "no answer from {} within {} ms",
+            D::NAME,
+            limit.as_millis()
+        ))),
+    }
+}
+
+/// An SMTP error is kept for the operator, not in full: a TEXT column holds 64 KiB on MySQL.
+pub fn clip(error: &str) -> &str {
+    const MAX: usize = 2000;
+    match error.char_indices().nth(MAX) {
+        Some((cut, _)) => &error[..cut],
+        None => error,
+    }
 }
 
 /// The two executor methods of [`Dialect`] on a concrete sqlx driver, written once for every
