@@ -20,7 +20,7 @@ use crate::store::timed::{Timed, TimedPing};
 use crate::store::{
     mysql::MySqlStore, redis::RedisStore, sql::pg_store::PostgresStore, sqlite::SqliteStore,
     CodeRequestWrites, CodeStore, Health, LimitStore, Outbox as OutboxStore, SecretRecord,
-    SessionStore, StoreHealth, Stores, UserStore,
+    SessionStore, SigningKeyRecord, StoreHealth, Stores, UserStore,
 };
 use crate::threads::{HttpThreads, ListenError};
 
@@ -99,6 +99,7 @@ impl SqlStore {
                 + UserStore
                 + OutboxStore
                 + SecretRecord
+                + SigningKeyRecord
                 + Health
                 + Clone
                 + 'static,
@@ -110,6 +111,7 @@ impl SqlStore {
                 users: Arc::new(s.clone()),
                 outbox: Arc::new(s.clone()),
                 deployment: Arc::new(s.clone()),
+                signing_keys: Arc::new(s.clone()),
                 health: Arc::new(s.clone()),
             }
         }
@@ -134,6 +136,7 @@ struct SqlParts {
     users: Arc<dyn UserStore>,
     outbox: Arc<dyn OutboxStore>,
     deployment: Arc<dyn SecretRecord>,
+    signing_keys: Arc<dyn SigningKeyRecord>,
     health: Arc<dyn Health>,
 }
 
@@ -196,6 +199,7 @@ pub async fn open_stores(
                 },
                 // Next to the codes and mail the secret keys and seals.
                 deployment: Arc::new(redis),
+                signing_keys: sql_parts.signing_keys,
             }
         }
         None => Stores {
@@ -213,6 +217,7 @@ pub async fn open_stores(
                 users: users_health,
             },
             deployment: sql_parts.deployment,
+            signing_keys: sql_parts.signing_keys,
         },
     };
     Ok((stores, sql))

@@ -156,17 +156,19 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
             let username = Username::parse(&username).map_err(|e| format!("username: {e}"))?;
             let email = Email::parse(&email).map_err(|e| format!("email: {e}"))?;
             let password = read_password()?;
-            let id = core
+            let (_, user_id) = core
                 .add_user(&username, &email, &password)
                 .await
                 .map_err(|e| e.to_string())?;
-            println!("created user {id} {username} <{email}>");
+            println!("created user {user_id} {username} <{email}>");
         }
         Command::User(UserCmd::List) => {
             for u in core.list_users().await.map_err(|e| e.to_string())? {
+                // The user id (SPEC §6) first: what applications key their rows on; the row id
+                // stays internal.
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
-                    u.id,
+                    u.public_id,
                     u.username,
                     u.email,
                     if u.disabled { "disabled" } else { "active" },

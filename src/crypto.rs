@@ -111,6 +111,15 @@ impl Secret {
         to_hex(&mac.finalize().into_bytes()[..8])
     }
 
+    /// 32 bytes derived from the secret for one purpose named by `label` (HMAC-SHA256 as a PRF):
+    /// the access tokens' signing keys (`crate::tokens`). Another label, an unrelated key.
+    pub fn derive(&self, label: &[u8]) -> [u8; 32] {
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .expect("HMAC accepts keys of any length");
+        mac.update(label);
+        mac.finalize().into_bytes().into()
+    }
+
     /// The key that seals queued mail, derived from the secret (see [`MailSeal`]).
     pub fn mail_seal(&self) -> MailSeal {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)

@@ -4,10 +4,12 @@ pub mod code;
 pub mod email;
 pub mod password;
 pub mod session;
+pub mod user_id;
 pub mod username;
 
 pub use code::{CodePurpose, InvalidCode, OneTimeCode};
 pub use email::{Email, InvalidEmail};
 pub use password::{InvalidPassword, Password};
 pub use session::{SessionId, SessionKey, SessionKind, SessionRecord, SessionUser};
+pub use user_id::UserId;
 pub use username::{InvalidUsername, Username};

@@ -3,6 +3,7 @@
 //! A [`SessionId`] is a credential and never reaches a store or a log; stores see only the
 //! [`SessionKey`] (a SHA-256 of the id, SPEC §3 Sessions).
 use crate::clock::Millis;
+use crate::domain::UserId;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, PartialEq, Eq)]
@@ -85,10 +86,15 @@ impl SessionKind {
     }
 }
 
-/// The signed-in user, copied into the session so that `GET /api/me` needs one store read.
+/// The signed-in user, copied into the session so that `GET /api/me` and `/api/auth/check`
+/// need one store read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionUser {
+    /// The store's row number of the account (sessions and users are joined on it); never shown.
     pub id: i64,
+    /// The account's public id (SPEC §6). `None` only in a session written before accounts had
+    /// ids: [`crate::flows::Core::load_session`] fills it from the account.
+    pub public_id: Option<UserId>,
     pub username: String,
     pub email: String,
 }

@@ -140,6 +140,16 @@ impl Core {
         let Some(mut s) = self.stores.sessions.load_session(&key, now).await? else {
             return Ok(None);
         };
+        if let Some(user) = s.user.as_mut().filter(|u| u.public_id.is_none()) {
+            // A session written before user ids (SPEC §6) names only the account's row: its id
+            // comes from the account, until the session ends.
+            user.public_id = self
+                .stores
+                .users
+                .find_by_id(user.id)
+                .await?
+                .map(|u| u.public_id);
+        }
         if now - s.last_seen_at >= ms(self.policy.session_touch_every) {
             s.last_seen_at = now;
             s.idle_expires_at = now + ms(self.policy.session_idle);

@@ -1,7 +1,7 @@
 //! A signed-in user's sessions: who am I, sign out, list, revoke; and the operator's account
 //! and session actions used by the command line, under the same rules.
 use super::*;
-use crate::domain::{Password, Username};
+use crate::domain::{Password, UserId, Username};
 use crate::store::{CreateUserError, NewUser, User};
 
 impl Core {
@@ -60,18 +60,22 @@ impl Core {
         username: &Username,
         email: &Email,
         password: &Password,
-    ) -> FlowResult<i64> {
+    ) -> FlowResult<(i64, UserId)> {
         let hash = self.hasher.hash(password).await?;
+        let now = self.now();
+        let public_id = UserId::new(now);
         self.stores
             .users
             .create_user(&NewUser {
+                public_id,
                 username: username.as_str().to_owned(),
                 username_key: username.key().to_owned(),
                 email: email.as_str().to_owned(),
                 password_hash: hash,
-                created_at: self.now(),
+                created_at: now,
             })
             .await
+            .map(|id| (id, public_id))
             .map_err(|e| match e {
                 CreateUserError::UsernameTaken => FlowError::UsernameTaken,
                 CreateUserError::EmailTaken => FlowError::EmailTaken,

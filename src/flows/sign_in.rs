@@ -108,11 +108,12 @@ impl Core {
         if self.stores.users.find_by_email(email).await?.is_some() {
             return Err(FlowError::EmailTaken);
         }
-        let id = self.add_user(username, email, password).await?;
+        let (id, public_id) = self.add_user(username, email, password).await?;
         let user = SessionUser {
             id,
             username: username.as_str().to_owned(),
             email: email.as_str().to_owned(),
+            public_id: Some(public_id),
         };
         let result = self.redeem_into_session(client, &sub, user).await;
         if result.is_err() {
@@ -202,6 +203,7 @@ impl Core {
                     id: u.id,
                     username: u.username,
                     email: u.email,
+                    public_id: Some(u.public_id),
                 };
                 self.redeem_into_session(client, sub, user).await
             }

@@ -7,6 +7,7 @@
 //! one trait method, made atomic by the backend its own way. Stores never see HTTP, raw session
 //! ids or codes: only [`SessionKey`]s and keyed hashes.
 mod codes;
+mod keys;
 mod limits;
 pub mod mysql;
 mod outbox;
@@ -20,6 +21,7 @@ pub mod timed;
 mod users;
 
 pub use codes::*;
+pub use keys::*;
 pub use limits::*;
 pub use outbox::*;
 pub use secret::*;
@@ -63,6 +65,8 @@ pub struct Stores {
     pub code_request: Option<Arc<dyn CodeRequestWrites>>,
     /// The fingerprint of the deployment's secret, next to the state bound to the secret.
     pub deployment: Arc<dyn SecretRecord>,
+    /// The access tokens' signing-key generations, in the users' database.
+    pub signing_keys: Arc<dyn SigningKeyRecord>,
     /// The store behind sessions, codes, limits and the outbox, and the users' store.
     pub health: StoreHealth,
 }

@@ -70,6 +70,11 @@ impl MySqlStore {
                 other => StoreError::Internal(format!("migration failed: {other}")),
             })?;
         rekey_usernames(&pool).await?;
+        let mut conn = pool.acquire().await.map_err(err)?;
+        sql::users::assign_user_ids::<My>(&mut conn)
+            .await
+            .map_err(err)?;
+        drop(conn);
         Ok(MySqlStore {
             pool,
             op_timeout: acquire_timeout,
@@ -128,7 +133,7 @@ async fn prepare_session(conn: &mut MySqlConnection) -> Result<(), sqlx::Error> 
 }
 
 const SESSION_COLS: &str = "`key`, kind, user_id, username, email, created_at, last_seen_at, \
-                            idle_expires_at, absolute_expires_at, user_agent, ip";
+                            idle_expires_at, absolute_expires_at, user_agent, ip, user_public_id";
 
 #[async_trait]
 impl SessionStore for MySqlStore {
@@ -423,11 +428,10 @@ impl Health for MySqlStore {
     }
 }
 
-const USER_COLS: &str = "id, username, email, password_hash, disabled, created_at";
-
 fn user_from_row(r: &MySqlRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: r.try_get("id")?,
+        public_id: public_id_of(r.opt_text("public_id")?)?,
         username: r.text("username")?,
         email: r.text("email")?,
         password_hash: r.text("password_hash")?,
@@ -511,6 +515,27 @@ impl MySqlStore {
     }
 }
 
+#[async_trait]
+impl SigningKeyRecord for MySqlStore {
+    async fn key_generations(&self, now: Millis) -> StoreResult<Vec<KeyGeneration>> {
+        self.run(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            sql::keys::generations::<My>(&mut conn, now).await
+        })
+        .await
+    }
+
+    async fn rotate_keys(&self, now: Millis, retire_at: Millis) -> StoreResult<KeyGeneration> {
+        self.run(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let new = sql::keys::rotate::<My>(&mut tx, now, retire_at).await?;
+            tx.commit().await?;
+            Ok(new)
+        })
+        .await
+    }
+}
+
 /// The one-row `deployment` table (migration 0004). `INSERT IGNORE` of the one row is the
 /// atomic step: of instances starting at once, one inserts, the others find its row.
 #[async_trait]
@@ -563,9 +588,10 @@ impl UserStore for MySqlStore {
         let res = self
             .run(|| async move {
                 let res = sqlx::query(
-                    "INSERT INTO users (username, username_key, username_key_version, email, \
-                     password_hash, created_at) VALUES (?,?,?,?,?,?)",
+                    "INSERT INTO users (public_id, username, username_key, username_key_version, \
+                     email, password_hash, created_at) VALUES (?,?,?,?,?,?,?)",
                 )
+                .bind(u.public_id.to_text())
                 .bind(&u.username)
                 .bind(u.username_key.as_bytes())
                 .bind(crate::domain::Username::KEY_VERSION)
@@ -604,6 +630,14 @@ impl UserStore for MySqlStore {
         })
         .await?;
         Ok(())
+    }
+
+    async fn find_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = ?");
+        let row = self
+            .run(|| sqlx::query(&sql).bind(id).fetch_optional(&self.pool))
+            .await?;
+        row.map(|r| user_from_row(&r).map_err(err)).transpose()
     }
 
     async fn find_by_username(&self, keys: &[String]) -> StoreResult<Option<User>> {

@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::Weak;
 use std::time::Duration;
 
-use super::sql::{codes, limits, sessions, sqlite::Lite, Dialect};
+use super::sql::{codes, keys, limits, sessions, sqlite::Lite, Dialect};
 use super::*;
 use crate::threads::PerThread;
 
@@ -241,6 +241,11 @@ impl SqliteStore {
             .await
             .map_err(|e| StoreError::Internal(format!("migration failed: {e}")))?;
         rekey_usernames(&write).await?;
+        let mut conn = write.acquire().await.map_err(err)?;
+        super::sql::users::assign_user_ids::<Lite>(&mut conn)
+            .await
+            .map_err(err)?;
+        drop(conn);
         let read = Arc::new(ReadPool::open(opts.read_only(true), acquire_timeout).await?);
         let (enqueue, rx) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(group_commit(write.clone(), rx));
@@ -541,6 +546,7 @@ pub(crate) fn placeholders(n: usize) -> String {
 fn user_from_row(r: &SqliteRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: r.try_get("id")?,
+        public_id: public_id_of(r.try_get("public_id")?)?,
         username: r.try_get("username")?,
         email: r.try_get("email")?,
         password_hash: r.try_get("password_hash")?,
@@ -606,6 +612,23 @@ async fn rekey_usernames(write: &SqlitePool) -> StoreResult<()> {
 /// at a time: the insert that does nothing when a row exists is the atomic step, across
 /// processes too (SQLite serialises writers).
 #[async_trait]
+impl SigningKeyRecord for SqliteStore {
+    async fn key_generations(&self, now: Millis) -> StoreResult<Vec<KeyGeneration>> {
+        let mut conn = self.write.acquire().await.map_err(err)?;
+        keys::generations::<Lite>(&mut conn, now).await.map_err(err)
+    }
+
+    async fn rotate_keys(&self, now: Millis, retire_at: Millis) -> StoreResult<KeyGeneration> {
+        let mut tx = self.write.begin().await.map_err(err)?;
+        let new = keys::rotate::<Lite>(&mut tx, now, retire_at)
+            .await
+            .map_err(err)?;
+        tx.commit().await.map_err(err)?;
+        Ok(new)
+    }
+}
+
+#[async_trait]
 impl SecretRecord for SqliteStore {
     async fn record_if_absent(&self, fingerprint: &str) -> StoreResult<Option<String>> {
         let inserted = sqlx::query(
@@ -647,9 +670,10 @@ impl SecretRecord for SqliteStore {
 impl UserStore for SqliteStore {
     async fn create_user(&self, u: &NewUser) -> Result<i64, CreateUserError> {
         let res = sqlx::query(
-            "INSERT INTO users (username, username_key, username_key_version, email, password_hash, created_at) \
-             VALUES (?,?,?,?,?,?)",
+            "INSERT INTO users (public_id, username, username_key, username_key_version, email, \
+             password_hash, created_at) VALUES (?,?,?,?,?,?,?)",
         )
+        .bind(u.public_id.to_text())
         .bind(&u.username)
         .bind(&u.username_key)
         .bind(crate::domain::Username::KEY_VERSION)
@@ -678,6 +702,15 @@ impl UserStore for SqliteStore {
             .await
             .map_err(err)?;
         Ok(())
+    }
+
+    async fn find_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&mut *self.read.conn().await?)
+            .await
+            .map_err(err)?;
+        row.map(|r| user_from_row(&r).map_err(err)).transpose()
     }
 
     async fn find_by_username(&self, keys: &[String]) -> StoreResult<Option<User>> {

@@ -139,6 +139,9 @@ impl UserStore for Timed<dyn UserStore> {
     async fn delete_user(&self, id: i64) -> StoreResult<()> {
         time!("delete_user", self.0.delete_user(id))
     }
+    async fn find_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        time!("find_user_by_id", self.0.find_by_id(id))
+    }
     async fn find_by_username(&self, keys: &[String]) -> StoreResult<Option<User>> {
         time!("find_by_username", self.0.find_by_username(keys))
     }

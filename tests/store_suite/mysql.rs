@@ -50,6 +50,27 @@ async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
 
 crate::secret_record_tests!(secret_records);
 
+async fn key_records() -> (Arc<dyn SigningKeyRecord>, Arc<dyn SigningKeyRecord>) {
+    let url = MariaDb::shared().fresh_database("keys").await;
+    (Arc::new(open_on(&url).await), Arc::new(open_on(&url).await))
+}
+
+crate::signing_key_tests!(key_records);
+
+#[tokio::test]
+async fn accounts_older_than_user_ids_get_one() {
+    let url = MariaDb::shared().fresh_database("userids").await;
+    let clear = async {
+        let pool = sqlx::MySqlPool::connect(&url).await.expect("connects");
+        sqlx::query("UPDATE users SET public_id = NULL")
+            .execute(&pool)
+            .await
+            .expect("cleared");
+    };
+    let reopen = || async { Arc::new(open_on(&url).await) as Arc<dyn Users> };
+    crate::suite::accounts_older_than_user_ids_get_one(reopen().await, clear, reopen).await
+}
+
 fn mail(n: usize) -> OutgoingMail {
     OutgoingMail {
         mail_ref: format!("race{n}"),

@@ -5,7 +5,7 @@
 pub(crate) mod redis_server;
 
 use crate::suite::Backend;
-use crate::suite::{code, email, key, session, NOW};
+use crate::suite::{code, email, key, session, user_id_for, NOW};
 use mailcode::crypto::{new_session_id, session_key, Secret};
 use mailcode::domain::{CodePurpose, OneTimeCode, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::{session_tag, Keys, RedisStore};
@@ -629,6 +629,7 @@ fn browser_session(n: u32, ua: &str, long: bool) -> SessionRecord {
             id,
             username: name.into(),
             email: format!("{name}@example.com"),
+            public_id: Some(user_id_for(id)),
         }),
         created_at: NOW,
         last_seen_at: NOW + 17 * MIN + 123,
@@ -708,12 +709,11 @@ async fn a_signed_in_session_fits_in_300_bytes() {
         );
         assert!(session_bytes > 0 && index_bytes > 0, "both keys written");
         assert!(session_bytes <= 300, "{session_bytes} bytes for {ua}");
-        if long {
-            // 448 before the compact encoding; kept from growing back.
-            assert!(total <= 320, "{total} bytes with the index for {ua}");
-        } else {
-            assert!(total <= 300, "{total} bytes with the index for {ua}");
-        }
+        // The user id (SPEC §6, 22 characters of base 62) took the record across an allocator
+        // size class: a typical session from 272 to 304 bytes with its index, a long one from
+        // 304 to 336 (448 before the compact encoding) (docs/benchmarks.md). Kept from growing.
+        let budget = if long { 336 } else { 304 };
+        assert!(total <= budget, "{total} bytes with the index for {ua}");
         assert_eq!(
             s.load_session(&rec.key, NOW).await.unwrap(),
             Some(rec.clone())

@@ -5,7 +5,7 @@
 //! or the prelude alone fails here.
 use crate::redis::redis_server::RedisServer;
 use crate::redis::{open_on, raw, unique_prefix};
-use crate::suite::NOW;
+use crate::suite::{user_id_for, NOW};
 use mailcode::domain::{CodePurpose, SessionKey, SessionKind, SessionRecord, SessionUser};
 use mailcode::store::redis::format::{lua_prelude, Form, Record, CODE, ENTRY, SESSION};
 use mailcode::store::redis::Keys;
@@ -60,6 +60,7 @@ async fn the_scripts_read_each_field_where_the_codec_wrote_it() {
             id: 1_234_567,
             username: "bob".into(),
             email: "b@example.com".into(),
+            public_id: Some(user_id_for(1_234_567)),
         }),
         created_at: NOW,
         last_seen_at: NOW + 5,
@@ -132,7 +133,15 @@ async fn the_scripts_read_each_field_where_the_codec_wrote_it() {
                 ("seen", "5".into()),
                 ("idle", (30 * MIN).to_string()),
                 ("absolute", (7 * 24 * 60 * MIN).to_string()),
-                ("who", format!("t{}", b62(1_234_567))),
+                // The row id, then the user id's 128 bits.
+                (
+                    "who",
+                    format!(
+                        "t{}.{}",
+                        b62(1_234_567),
+                        b62(user_id_for(1_234_567).as_u128())
+                    ),
+                ),
                 ("ip", b62(u128::from(ip))),
             ],
         ),

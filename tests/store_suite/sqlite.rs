@@ -1,6 +1,8 @@
 //! The suite against SQLite, each test in its own database file.
 use crate::suite::{Backend, Steps, Users};
-use mailcode::store::{sqlite::SqliteStore, CodeRequestWrites, Outbox, SecretRecord, UserStore};
+use mailcode::store::{
+    sqlite::SqliteStore, CodeRequestWrites, Outbox, SecretRecord, SigningKeyRecord, UserStore,
+};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,6 +40,39 @@ async fn secret_records() -> (Arc<dyn SecretRecord>, Arc<dyn SecretRecord>) {
 }
 
 crate::secret_record_tests!(secret_records);
+
+async fn key_records() -> (Arc<dyn SigningKeyRecord>, Arc<dyn SigningKeyRecord>) {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let url = format!("sqlite://{}/t.db", dir.display());
+    let open = || SqliteStore::open(&url, Duration::from_secs(2));
+    let a = open().await.expect("sqlite opens");
+    let b = open().await.expect("sqlite opens again");
+    (Arc::new(a), Arc::new(b))
+}
+
+crate::signing_key_tests!(key_records);
+
+#[tokio::test]
+async fn accounts_older_than_user_ids_get_one() {
+    let dir = tempfile::tempdir().expect("temp dir").keep();
+    let url = format!("sqlite://{}/t.db", dir.display());
+    let clear = async {
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("connects");
+        sqlx::query("UPDATE users SET public_id = NULL")
+            .execute(&pool)
+            .await
+            .expect("cleared");
+        pool.close().await;
+    };
+    let reopen = || async {
+        Arc::new(
+            SqliteStore::open(&url, Duration::from_secs(2))
+                .await
+                .expect("sqlite opens"),
+        ) as Arc<dyn Users>
+    };
+    crate::suite::accounts_older_than_user_ids_get_one(reopen().await, clear, reopen).await
+}
 crate::sql_store_tests!(users, queue);
 
 #[tokio::test]

@@ -45,6 +45,11 @@ pub fn key(n: u32) -> SessionKey {
     SessionKey::parse(&format!("{n:064x}")).expect("64 hex digits")
 }
 
+/// A user id (SPEC §6) made from a row id, so that tests can tell which account it names.
+pub fn user_id_for(id: i64) -> mailcode::domain::UserId {
+    mailcode::domain::UserId::parse(&format!("01900000-0000-7000-8000-{id:012x}")).expect("uuid")
+}
+
 pub fn session(n: u32, user: Option<i64>) -> SessionRecord {
     SessionRecord {
         key: key(n),
@@ -53,6 +58,7 @@ pub fn session(n: u32, user: Option<i64>) -> SessionRecord {
             id,
             username: format!("user{id}"),
             email: format!("user{id}@example.com"),
+            public_id: Some(user_id_for(id)),
         }),
         created_at: NOW,
         last_seen_at: NOW,
@@ -635,6 +641,7 @@ pub fn new_user(name: &str, mail: &str) -> NewUser {
 
 pub fn with_key(name: &str, key: &str, mail: &str) -> NewUser {
     NewUser {
+        public_id: mailcode::domain::UserId::new(NOW),
         username: name.into(),
         username_key: key.into(),
         email: mail.into(),
@@ -1059,6 +1066,10 @@ macro_rules! sql_store_tests {
             $crate::suite::users_are_unique_by_name_and_email($users().await).await
         }
         #[tokio::test]
+        async fn user_ids_are_kept() {
+            $crate::suite::user_ids_are_kept($users().await).await
+        }
+        #[tokio::test]
         async fn username_keys_are_exact_and_exact_names_come_first() {
             $crate::suite::username_keys_are_exact_and_exact_names_come_first($users().await).await
         }
@@ -1295,4 +1306,107 @@ macro_rules! secret_record_tests {
             $crate::suite::one_secret_fingerprint_per_deployment(a, b).await
         }
     };
+}
+
+/// Every account keeps the user id it was created with (SPEC §6): found by row id, by name and
+/// in the list with the same one; two accounts never share one.
+pub async fn user_ids_are_kept(u: Arc<dyn Users>) {
+    let alice = new_user("alice", "alice@example.com");
+    let id = u.create_user(&alice).await.unwrap();
+    let bob = new_user("bob", "bob@example.com");
+    u.create_user(&bob).await.unwrap();
+    let found = u.find_by_id(id).await.unwrap().expect("by row id");
+    assert_eq!(found.public_id, alice.public_id);
+    assert_eq!(found.username, "alice");
+    let by_name = u.find_by_username(&keys("alice")).await.unwrap().unwrap();
+    assert_eq!(by_name.public_id, alice.public_id);
+    let ids: Vec<_> = u
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|x| x.public_id)
+        .collect();
+    assert_eq!(ids, vec![alice.public_id, bob.public_id]);
+    assert!(u.find_by_id(id + 1000).await.unwrap().is_none());
+    let mut again = new_user("carol", "carol@example.com");
+    again.public_id = alice.public_id;
+    assert!(
+        u.create_user(&again).await.is_err(),
+        "a user id is never given twice"
+    );
+}
+
+/// The signing-key generations (SPEC §6) through two stores on one backend (two instances):
+/// many instances starting at once end up with one first generation; a rotation through one is
+/// seen by the other, the older generation retiring at the time given, and a second rotation
+/// keeps that time.
+pub async fn signing_key_generations_are_shared(
+    a: Arc<dyn SigningKeyRecord>,
+    b: Arc<dyn SigningKeyRecord>,
+) {
+    let starts: Vec<_> = (0..8u32)
+        .map(|n| {
+            let s = if n % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move { s.key_generations(NOW + Millis::from(n)).await })
+        })
+        .collect();
+    for t in starts {
+        let gens = t.await.expect("task").expect("generations");
+        assert_eq!(gens.len(), 1, "one first generation: {gens:?}");
+        assert_eq!((gens[0].generation, gens[0].retires_at), (1, None));
+    }
+    let new = b.rotate_keys(NOW + MIN, NOW + 61 * MIN).await.unwrap();
+    assert_eq!((new.generation, new.retires_at), (2, None));
+    let seen = a.key_generations(NOW + 2 * MIN).await.unwrap();
+    let shape: Vec<_> = seen.iter().map(|g| (g.generation, g.retires_at)).collect();
+    assert_eq!(shape, vec![(1, Some(NOW + 61 * MIN)), (2, None)]);
+    a.rotate_keys(NOW + 3 * MIN, NOW + 63 * MIN).await.unwrap();
+    let seen = b.key_generations(NOW + 4 * MIN).await.unwrap();
+    let shape: Vec<_> = seen.iter().map(|g| (g.generation, g.retires_at)).collect();
+    assert_eq!(
+        shape,
+        vec![
+            (1, Some(NOW + 61 * MIN)),
+            (2, Some(NOW + 63 * MIN)),
+            (3, None)
+        ]
+    );
+}
+
+#[macro_export]
+macro_rules! signing_key_tests {
+    ($pair:path) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn signing_key_generations_are_shared() {
+            let (a, b) = $pair().await;
+            $crate::suite::signing_key_generations_are_shared(a, b).await
+        }
+    };
+}
+
+/// An account older than user ids (its id emptied behind the store's back, as the migration
+/// leaves it) gets one when a store opens again, made from its creation time, and keeps it.
+pub async fn accounts_older_than_user_ids_get_one<F, Fut>(
+    before: Arc<dyn Users>,
+    clear_ids: impl std::future::Future<Output = ()>,
+    reopen: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn Users>>,
+{
+    let id = before
+        .create_user(&new_user("old", "old@example.com"))
+        .await
+        .unwrap();
+    clear_ids.await;
+    let after = reopen().await;
+    let user = after.find_by_id(id).await.unwrap().expect("the account");
+    let text = user.public_id.to_text();
+    assert_eq!(&text[14..15], "7", "a version 7 UUID: {text}");
+    let ms = i64::from_str_radix(&text[..8], 16).unwrap() << 16
+        | i64::from_str_radix(&text[9..13], 16).unwrap();
+    assert_eq!(ms, NOW, "made from the account's creation time");
+    let again = reopen().await.find_by_id(id).await.unwrap().unwrap();
+    assert_eq!(again.public_id, user.public_id, "assigned once");
 }

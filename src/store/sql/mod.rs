@@ -16,6 +16,7 @@
 //! store traits across transactions (the caller holds the transaction; the rules take its
 //! connection).
 pub mod codes;
+pub mod keys;
 pub mod limits;
 pub mod mysql;
 pub mod pg_store;
@@ -23,6 +24,7 @@ pub mod pg_users;
 pub mod postgres;
 pub mod sessions;
 pub mod sqlite;
+pub mod users;
 
 use std::future::Future;
 use std::time::Duration;
@@ -97,7 +99,7 @@ pub struct Statements {
     pub code_for_update: Stmt,
     /// Uses one attempt of the code (session_key, purpose).
     pub use_attempt: Stmt,
-    /// The 11 columns of a session, in [`sessions::COLUMNS`]' order.
+    /// The 12 columns of a session, in [`sessions::COLUMNS`]' order.
     pub insert_session: Stmt,
     pub delete_codes_of_session: Stmt,
     pub delete_session: Stmt,
@@ -108,6 +110,16 @@ pub struct Statements {
     pub read_counter: Option<Stmt>,
     /// `count, reset_at` of a running window (key, now).
     pub peek_counter: Stmt,
+    /// `id, created_at` of up to 500 accounts older than user ids, by id.
+    pub users_without_public_id: Stmt,
+    /// Gives the account (id) the user id (text) unless it has one.
+    pub set_public_id: Stmt,
+    /// `generation, created_at, retires_at` of every signing key, oldest first.
+    pub key_generations: Stmt,
+    /// Adds the key generation (generation, created_at) unless it exists.
+    pub add_key_generation: Stmt,
+    /// Retires every live generation older than the given one (retires_at, generation).
+    pub retire_key_generations: Stmt,
 }
 
 /// A SQL database as the rules need it: its sqlx driver, its statements, its error classes.

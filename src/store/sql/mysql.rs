@@ -62,8 +62,8 @@ impl Dialect for My {
         ),
         insert_session: Stmt::new(
             "INSERT INTO sessions (`key`, kind, user_id, username, email, created_at, \
-             last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip) \
-             VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+             last_seen_at, idle_expires_at, absolute_expires_at, user_agent, ip, user_public_id) \
+             VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         ),
         delete_codes_of_session: Stmt::new("DELETE FROM codes WHERE session_key = ?"),
         delete_session: Stmt::new("DELETE FROM sessions WHERE `key` = ?"),
@@ -82,6 +82,22 @@ impl Dialect for My {
         )),
         peek_counter: Stmt::new(
             "SELECT `count`, reset_at FROM limits WHERE `key` = ? AND reset_at > ?",
+        ),
+        users_without_public_id: Stmt::new(
+            "SELECT id, created_at FROM users WHERE public_id IS NULL ORDER BY id LIMIT 500",
+        ),
+        set_public_id: Stmt::ordered(
+            "UPDATE users SET public_id = ? WHERE id = ? AND public_id IS NULL",
+            &[2, 1],
+        ),
+        key_generations: Stmt::new(
+            "SELECT generation, created_at, retires_at FROM signing_keys ORDER BY generation",
+        ),
+        add_key_generation: Stmt::new(
+            "INSERT IGNORE INTO signing_keys (generation, created_at) VALUES (?, ?)",
+        ),
+        retire_key_generations: Stmt::new(
+            "UPDATE signing_keys SET retires_at = ? WHERE retires_at IS NULL AND generation < ?",
         ),
     };
 

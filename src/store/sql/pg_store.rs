@@ -79,6 +79,11 @@ impl PostgresStore {
                 other => StoreError::Internal(format!("migration failed: {other}")),
             })?;
         super::pg_users::rekey_usernames(&pool).await?;
+        let mut conn = pool.acquire().await.map_err(err)?;
+        super::users::assign_user_ids::<Pg>(&mut conn)
+            .await
+            .map_err(err)?;
+        drop(conn);
         Ok(PostgresStore {
             pool,
             op_timeout: acquire_timeout,

@@ -11,8 +11,8 @@ use crate::store::{
     delivery_of, first_by_key, rekey, CodeRecord, CreateUserError, Delivery, NewUser, Outbox,
     OutgoingMail, QueuedMail, SecretRecord, StoreResult, User, UserStore,
 };
-
-const USER_COLS: &str = "id, username, email, password_hash, disabled, created_at";
+use crate::store::{public_id_of, KeyGeneration, SigningKeyRecord, USER_COLS};
+use super::postgres::Pg;
 
 /// A BYTEA column holding text (a username or its key: `migrations/postgres/0001_init.sql`).
 fn bytes_text(r: &PgRow, col: &str) -> Result<String, sqlx::Error> {
@@ -26,6 +26,7 @@ fn bytes_text(r: &PgRow, col: &str) -> Result<String, sqlx::Error> {
 fn user_from_row(r: &PgRow) -> Result<User, sqlx::Error> {
     Ok(User {
         id: r.int("id")?,
+        public_id: public_id_of(r.opt_text("public_id")?)?,
         username: bytes_text(r, "username")?,
         email: r.text("email")?,
         password_hash: r.text("password_hash")?,
@@ -119,9 +120,10 @@ impl UserStore for PostgresStore {
         let res = self
             .run(|| async move {
                 let res = sqlx::query(
-                    "INSERT INTO users (username, username_key, username_key_version, email, \
-                     password_hash, created_at) VALUES ($1,$2,$3,$4,$5,$6) RETURNING id",
+                    "INSERT INTO users (public_id, username, username_key, username_key_version, \
+                     email, password_hash, created_at) VALUES ($1,$2,$3,$4,$5,$6,$7) RETURNING id",
                 )
+                .bind(u.public_id.to_text())
                 .bind(u.username.as_bytes())
                 .bind(u.username_key.as_bytes())
                 .bind(Username::KEY_VERSION)
@@ -159,6 +161,14 @@ impl UserStore for PostgresStore {
         })
         .await?;
         Ok(())
+    }
+
+    async fn find_by_id(&self, id: i64) -> StoreResult<Option<User>> {
+        let sql = format!("SELECT {USER_COLS} FROM users WHERE id = $1");
+        let row = self
+            .run(|| sqlx::query(&sql).bind(id).fetch_optional(&self.pool))
+            .await?;
+        row.map(|r| user_from_row(&r).map_err(err)).transpose()
     }
 
     async fn find_by_username(&self, keys: &[String]) -> StoreResult<Option<User>> {
@@ -215,6 +225,27 @@ impl UserStore for PostgresStore {
 
 /// The one-row `deployment` table (migration 0004). `ON CONFLICT DO NOTHING` on the one row is
 /// the atomic step: of instances starting at once, one inserts, the others find its row.
+#[async_trait]
+impl SigningKeyRecord for PostgresStore {
+    async fn key_generations(&self, now: Millis) -> StoreResult<Vec<KeyGeneration>> {
+        self.run(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            super::keys::generations::<Pg>(&mut conn, now).await
+        })
+        .await
+    }
+
+    async fn rotate_keys(&self, now: Millis, retire_at: Millis) -> StoreResult<KeyGeneration> {
+        self.run(|| async move {
+            let mut tx = self.pool.begin().await?;
+            let new = super::keys::rotate::<Pg>(&mut tx, now, retire_at).await?;
+            tx.commit().await?;
+            Ok(new)
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl SecretRecord for PostgresStore {
     async fn record_if_absent(&self, fingerprint: &str) -> StoreResult<Option<String>> {

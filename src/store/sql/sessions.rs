@@ -1,11 +1,11 @@
 //! Session rows, the same on every SQL dialect: the row mapping and the writes that the redeem
 //! transaction ([`super::codes::redeem`]) shares with the session store.
 use super::{Dialect, SqlRow, Val};
-use crate::domain::{SessionKey, SessionKind, SessionRecord, SessionUser};
+use crate::domain::{SessionKey, SessionKind, SessionRecord, SessionUser, UserId};
 
 /// The columns of `sessions`, in the order [`insert`] binds them.
 pub const COLUMNS: &str = "key, kind, user_id, username, email, created_at, last_seen_at, \
-                           idle_expires_at, absolute_expires_at, user_agent, ip";
+                           idle_expires_at, absolute_expires_at, user_agent, ip, user_public_id";
 
 pub fn from_row(r: &impl SqlRow) -> Result<SessionRecord, sqlx::Error> {
     let user = match r.opt_int("user_id")? {
@@ -13,6 +13,8 @@ pub fn from_row(r: &impl SqlRow) -> Result<SessionRecord, sqlx::Error> {
             id,
             username: r.opt_text("username")?.unwrap_or_default(),
             email: r.opt_text("email")?.unwrap_or_default(),
+            // A row written before user ids has none; the flows fill it from the account.
+            public_id: r.opt_text("user_public_id")?.as_deref().and_then(UserId::parse),
         }),
         None => None,
     };
@@ -31,6 +33,7 @@ pub fn from_row(r: &impl SqlRow) -> Result<SessionRecord, sqlx::Error> {
 
 pub async fn insert<D: Dialect>(conn: &mut D::Conn, s: &SessionRecord) -> Result<(), sqlx::Error> {
     let user = s.user.as_ref();
+    let public_id = user.and_then(|u| u.public_id).map(|id| id.to_text());
     let args = [
         Val::Text(s.key.as_str()),
         Val::Text(s.kind.as_str()),
@@ -43,6 +46,7 @@ pub async fn insert<D: Dialect>(conn: &mut D::Conn, s: &SessionRecord) -> Result
         Val::Int(s.absolute_expires_at),
         Val::Text(&s.user_agent),
         Val::Text(&s.ip),
+        Val::OptText(public_id.as_deref()),
     ];
     D::execute(conn, D::SQL.insert_session, &args).await?;
     Ok(())

@@ -40,8 +40,8 @@ impl Dialect for Lite {
         ),
         insert_session: Stmt::new(
             "INSERT INTO sessions (key, kind, user_id, username, email, created_at, last_seen_at, \
-             idle_expires_at, absolute_expires_at, user_agent, ip) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             idle_expires_at, absolute_expires_at, user_agent, ip, user_public_id) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         ),
         delete_codes_of_session: Stmt::new("DELETE FROM codes WHERE session_key = ?1"),
         delete_session: Stmt::new("DELETE FROM sessions WHERE key = ?1"),
@@ -54,6 +54,21 @@ impl Dialect for Lite {
         read_counter: None,
         peek_counter: Stmt::new(
             "SELECT count, reset_at FROM limits WHERE key = ?1 AND reset_at > ?2",
+        ),
+        users_without_public_id: Stmt::new(
+            "SELECT id, created_at FROM users WHERE public_id IS NULL ORDER BY id LIMIT 500",
+        ),
+        set_public_id: Stmt::new(
+            "UPDATE users SET public_id = ?2 WHERE id = ?1 AND public_id IS NULL",
+        ),
+        key_generations: Stmt::new(
+            "SELECT generation, created_at, retires_at FROM signing_keys ORDER BY generation",
+        ),
+        add_key_generation: Stmt::new(
+            "INSERT OR IGNORE INTO signing_keys (generation, created_at) VALUES (?1, ?2)",
+        ),
+        retire_key_generations: Stmt::new(
+            "UPDATE signing_keys SET retires_at = ?1 WHERE retires_at IS NULL AND generation < ?2",
         ),
     };
 

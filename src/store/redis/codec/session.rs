@@ -1,9 +1,11 @@
 //! A session's record: its head ([`SESSION`]: instants, kind and user id, IP), then the user's
 //! names and its user agent. Decoded on every authenticated request (docs/benchmarks.md).
-use super::format::{from_b62, push_b62, CODE_MARK, PENDING, SEP, SESSION};
+use super::format::{
+    b62_u128, from_b62, from_b62_u128, push_b62, CODE_MARK, PENDING, SEP, SESSION,
+};
 use super::packing::{ip_pack, ip_unpack, ua_pack, ua_unpack};
 use super::{no_sep, push_record, Field};
-use crate::domain::{SessionKey, SessionKind, SessionRecord, SessionUser};
+use crate::domain::{SessionKey, SessionKind, SessionRecord, SessionUser, UserId};
 use crate::store::redis::corrupt;
 use crate::store::StoreResult;
 
@@ -14,6 +16,11 @@ const S_IDLE: usize = SESSION.at("idle");
 const S_ABSOLUTE: usize = SESSION.at("absolute");
 const S_WHO: usize = SESSION.at("who");
 const S_IP: usize = SESSION.at("ip");
+
+/// Ends the row id in `who` when the account's public id follows (its 128 bits in base 62, at
+/// most 22 digits: a signed-in session stays within SPEC §3's 300 bytes). A record
+/// written before accounts had ids has none; the flows then read it from the account.
+const PUBLIC_ID_MARK: char = '.';
 
 /// The email of a user whose username is its local part, which is then not stored again.
 fn name_is_local_part(u: &SessionUser) -> bool {
@@ -46,6 +53,10 @@ pub(crate) fn encode_session(s: &SessionRecord) -> StoreResult<String> {
                 names.push(SEP);
             }
             push_b62(u.id, &mut who);
+            if let Some(public) = u.public_id {
+                who.push(PUBLIC_ID_MARK);
+                who.push_str(&b62_u128(public.as_u128()));
+            }
             names.push_str(&u.email);
             names.push(SEP);
         }
@@ -92,7 +103,13 @@ pub(crate) fn decode_session(key: &SessionKey, raw: &str) -> StoreResult<Session
         Some('T') => (SessionKind::Token, true),
         _ => return Err(bad()),
     };
-    let id = who.as_str();
+    let (id, public_id) = match who.as_str().split_once(PUBLIC_ID_MARK) {
+        Some((id, public)) => {
+            let bits = from_b62_u128(public).ok_or_else(bad)?;
+            (id, Some(UserId::from_u128(bits).ok_or_else(bad)?))
+        }
+        None => (who.as_str(), None),
+    };
     let (user, ua) = if id.is_empty() {
         if local_part {
             return Err(bad());
@@ -113,6 +130,7 @@ pub(crate) fn decode_session(key: &SessionKey, raw: &str) -> StoreResult<Session
         };
         let user = SessionUser {
             id,
+            public_id,
             username: username.to_owned(),
             email: email.to_owned(),
         };
@@ -154,6 +172,7 @@ mod tests {
             kind: SessionKind::Token,
             user: Some(SessionUser {
                 id: 62,
+                public_id: None,
                 username: "bob".into(),
                 email: "b@example.com".into(),
             }),
@@ -195,6 +214,7 @@ mod tests {
             kind: SessionKind::Token,
             user: Some(SessionUser {
                 id: -3,
+                public_id: UserId::parse("0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b"),
                 username: "Zoë".into(),
                 email: "z@example.com".into(),
             }),
@@ -238,6 +258,7 @@ mod tests {
                 kind: [SessionKind::Cookie, SessionKind::Token][i % 2],
                 user: user.map(|(name, email)| SessionUser {
                     id: [0, 1, 1_234_567, i64::MAX, i64::MIN][i % 5],
+                    public_id: (i % 3 != 0).then(|| UserId::new(i as i64)),
                     username: name.into(),
                     email: email.into(),
                 }),
@@ -260,6 +281,7 @@ mod tests {
             "0\u{1f}0\u{1f}0\u{1f}0\u{1f}c1\u{1f}1\u{1f}name-only",
             "0\u{1f}0\u{1f}0\u{1f}0\u{1f}c\u{1f}zzzzzz\u{1f}",
             "0\u{1f}0\u{1f}0\u{1f}ZZZZZZZZZZZZ\u{1f}c\u{1f}1\u{1f}",
+            "0\u{1f}0\u{1f}0\u{1f}0\u{1f}c1.notauuid\u{1f}=unknown\u{1f}n\u{1f}e@x\u{1f}ua",
         ] {
             assert!(
                 matches!(decode_session(&key, junk), Err(StoreError::Internal(_))),
