@@ -284,7 +284,13 @@ pub async fn build(
         },
         dev_outbox,
     };
+    let tokens = crate::tokens::AccessTokens::new(
+        settings.tokens.clone(),
+        secret.clone(),
+        stores.signing_keys.clone(),
+    );
     let core = Arc::new(Core::new(CoreParts {
+        tokens,
         stores,
         clock,
         secret,
@@ -353,6 +359,7 @@ pub async fn start(
     let admission = admission(settings);
     let http = HttpThreads::bind(settings.listen, settings.http_threads)?;
     let addr = http.addr;
+    built.core.listening_at(addr);
     let (stop, stop_rx) = watch::channel(false);
     let mut tasks = vec![
         tokio::spawn(built.worker.run(stop_rx.clone())),

@@ -1,5 +1,5 @@
 //! The command line (SPEC §4): `mailcode` (same as `serve`), `user`, `sessions`, `migrate`,
-//! `secret`, `doctor`.
+//! `secret`, `keys`, `doctor`.
 //! Passwords are read from standard input, never from argv (argv is visible to every user).
 use clap::{Parser, Subcommand};
 use std::io::BufRead;
@@ -40,6 +40,9 @@ pub enum Command {
     /// deployment's (docs/operations.md, "One secret per deployment").
     #[command(subcommand)]
     Secret(SecretCmd),
+    /// The signing keys of access tokens (SPEC §6).
+    #[command(subcommand)]
+    Keys(KeysCmd),
     /// Check a running deployment from the outside, the way a browser would, and explain each
     /// problem found and its fix. Exit status 1 when something is wrong.
     Doctor(crate::doctor::DoctorArgs),
@@ -66,6 +69,13 @@ pub enum SecretCmd {
     Show,
     /// Make this instance's secret file the deployment's secret, after the new file was put on
     /// every instance; then restart every instance.
+    Rotate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCmd {
+    /// Start signing access tokens with a new key, on every instance within 10 s; the key
+    /// before stays published until the last token it signed has expired.
     Rotate,
 }
 
@@ -152,6 +162,17 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
         Command::Serve | Command::Doctor(_) => unreachable!("handled by main"),
         Command::Migrate => println!("database is up to date"),
         Command::Secret(cmd) => secret(&core, &settings, cmd).await?,
+        Command::Keys(KeysCmd::Rotate) => {
+            let (generation, retires_at) = core
+                .rotate_signing_keys()
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "signing with key {generation} within 10 s on every instance; the key before \
+                 stays published until {}",
+                rfc3339(retires_at)
+            );
+        }
         Command::User(UserCmd::Add { username, email }) => {
             let username = Username::parse(&username).map_err(|e| format!("username: {e}"))?;
             let email = Email::parse(&email).map_err(|e| format!("email: {e}"))?;

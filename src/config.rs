@@ -87,6 +87,16 @@ pub struct ServeArgs {
     /// [default: 256]
     #[arg(long, env = "MAILCODE_MAX_CONNECTIONS_PER_IP")]
     pub max_connections_per_ip: Option<usize>,
+    /// This service's origin as the application's users reach it, e.g. https://auth.example.com:
+    /// the `iss` of access tokens and the base of their key set [default: http://LISTEN]
+    #[arg(long, env = "MAILCODE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// The `aud` of access tokens: who they are for [default: the public URL]
+    #[arg(long, env = "MAILCODE_TOKEN_AUDIENCE")]
+    pub token_audience: Option<String>,
+    /// Seconds an access token is valid, 1 to 3600 [default: 300]
+    #[arg(long, env = "MAILCODE_ACCESS_TOKEN_TTL")]
+    pub access_token_ttl: Option<u64>,
     /// Configuration file [default: ./mailcode.toml when it exists]
     #[arg(long, env = "MAILCODE_CONFIG")]
     #[serde(skip)]
@@ -118,6 +128,8 @@ pub struct Settings {
     /// `None`: derived from the open-files limit at start (`crate::http::server`).
     pub max_connections: Option<usize>,
     pub max_connections_per_ip: usize,
+    /// SPEC §6: issuer, audience and lifetime of access tokens.
+    pub tokens: crate::tokens::TokenSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -159,7 +171,10 @@ impl ServeArgs {
             mail_concurrency,
             header_timeout,
             max_connections,
-            max_connections_per_ip
+            max_connections_per_ip,
+            public_url,
+            token_audience,
+            access_token_ttl
         );
         if self.cors_origins.is_empty() {
             self.cors_origins = file.cors_origins;
@@ -198,6 +213,7 @@ impl Settings {
     }
 
     pub fn from_args(a: ServeArgs) -> Result<Settings, ConfigError> {
+        let tokens = token_settings(&a)?;
         let listen_raw = a.listen.unwrap_or_else(|| "127.0.0.1:3000".into());
         let listen: SocketAddr = listen_raw.parse().map_err(|_| {
             bad(
@@ -421,6 +437,7 @@ impl Settings {
             header_timeout,
             max_connections,
             max_connections_per_ip,
+            tokens,
             mail_from,
             cors_origins,
             trust_proxy,
@@ -448,6 +465,63 @@ impl Settings {
         // Defaults are valid by construction.
         Settings::from_args(args).unwrap_or_else(|e| panic!("default settings are invalid: {e}"))
     }
+}
+
+/// SPEC §6: the issuer is an absolute http(s) origin (no path, query or credentials: it is
+/// compared byte for byte by verifiers), the lifetime 1 s to 1 h.
+fn token_settings(a: &ServeArgs) -> Result<crate::tokens::TokenSettings, ConfigError> {
+    let issuer = match a.public_url.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(raw) => Some(public_origin(raw).ok_or_else(|| {
+            bad(
+                "--public-url / MAILCODE_PUBLIC_URL",
+                format!(
+                    "{raw:?} is not an absolute http(s) origin: write scheme://host[:port] \
+                     without a path, e.g. https://auth.example.com"
+                ),
+            )
+        })?),
+    };
+    let audience = match a.token_audience.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(aud) if aud.chars().all(|c| c.is_ascii_graphic()) => Some(aud.to_owned()),
+        Some(aud) => {
+            return Err(bad(
+                "--token-audience / MAILCODE_TOKEN_AUDIENCE",
+                format!("{aud:?}: use visible ASCII without spaces, e.g. https://api.example.com"),
+            ))
+        }
+    };
+    let ttl = match a.access_token_ttl {
+        None => Duration::from_secs(300),
+        Some(n @ 1..=3600) => Duration::from_secs(n),
+        Some(n) => {
+            return Err(bad(
+                "--access-token-ttl / MAILCODE_ACCESS_TOKEN_TTL",
+                format!("{n}: use 1 to 3600 seconds (the default is 300)"),
+            ))
+        }
+    };
+    Ok(crate::tokens::TokenSettings {
+        issuer,
+        audience,
+        ttl,
+    })
+}
+
+/// `scheme://host[:port]` in lower case for an absolute http(s) URL that names nothing more
+/// (a trailing `/` is allowed), else `None`.
+fn public_origin(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host().is_some()
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.path() == "/"
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && !raw.trim_end_matches('/').ends_with('?');
+    plain.then(|| url.origin().ascii_serialization())
 }
 
 /// A configuration file's problem with its line, without the line itself: toml's own message

@@ -12,6 +12,7 @@
 //! - [`policy`]: every number of SPEC §3 in one place.
 //! - [`mail`]: templates, the durable queue worker, SMTP and the development outbox.
 //! - [`i18n`]: every user-facing message, in English and Simplified Chinese.
+//! - [`tokens`]: access tokens (ES256 JWTs) for the application's services, and their keys.
 pub mod app;
 pub mod cli;
 pub mod clock;
@@ -30,3 +31,4 @@ pub mod policy;
 pub mod secret_url;
 pub mod store;
 pub mod threads;
+pub mod tokens;

@@ -15,6 +15,7 @@ pub const MAIL_ATTEMPTS_FAILED: &str = "mailcode_mail_attempts_failed_total";
 pub const HTTP_CONNECTIONS_REFUSED: &str = "mailcode_http_connections_refused_total";
 pub const HTTP_CONNECTIONS_OPEN: &str = "mailcode_http_connections_open";
 pub const SIGN_INS: &str = "mailcode_sign_ins_total";
+pub const TOKENS_ISSUED: &str = "mailcode_access_tokens_issued_total";
 pub const REJECTIONS: &str = "mailcode_rejections_total";
 pub const HTTP_REQUESTS: &str = "mailcode_http_requests_total";
 pub const HTTP_DURATION: &str = "mailcode_http_request_duration_seconds";

@@ -1,5 +1,6 @@
 //! The use cases: the rules of SPEC §3, independent of HTTP. Handlers parse input into domain
 //! types, call one method of [`Core`], and turn its answer or [`FlowError`] into a response.
+mod access;
 mod codes;
 mod ops;
 mod sessions;
@@ -90,6 +91,8 @@ pub struct Core {
     transport: Transport,
     /// Domains refused with `INVALID_EMAIL` (disposable mail services).
     blocked_domains: HashSet<String>,
+    /// Access tokens and their keys (SPEC §6).
+    tokens: crate::tokens::AccessTokens,
 }
 
 /// What [`Core::new`] is made of. The mail worker is given the same `mail_seal` and
@@ -105,6 +108,7 @@ pub struct CoreParts {
     pub mail_wake: Arc<Notify>,
     pub transport: Transport,
     pub blocked_domains: HashSet<String>,
+    pub tokens: crate::tokens::AccessTokens,
 }
 
 impl Core {
@@ -120,6 +124,7 @@ impl Core {
             mail_wake: p.mail_wake,
             transport: p.transport,
             blocked_domains: p.blocked_domains,
+            tokens: p.tokens,
         }
     }
 

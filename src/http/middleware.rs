@@ -28,13 +28,25 @@ pub async fn pipeline(app: &App, peer: IpAddr, req: Request) -> Response {
     );
     let meta = client_meta(&state.http.trusted_proxies, peer, req.headers(), lang);
     let method = req.method().clone();
-    let is_asset = req.uri().path().starts_with("/assets/");
+    // Assets and the published keys say how long they may be kept; every other answer is
+    // `no-store`.
+    let cacheable = {
+        let path = req.uri().path();
+        path.starts_with("/assets/") || path.starts_with("/.well-known/")
+    };
 
     // Every log line of this request, the handler's included, carries the request id.
     // At debug level, as the access line: creating an enabled span on every request is a real
     // cost on the hot path. Errors name the request id themselves (see `error.rs`).
     let span = tracing::debug_span!("request", id = %id, %method, path = %req.uri().path());
-    let origin_problem = check_origin(state, &meta, &method, req.headers());
+    // Forward authentication asks about the application's request, whose method the proxy
+    // names (SPEC §6): its CSRF check is that request's.
+    let checked_method = if req.uri().path() == crate::http::routes::AUTH_CHECK {
+        forwarded_method(req.headers()).unwrap_or_else(|| method.clone())
+    } else {
+        method.clone()
+    };
+    let origin_problem = check_origin(state, &meta, &checked_method, req.headers());
     let ctx = RequestContext { id, lang, meta };
     let limit = state.core.policy().request_timeout;
     let mut resp = CURRENT
@@ -54,7 +66,7 @@ pub async fn pipeline(app: &App, peer: IpAddr, req: Request) -> Response {
         .await;
 
     let h = resp.headers_mut();
-    if !is_asset {
+    if !cacheable {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     if let Ok(v) = HeaderValue::from_str(id.as_str()) {
@@ -141,7 +153,9 @@ fn check_origin(
     }
     let own_origin = meta.own_origin();
     let allowed = |origin: &str| {
-        own_origin.as_deref() == Some(origin) || state.http.cors_origins.iter().any(|o| o == origin)
+        own_origin.as_deref() == Some(origin)
+            || state.http.cors_origins.iter().any(|o| o == origin)
+            || state.core.token_issuer() == origin
     };
     if safe {
         // Not refused here (CORS decides what the page may read), but a foreign origin is
@@ -174,6 +188,16 @@ fn check_origin(
         crate::http::hints::origin_rejected(o, own_origin.as_deref(), &state.http.cors_origins);
     }
     rejected.map(|o| (o, own_origin))
+}
+
+/// The method of the request a proxy asks about: `X-Forwarded-Method` (Traefik, Caddy) or
+/// `X-Original-Method` (the nginx convention). One that is not a method counts as unsafe: a
+/// proxy that sends junk gets the strict check.
+fn forwarded_method(headers: &HeaderMap) -> Option<Method> {
+    let raw = headers
+        .get("x-forwarded-method")
+        .or_else(|| headers.get("x-original-method"))?;
+    Some(Method::from_bytes(raw.as_bytes()).unwrap_or(Method::POST))
 }
 
 fn referer_origin(r: &str) -> String {

@@ -2,7 +2,7 @@
 //! it cannot drift from the code.
 use utoipa::OpenApi;
 
-use crate::http::routes::{account, codes, ops, sign_in};
+use crate::http::routes::{account, backend, codes, ops, sign_in};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,6 +23,10 @@ use crate::http::routes::{account, codes, ops, sign_in};
         account::logout,
         account::sessions,
         account::revoke,
+        backend::auth_check,
+        backend::token,
+        backend::jwks,
+        backend::discovery,
         ops::healthz,
         ops::readyz,
         ops::metrics,
@@ -40,6 +44,8 @@ use crate::http::routes::{account, codes, ops, sign_in};
         account::SessionTimes,
         account::SessionInfo,
         account::SessionList,
+        backend::WhoData,
+        backend::TokenData,
     ))
 )]
 pub struct ApiDoc;

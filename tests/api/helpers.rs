@@ -319,6 +319,11 @@ impl TestApp {
         self.running = Some(running);
     }
 
+    /// The running app's use cases, for what only an operator does (disable a user).
+    pub fn core(&self) -> &Arc<mailcode::flows::Core> {
+        &self.running.as_ref().expect("running").core
+    }
+
     pub async fn stop(&mut self) {
         if let Some(r) = self.running.take() {
             r.shutdown().await;

@@ -9,6 +9,7 @@ mod redis_server;
 #[path = "../support/smtp_peer.rs"]
 mod smtp_peer;
 
+mod backend;
 mod cli;
 mod codes;
 mod cross_origin;

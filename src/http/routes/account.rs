@@ -6,7 +6,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::clock::rfc3339;
-use crate::domain::SessionKey;
+use crate::domain::{SessionKey, UserId};
 use crate::flows::{require_user, FlowError};
 use crate::http::error::{ok, ok_written, ApiError, JsonOut};
 use crate::http::extract::{ApiPath, Auth, ClientMeta, Credential};
@@ -20,6 +20,9 @@ pub struct SessionTimes {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MeData<'a> {
+    /// The account's stable id (SPEC §6): what the application keys its rows on.
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub user_id: Option<UserId>,
     pub username: &'a str,
     pub email: &'a str,
     pub session: SessionTimes,
@@ -29,7 +32,14 @@ impl MeData<'_> {
     /// The JSON that `Serialize` writes (a test checks), written without serde's work per
     /// field: the answer of the hot path (docs/benchmarks.md).
     fn write_json(&self, out: &mut JsonOut) {
-        out.raw(r#"{"username":"#);
+        match self.user_id {
+            Some(id) => {
+                out.raw(r#"{"user_id":""#);
+                out.raw(&id.to_text());
+                out.raw(r#"","username":"#);
+            }
+            None => out.raw(r#"{"user_id":null,"username":"#),
+        }
         out.string(self.username);
         out.raw(r#","email":"#);
         out.string(self.email);
@@ -75,6 +85,7 @@ pub async fn me_direct(state: AppState, req: Request) -> Response {
 pub async fn me(auth: Auth) -> Result<Response, ApiError> {
     let (s, u) = require_user(auth.session())?;
     let data = MeData {
+        user_id: u.public_id,
         username: &u.username,
         email: &u.email,
         session: SessionTimes {
@@ -155,6 +166,7 @@ mod tests {
             ("quote\"back\\slash", "tab\tnew\nline\u{1}@例子.测试"),
         ] {
             let data = MeData {
+                user_id: UserId::parse("0190a5b2-7c3d-7e4f-8a9b-0c1d2e3f4a5b"),
                 username,
                 email,
                 session: SessionTimes {

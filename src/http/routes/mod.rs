@@ -1,12 +1,13 @@
 //! The routes of SPEC §2, grouped by what they are about.
 pub mod account;
+pub mod backend;
 pub mod codes;
 pub mod ops;
 pub mod sign_in;
 pub mod web;
 
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{any, delete, get, post};
 use axum::Router;
 
 use crate::http::error::ApiError;
@@ -15,6 +16,10 @@ use crate::http::AppState;
 /// The hot path of docs/benchmarks.md, which [`App`](crate::http::App) hands to [`account::me_direct`]
 /// for a plain `GET` without the router's lookup.
 pub const ME: &str = "/api/me";
+
+/// Forward authentication (SPEC §6): on the hot path of every request of the application,
+/// served by [`backend::auth_check_direct`] for every method, without the router.
+pub const AUTH_CHECK: &str = "/api/auth/check";
 
 pub fn routes(state: &AppState) -> Router<AppState> {
     let mut r = Router::new()
@@ -30,6 +35,10 @@ pub fn routes(state: &AppState) -> Router<AppState> {
         .route("/api/logout", post(account::logout))
         .route("/api/sessions", get(account::sessions))
         .route("/api/sessions/{id}", delete(account::revoke))
+        .route(AUTH_CHECK, any(backend::auth_check))
+        .route("/api/token", post(backend::token))
+        .route("/.well-known/jwks.json", get(backend::jwks))
+        .route("/.well-known/openid-configuration", get(backend::discovery))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::{OneTimeCode, Password, SessionKind, Username};
+use crate::domain::{OneTimeCode, Password, SessionKind, UserId, Username};
 use crate::flows::{CodeSubmission, FlowError, SignedIn};
 use crate::http::error::{ok, ApiError};
 use crate::http::extract::{ApiJson, Auth, ClientMeta, Credential};
@@ -44,6 +44,9 @@ pub struct ResetBody {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignedInData {
+    /// The account's stable id (SPEC §6).
+    #[schema(value_type = Option<String>, format = "uuid")]
+    pub user_id: Option<UserId>,
     pub username: String,
     pub email: String,
     /// The session as a bearer token; null for cookie sessions (browsers get a token only when
@@ -94,6 +97,7 @@ fn signed_in(
         status,
         code,
         SignedInData {
+            user_id: s.user.public_id,
             username: s.user.username,
             email: s.user.email,
             token: is_token.then(|| s.id.as_str().to_owned()),

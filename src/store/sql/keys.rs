@@ -27,7 +27,12 @@ pub async fn generations<D: Dialect>(
     if !found.is_empty() {
         return Ok(found);
     }
-    D::execute(conn, D::SQL.add_key_generation, &[Val::Int(1), Val::Int(now)]).await?;
+    D::execute(
+        conn,
+        D::SQL.add_key_generation,
+        &[Val::Int(1), Val::Int(now)],
+    )
+    .await?;
     read::<D>(conn).await
 }
 
@@ -43,7 +48,12 @@ pub async fn rotate<D: Dialect>(
         .await?
         .last()
         .map_or(1, |g| g.generation + 1);
-    D::execute(conn, D::SQL.add_key_generation, &[Val::Int(next), Val::Int(now)]).await?;
+    D::execute(
+        conn,
+        D::SQL.add_key_generation,
+        &[Val::Int(next), Val::Int(now)],
+    )
+    .await?;
     D::execute(
         conn,
         D::SQL.retire_key_generations,

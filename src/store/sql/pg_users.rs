@@ -4,6 +4,7 @@ use sqlx::postgres::{PgDatabaseError, PgPool, PgRow};
 use sqlx::Row;
 
 use super::pg_store::{err, PostgresStore};
+use super::postgres::Pg;
 use super::{clip, SqlRow};
 use crate::clock::Millis;
 use crate::domain::{Email, Username};
@@ -12,7 +13,6 @@ use crate::store::{
     OutgoingMail, QueuedMail, SecretRecord, StoreResult, User, UserStore,
 };
 use crate::store::{public_id_of, KeyGeneration, SigningKeyRecord, USER_COLS};
-use super::postgres::Pg;
 
 /// A BYTEA column holding text (a username or its key: `migrations/postgres/0001_init.sql`).
 fn bytes_text(r: &PgRow, col: &str) -> Result<String, sqlx::Error> {

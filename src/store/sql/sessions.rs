@@ -14,7 +14,10 @@ pub fn from_row(r: &impl SqlRow) -> Result<SessionRecord, sqlx::Error> {
             username: r.opt_text("username")?.unwrap_or_default(),
             email: r.opt_text("email")?.unwrap_or_default(),
             // A row written before user ids has none; the flows fill it from the account.
-            public_id: r.opt_text("user_public_id")?.as_deref().and_then(UserId::parse),
+            public_id: r
+                .opt_text("user_public_id")?
+                .as_deref()
+                .and_then(UserId::parse),
         }),
         None => None,
     };
