@@ -250,7 +250,20 @@ impl FromRequestParts<AppState> for Auth {
         };
         let session = match raw.as_deref().and_then(SessionId::parse) {
             Some(id) => state.core.load_session(&id).await?,
-            None => None,
+            None => {
+                // A JWT is never a session id (43 characters of base64url): refused, and the
+                // log says what it is.
+                if credential == Credential::Bearer
+                    && raw
+                        .as_deref()
+                        .is_some_and(|t| t.starts_with("eyJ") && t.contains('.'))
+                {
+                    if let Some(meta) = crate::http::context::client_meta() {
+                        crate::http::hints::access_token_as_session(&meta);
+                    }
+                }
+                None
+            }
         };
         Ok(Auth {
             credential,

@@ -68,6 +68,21 @@ pub fn no_session(meta: &ClientMeta, credential: Credential) {
     }
 }
 
+/// An access token (SPEC §6) was presented as a session: it is for the application's services,
+/// and mailcode's routes refuse it.
+pub fn access_token_as_session(meta: &ClientMeta) {
+    let origin = meta.origin().unwrap_or("(no Origin header)");
+    if !first_in_a_while("access_token_as_session", origin) {
+        return;
+    }
+    tracing::warn!(
+        origin,
+        "an access token (a JWT from POST /api/token) was sent as a session: it is for the application's own \
+         services, which verify it with /.well-known/jwks.json; mailcode's routes take the session (the cookie, \
+         or the token from sign-in with \"session\": \"token\")"
+    );
+}
+
 /// `/readyz` found that another secret is the deployment's (`crate::deployment`).
 pub fn secret_mismatch(ours: &str, recorded: &str) {
     if !first_in_a_while("secret_mismatch", recorded) {

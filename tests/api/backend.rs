@@ -571,3 +571,31 @@ async fn token_settings_shape_the_claims_and_bad_ones_stop_start_up() {
         );
     }
 }
+
+/// A session written before user ids names only the account's row: the answer still names the
+/// user id, read from the account (the flows' rule for every store; shown on the embedded
+/// store, whose rows a second client can edit).
+#[tokio::test]
+async fn a_session_older_than_user_ids_still_names_the_user() {
+    if backend() != Backend::Embedded {
+        return;
+    }
+    let app = spawn_app().await;
+    let c = app.register("old", "old@example.com").await;
+    let me = app.get(&c, "/api/me").await.expect(200, "OK");
+    let id = me.body["data"]["user_id"].clone();
+    let pool = sqlx::SqlitePool::connect(app.settings.database_url.expose())
+        .await
+        .expect("the database");
+    let n = sqlx::query("UPDATE sessions SET user_public_id = NULL")
+        .execute(&pool)
+        .await
+        .expect("cleared")
+        .rows_affected();
+    assert!(n >= 1);
+    pool.close().await;
+    let a = answer(check(&app, &c, Method::GET).await).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.body["data"]["user_id"], id);
+    app.get(&c, "/api/me").await.expect(200, "OK");
+}

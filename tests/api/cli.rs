@@ -96,3 +96,40 @@ async fn the_command_line_ends_a_session_only_under_the_user_who_owns_it() {
         .expect(401, "NOT_LOGGED_IN");
     app.get(&first, "/api/me").await.expect(200, "OK");
 }
+
+/// `user list` shows each account's user id (SPEC §6), the one the API answers with; `keys
+/// rotate` starts a new signing key that the running app signs with within its refresh.
+#[tokio::test]
+async fn the_command_line_lists_user_ids_and_rotates_signing_keys() {
+    let app = spawn_app().await;
+    let c = app.register("ida", "ida@example.com").await;
+    let me = app.get(&c, "/api/me").await.expect(200, "OK");
+    let id = me.body["data"]["user_id"].as_str().expect("id").to_owned();
+    let listed = cli(&app, &["user", "list"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    let out = text(&listed.stdout);
+    assert!(
+        out.lines().any(|l| l.starts_with(&format!("{id}\tida\t"))),
+        "{out}"
+    );
+
+    let kid = |token: &str| {
+        jsonwebtoken::decode_header(token)
+            .expect("JWT")
+            .kid
+            .expect("kid")
+    };
+    let first = app.post(&c, "/api/token", serde_json::json!({})).await;
+    let first = kid(first.body["data"]["access_token"].as_str().expect("token"));
+    let rotated = cli(&app, &["keys", "rotate"]);
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    assert!(
+        text(&rotated.stdout).contains("signing with key 2"),
+        "{}",
+        text(&rotated.stdout)
+    );
+    app.advance(std::time::Duration::from_secs(11));
+    let second = app.post(&c, "/api/token", serde_json::json!({})).await;
+    let second = kid(second.body["data"]["access_token"].as_str().expect("token"));
+    assert_ne!(first, second, "a new key signs after the rotation");
+}

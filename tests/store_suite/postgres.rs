@@ -183,6 +183,7 @@ async fn the_migrations_apply_once() {
             "limits",
             "mail_queue",
             "sessions",
+            "signing_keys",
             "users"
         ]
     );
