@@ -18,6 +18,7 @@ mod hostile_smtp;
 mod input;
 mod limits;
 mod ops;
+mod proxies;
 mod restart;
 mod sessions;
 mod sign_in;
