@@ -13,6 +13,7 @@
 //! - [`mail`]: templates, the durable queue worker, SMTP and the development outbox.
 //! - [`i18n`]: every user-facing message, in English and Simplified Chinese.
 //! - [`tokens`]: access tokens (ES256 JWTs) for the application's services, and their keys.
+//! - [`webhooks`]: events for the application (SPEC §7): their bodies, signatures, delivery.
 pub mod app;
 pub mod cli;
 pub mod clock;
@@ -32,3 +33,4 @@ pub mod secret_url;
 pub mod store;
 pub mod threads;
 pub mod tokens;
+pub mod webhooks;

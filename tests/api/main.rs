@@ -23,3 +23,4 @@ mod restart;
 mod sessions;
 mod sign_in;
 mod smtp;
+mod webhooks;
