@@ -50,7 +50,19 @@ impl Upstream {
 struct Proxy(Child);
 
 impl Drop for Proxy {
+    /// SIGTERM first, so that nginx's master stops its workers (a SIGKILL would orphan them),
+    /// then SIGKILL if it is still there after two seconds.
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        for _ in 0..80 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
