@@ -13,16 +13,21 @@ use crate::config::Settings;
 use crate::crypto::Secret;
 use crate::flows::{Core, CoreParts};
 use crate::http::{cookies::CookieSettings, App, AppInner, AppState, HttpSettings};
-use crate::mail::{outbox::Outbox, queue::Worker, Transport};
+use crate::mail::queue::{MailCourier, Worker};
+use crate::mail::{outbox::Outbox, Transport};
 use crate::passwords::Hasher;
 use crate::policy::Policy;
 use crate::store::timed::{Timed, TimedPing};
 use crate::store::{
     mysql::MySqlStore, redis::RedisStore, sql::pg_store::PostgresStore, sqlite::SqliteStore,
-    CodeRequestWrites, CodeStore, Health, LimitStore, Outbox as OutboxStore, SecretRecord,
-    SessionStore, SigningKeyRecord, StoreHealth, Stores, UserStore,
+    CodeRequestWrites, CodeStore, DeadLetters, Health, LimitStore, Outbox as OutboxStore,
+    SecretRecord, SessionStore, SigningKeyRecord, StoreHealth, Stores, UserStore,
 };
 use crate::threads::{HttpThreads, ListenError};
+use crate::webhooks::deliver::Sender;
+use crate::webhooks::secret::WebhookSecret;
+use crate::webhooks::worker::WebhookCourier;
+use crate::webhooks::Subscribers;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -62,6 +67,9 @@ impl From<ListenError> for StartError {
     }
 }
 
+/// Webhook attempts in progress at once: a receiver that hangs holds one slot per delivery.
+const WEBHOOK_CONCURRENCY: usize = 16;
+
 /// The SQL database: users always; sessions, limits and the mail queue when there is no Redis.
 #[derive(Clone)]
 pub enum SqlStore {
@@ -98,6 +106,7 @@ impl SqlStore {
                 + LimitStore
                 + UserStore
                 + OutboxStore
+                + DeadLetters
                 + SecretRecord
                 + SigningKeyRecord
                 + Health
@@ -110,6 +119,7 @@ impl SqlStore {
                 limits: Arc::new(s.clone()),
                 users: Arc::new(s.clone()),
                 outbox: Arc::new(s.clone()),
+                dead_letters: Arc::new(s.clone()),
                 deployment: Arc::new(s.clone()),
                 signing_keys: Arc::new(s.clone()),
                 health: Arc::new(s.clone()),
@@ -119,6 +129,15 @@ impl SqlStore {
             SqlStore::Sqlite(s) => of(s),
             SqlStore::MySql(s) => of(s),
             SqlStore::Postgres(s) => of(s),
+        }
+    }
+
+    /// The outbox handle serving webhook deliveries.
+    fn webhook_outbox(&self) -> Arc<dyn OutboxStore> {
+        match self {
+            SqlStore::Sqlite(s) => Arc::new(s.webhook_outbox()),
+            SqlStore::MySql(s) => Arc::new(s.webhook_outbox()),
+            SqlStore::Postgres(s) => Arc::new(s.webhook_outbox()),
         }
     }
 }
@@ -135,6 +154,7 @@ struct SqlParts {
     limits: Arc<dyn LimitStore>,
     users: Arc<dyn UserStore>,
     outbox: Arc<dyn OutboxStore>,
+    dead_letters: Arc<dyn DeadLetters>,
     deployment: Arc<dyn SecretRecord>,
     signing_keys: Arc<dyn SigningKeyRecord>,
     health: Arc<dyn Health>,
@@ -189,6 +209,8 @@ pub async fn open_stores(
                 limits: Arc::new(Timed(limits)),
                 users,
                 outbox: Arc::new(Timed(outbox)),
+                webhooks: Arc::new(redis.webhook_outbox()),
+                dead_letters: Arc::new(redis.clone()),
                 code_request: Some(Arc::new(Timed(code_request))),
                 health: StoreHealth {
                     sessions: Arc::new(TimedPing {
@@ -208,6 +230,8 @@ pub async fn open_stores(
             limits: Arc::new(Timed(sql_parts.limits)),
             users,
             outbox: Arc::new(Timed(sql_parts.outbox)),
+            webhooks: sql.webhook_outbox(),
+            dead_letters: sql_parts.dead_letters,
             code_request: None,
             health: StoreHealth {
                 sessions: Arc::new(TimedPing {
@@ -232,6 +256,8 @@ pub struct Built {
     pub app: App,
     /// Delivers the queued mail, once started.
     worker: Worker,
+    /// Delivers the queued webhooks, when a URL is configured.
+    webhook_worker: Option<Worker>,
     /// Deletes what has expired from the SQL database, once started.
     sweeper: Sweeper,
 }
@@ -257,14 +283,48 @@ pub async fn build(
     let mail_seal = secret.mail_seal();
     let worker = Worker {
         queue: stores.outbox.clone(),
-        transport: transport.clone(),
-        from: settings.mail_from.clone(),
+        courier: Arc::new(MailCourier {
+            transport: transport.clone(),
+            from: settings.mail_from.clone(),
+            clock: clock.clone(),
+            seal: mail_seal.clone(),
+        }),
+        what: "mail",
         clock: clock.clone(),
         wake: mail_wake.clone(),
-        seal: mail_seal.clone(),
         concurrency: settings.mail_concurrency,
         attempt_deadline: settings.smtp_timeout,
         store_timeout: policy.store_timeout,
+    };
+    // Webhooks (SPEC §7): their own worker over their part of the outbox, so a receiver that
+    // hangs holds only its own deliveries. Without a URL no event is written and no secret made.
+    let webhook_wake = Arc::new(Notify::new());
+    let subscribers = Subscribers::new(
+        settings
+            .webhook_urls
+            .iter()
+            .map(|u| u.expose().to_owned())
+            .collect(),
+    );
+    let webhook_worker = if subscribers.is_empty() {
+        None
+    } else {
+        let secret = WebhookSecret::load_or_create(&settings.webhook_secret_file)
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let sender = Sender::new(secret, settings.webhook_timeout).map_err(StartError::Config)?;
+        Some(Worker {
+            queue: stores.webhooks.clone(),
+            courier: Arc::new(WebhookCourier {
+                sender,
+                clock: clock.clone(),
+            }),
+            what: "webhook",
+            clock: clock.clone(),
+            wake: webhook_wake.clone(),
+            concurrency: WEBHOOK_CONCURRENCY,
+            attempt_deadline: settings.webhook_timeout,
+            store_timeout: policy.store_timeout,
+        })
     };
     let sweeper = Sweeper {
         sql,
@@ -291,6 +351,8 @@ pub async fn build(
     );
     let core = Arc::new(Core::new(CoreParts {
         tokens,
+        subscribers,
+        webhook_wake,
         stores,
         clock,
         secret,
@@ -315,6 +377,7 @@ pub async fn build(
         core,
         app,
         worker,
+        webhook_worker,
         sweeper,
     })
 }
@@ -365,6 +428,9 @@ pub async fn start(
         tokio::spawn(built.worker.run(stop_rx.clone())),
         tokio::spawn(built.sweeper.run(stop_rx.clone())),
     ];
+    if let Some(w) = built.webhook_worker {
+        tasks.push(tokio::spawn(w.run(stop_rx.clone())));
+    }
     tasks.extend(http.serve(built.app, admission, &stop_rx).await?);
     Ok(Running {
         addr,

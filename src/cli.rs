@@ -43,6 +43,9 @@ pub enum Command {
     /// The signing keys of access tokens (SPEC §6).
     #[command(subcommand)]
     Keys(KeysCmd),
+    /// Webhook deliveries that were given up (SPEC §7).
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
     /// Check a running deployment from the outside, the way a browser would, and explain each
     /// problem found and its fix. Exit status 1 when something is wrong.
     Doctor(crate::doctor::DoctorArgs),
@@ -77,6 +80,15 @@ pub enum KeysCmd {
     /// Start signing access tokens with a new key, on every instance within 10 s; the key
     /// before stays published until the last token it signed has expired.
     Rotate,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum WebhooksCmd {
+    /// List the deliveries given up after 24 h of retries, newest first (kept a week).
+    Failed,
+    /// Send a given-up delivery again (by its webhook-id), retried for another 24 h by any
+    /// running instance.
+    Retry { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,6 +145,14 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// The `type` of an event body, for the listing.
+fn event_type_of(body: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v["type"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "?".into())
+}
+
 fn read_password() -> Result<Password, String> {
     eprintln!("password (read from standard input):");
     let mut line = String::new();
@@ -173,12 +193,39 @@ async fn admin(settings: Settings, cmd: Command) -> Result<(), String> {
                 rfc3339(retires_at)
             );
         }
+        Command::Webhooks(WebhooksCmd::Failed) => {
+            let failed = core.failed_webhooks().await.map_err(|e| e.to_string())?;
+            if failed.is_empty() {
+                println!("no webhook delivery was given up");
+            }
+            for f in failed {
+                // The URL without its credentials; the error as the store kept it (clipped).
+                println!(
+                    "{}	{}	{}	attempts {}	{}	{}",
+                    f.id,
+                    rfc3339(f.created_at),
+                    crate::secret_url::SecretUrl::new(f.to).redacted(),
+                    f.attempts,
+                    event_type_of(&f.body),
+                    f.last_error.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        Command::Webhooks(WebhooksCmd::Retry { id }) => {
+            if core.retry_webhook(&id).await.map_err(|e| e.to_string())? {
+                println!("{id} queued again: a running instance delivers it");
+            } else {
+                return Err(format!(
+                    "no given-up webhook delivery {id:?}: `mailcode webhooks failed` lists them"
+                ));
+            }
+        }
         Command::User(UserCmd::Add { username, email }) => {
             let username = Username::parse(&username).map_err(|e| format!("username: {e}"))?;
             let email = Email::parse(&email).map_err(|e| format!("email: {e}"))?;
             let password = read_password()?;
-            let (_, user_id) = core
-                .add_user(&username, &email, &password)
+            let user_id = core
+                .operator_add_user(&username, &email, &password)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("created user {user_id} {username} <{email}>");

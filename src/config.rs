@@ -97,6 +97,23 @@ pub struct ServeArgs {
     /// Seconds an access token is valid, 1 to 3600 [default: 300]
     #[arg(long, env = "MAILCODE_ACCESS_TOKEN_TTL")]
     pub access_token_ttl: Option<u64>,
+    /// A URL that receives every account event as a signed webhook (repeatable; SPEC §7)
+    #[arg(
+        long = "webhook-url",
+        env = "MAILCODE_WEBHOOK_URLS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    #[serde(default, rename = "webhook-urls")]
+    pub webhook_urls: Vec<SecretUrl>,
+    /// The webhooks' signing secret, `whsec_…` (default `DATA_DIR/webhook-secret`, generated on
+    /// first run with a webhook URL, mode 0600)
+    #[arg(long, env = "MAILCODE_WEBHOOK_SECRET_FILE")]
+    pub webhook_secret_file: Option<PathBuf>,
+    /// Seconds one webhook attempt may take as a whole (connect, request, answer), 1 to 60
+    /// [default: 10]
+    #[arg(long, env = "MAILCODE_WEBHOOK_TIMEOUT")]
+    pub webhook_timeout: Option<u64>,
     /// Configuration file [default: ./mailcode.toml when it exists]
     #[arg(long, env = "MAILCODE_CONFIG")]
     #[serde(skip)]
@@ -130,6 +147,11 @@ pub struct Settings {
     pub max_connections_per_ip: usize,
     /// SPEC §6: issuer, audience and lifetime of access tokens.
     pub tokens: crate::tokens::TokenSettings,
+    /// SPEC §7: where events go (absolute http(s) URLs), and the file of their signing secret.
+    pub webhook_urls: Vec<SecretUrl>,
+    pub webhook_secret_file: PathBuf,
+    /// SPEC §3 Robustness: an overall deadline per webhook attempt.
+    pub webhook_timeout: Duration,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -174,8 +196,13 @@ impl ServeArgs {
             max_connections_per_ip,
             public_url,
             token_audience,
-            access_token_ttl
+            access_token_ttl,
+            webhook_secret_file,
+            webhook_timeout
         );
+        if self.webhook_urls.is_empty() {
+            self.webhook_urls = file.webhook_urls;
+        }
         if self.cors_origins.is_empty() {
             self.cors_origins = file.cors_origins;
         }
@@ -374,6 +401,33 @@ impl Settings {
             // Browsers send the scheme and host in lower case.
             cors_origins.push(o.to_ascii_lowercase());
         }
+        let mut webhook_urls = Vec::new();
+        for u in a
+            .webhook_urls
+            .iter()
+            .filter(|u| !u.expose().trim().is_empty())
+        {
+            if !is_webhook_url(u.expose().trim()) {
+                return Err(bad(
+                    "--webhook-url / MAILCODE_WEBHOOK_URLS",
+                    format!(
+                        "{} is not an absolute http(s) URL, e.g. https://app.example.com/hooks/mailcode",
+                        u.redacted()
+                    ),
+                ));
+            }
+            webhook_urls.push(SecretUrl::new(u.expose().trim()));
+        }
+        let webhook_timeout = match a.webhook_timeout {
+            None => Duration::from_secs(10),
+            Some(n @ 1..=60) => Duration::from_secs(n),
+            Some(n) => {
+                return Err(bad(
+                    "--webhook-timeout / MAILCODE_WEBHOOK_TIMEOUT",
+                    format!("{n}: use 1 to 60 seconds (the default is 10)"),
+                ))
+            }
+        };
         let mut trust_proxy = Vec::new();
         for t in a
             .trust_proxy
@@ -442,6 +496,11 @@ impl Settings {
             cors_origins,
             trust_proxy,
             secret_file: a.secret_file.unwrap_or_else(|| data_dir.join("secret")),
+            webhook_urls,
+            webhook_timeout,
+            webhook_secret_file: a
+                .webhook_secret_file
+                .unwrap_or_else(|| data_dir.join("webhook-secret")),
             passwordless: a.passwordless.unwrap_or(false),
             cookie_same_site,
             cookie_domain: a.cookie_domain,
@@ -522,6 +581,13 @@ fn public_origin(raw: &str) -> Option<String> {
         && url.fragment().is_none()
         && !raw.trim_end_matches('/').ends_with('?');
     plain.then(|| url.origin().ascii_serialization())
+}
+
+/// An absolute http(s) URL with a host (SPEC §7); anything else would never be delivered.
+fn is_webhook_url(raw: &str) -> bool {
+    url::Url::parse(raw)
+        .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .unwrap_or(false)
 }
 
 /// A configuration file's problem with its line, without the line itself: toml's own message

@@ -20,6 +20,11 @@ pub const REJECTIONS: &str = "mailcode_rejections_total";
 pub const HTTP_REQUESTS: &str = "mailcode_http_requests_total";
 pub const HTTP_DURATION: &str = "mailcode_http_request_duration_seconds";
 pub const STORE_DURATION: &str = "mailcode_store_duration_seconds";
+/// Webhook delivery attempts (SPEC §7), by `event` (`user.created`, …) and `outcome`
+/// (`delivered`, `retry`, `failed`: given up after 24 h).
+pub const WEBHOOK_ATTEMPTS: &str = "mailcode_webhook_attempts_total";
+/// How long a webhook attempt took, by `event`, whatever its outcome.
+pub const WEBHOOK_DURATION: &str = "mailcode_webhook_attempt_duration_seconds";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 static HTTP: OnceLock<HttpMetrics> = OnceLock::new();

@@ -2,6 +2,7 @@
 //! types, call one method of [`Core`], and turn its answer or [`FlowError`] into a response.
 mod access;
 mod codes;
+mod events;
 mod ops;
 mod sessions;
 mod sign_in;
@@ -17,7 +18,9 @@ use tokio::sync::Notify;
 
 use crate::clock::{ms, Clock, Millis};
 use crate::crypto::{self, Secret};
-use crate::domain::{Email, SessionId, SessionKey, SessionKind, SessionRecord, SessionUser};
+use crate::domain::{
+    Email, SessionId, SessionKey, SessionKind, SessionRecord, SessionUser, UserId,
+};
 use crate::i18n::Lang;
 use crate::mail::Transport;
 use crate::passwords::{HashError, Hasher};
@@ -93,6 +96,10 @@ pub struct Core {
     blocked_domains: HashSet<String>,
     /// Access tokens and their keys (SPEC §6).
     tokens: crate::tokens::AccessTokens,
+    /// Where events go (SPEC §7); none configured, none written.
+    subscribers: crate::webhooks::Subscribers,
+    /// Wakes the webhook worker when events were written.
+    webhook_wake: Arc<Notify>,
 }
 
 /// What [`Core::new`] is made of. The mail worker is given the same `mail_seal` and
@@ -109,6 +116,8 @@ pub struct CoreParts {
     pub transport: Transport,
     pub blocked_domains: HashSet<String>,
     pub tokens: crate::tokens::AccessTokens,
+    pub subscribers: crate::webhooks::Subscribers,
+    pub webhook_wake: Arc<Notify>,
 }
 
 impl Core {
@@ -125,6 +134,8 @@ impl Core {
             transport: p.transport,
             blocked_domains: p.blocked_domains,
             tokens: p.tokens,
+            subscribers: p.subscribers,
+            webhook_wake: p.webhook_wake,
         }
     }
 

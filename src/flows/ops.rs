@@ -77,4 +77,30 @@ impl Core {
         )
         .await
     }
+
+    /// The webhook deliveries given up after 24 h, newest first (`mailcode webhooks failed`).
+    pub async fn failed_webhooks(&self) -> Result<Vec<crate::store::FailedDelivery>, StoreError> {
+        bounded(
+            self.policy.store_timeout,
+            self.stores.dead_letters.failed(1000),
+        )
+        .await
+    }
+
+    /// Queues a given-up delivery again, for another 24 h (`mailcode webhooks retry`); false
+    /// when none has that id.
+    pub async fn retry_webhook(&self, id: &str) -> Result<bool, StoreError> {
+        let now = self.now();
+        let again = bounded(
+            self.policy.store_timeout,
+            self.stores
+                .dead_letters
+                .retry(id, now, now + crate::webhooks::RETRY_FOR_MS),
+        )
+        .await?;
+        if again {
+            self.webhook_wake.notify_one();
+        }
+        Ok(again)
+    }
 }

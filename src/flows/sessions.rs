@@ -1,17 +1,67 @@
 //! A signed-in user's sessions: who am I, sign out, list, revoke; and the operator's account
 //! and session actions used by the command line, under the same rules.
+use super::events::Subject;
 use super::*;
 use crate::domain::{Password, UserId, Username};
 use crate::store::{CreateUserError, NewUser, User};
+use crate::webhooks::EventKind;
 
 impl Core {
     /// Deletes the caller's session at once; a request still in flight cannot bring it back,
     /// because renewal only ever updates an existing session.
     pub async fn logout(&self, current: Option<&SessionRecord>) -> FlowResult<()> {
         if let Some(s) = current {
-            self.stores.sessions.delete_session(&s.key).await?;
+            self.end_session(s).await?;
         }
         Ok(())
+    }
+
+    /// Deletes one session, reporting `session.ended` for a signed-in one (SPEC §7) in the same
+    /// step.
+    async fn end_session(&self, s: &SessionRecord) -> FlowResult<()> {
+        let events = match &s.user {
+            Some(u) => match self.subject_of(u).await? {
+                Some(user_id) => {
+                    let who = Subject {
+                        user_id,
+                        username: &u.username,
+                        email: &u.email,
+                    };
+                    self.event(EventKind::SessionEnded, &who, Some(s))
+                }
+                None => Vec::new(),
+            },
+            None => Vec::new(),
+        };
+        self.stores.sessions.delete_session(&s.key, &events).await?;
+        self.events_written(&events);
+        Ok(())
+    }
+
+    /// Ends every session of `user` but `except`, with `first` (the account event behind it)
+    /// and a `session.ended` per session, written in the same step (SPEC §7). A session that
+    /// starts between the listing and the revocation ends without its own event.
+    pub(super) async fn end_sessions_of(
+        &self,
+        user: &User,
+        except: Option<&SessionKey>,
+        first: Option<EventKind>,
+    ) -> FlowResult<u64> {
+        let events = if self.subscribers.is_empty() {
+            Vec::new()
+        } else {
+            let who = Subject::of_user(user);
+            let first = first.map_or_else(Vec::new, |k| self.event(k, &who, None));
+            let sessions = self.sessions_of(user.id).await?;
+            self.ended(first, &who, &sessions, except)
+        };
+        let n = self
+            .stores
+            .sessions
+            .revoke_user_sessions(user.id, except, &events)
+            .await?;
+        self.events_written(&events);
+        Ok(n)
     }
 
     pub async fn list_sessions(
@@ -45,11 +95,10 @@ impl Core {
     /// session.
     async fn revoke_session_of(&self, user_id: i64, target: &SessionKey) -> FlowResult<()> {
         let theirs = self.sessions_of(user_id).await?;
-        if !theirs.iter().any(|s| &s.key == target) {
+        let Some(session) = theirs.iter().find(|s| &s.key == target) else {
             return Err(FlowError::SessionNotFound);
-        }
-        self.stores.sessions.delete_session(target).await?;
-        Ok(())
+        };
+        self.end_session(session).await
     }
 
     // ---- operator actions (command line) ----
@@ -81,6 +130,29 @@ impl Core {
                 CreateUserError::EmailTaken => FlowError::EmailTaken,
                 CreateUserError::Store(s) => FlowError::Store(s),
             })
+    }
+
+    /// `mailcode user add`: an account created by the operator, reported as `user.created`
+    /// (SPEC §7) once it exists. Not in the same step as the account (the users' database is not
+    /// the outbox's store): a crash between the two loses the event, never the account.
+    pub async fn operator_add_user(
+        &self,
+        username: &Username,
+        email: &Email,
+        password: &Password,
+    ) -> FlowResult<UserId> {
+        let (_, user_id) = self.add_user(username, email, password).await?;
+        let who = Subject {
+            user_id,
+            username: username.as_str(),
+            email: email.as_str(),
+        };
+        let events = self.event(EventKind::UserCreated, &who, None);
+        for e in &events {
+            self.stores.webhooks.enqueue(e).await?;
+        }
+        self.events_written(&events);
+        Ok(user_id)
     }
 
     /// Finds a user by username or email, as an operator types it.
@@ -118,21 +190,15 @@ impl Core {
 
     /// Ends all of a user's sessions (`mailcode sessions revoke`); how many there were.
     pub async fn revoke_user_sessions(&self, user: &User) -> FlowResult<u64> {
-        Ok(self
-            .stores
-            .sessions
-            .revoke_user_sessions(user.id, None)
-            .await?)
+        self.end_sessions_of(user, None, None).await
     }
 
-    /// Disabling a user ends all of that user's sessions (SPEC §3 Sessions).
+    /// Disabling a user ends all of that user's sessions (SPEC §3 Sessions); `user.disabled`
+    /// is written with their end (SPEC §7).
     pub async fn disable_user(&self, user: &User) -> FlowResult<u64> {
         self.stores.users.set_disabled(user.id, true).await?;
-        Ok(self
-            .stores
-            .sessions
-            .revoke_user_sessions(user.id, None)
-            .await?)
+        self.end_sessions_of(user, None, Some(EventKind::UserDisabled))
+            .await
     }
 
     pub async fn enable_user(&self, user: &User) -> FlowResult<()> {
@@ -142,10 +208,7 @@ impl Core {
     pub async fn set_password(&self, user: &User, password: &Password) -> FlowResult<u64> {
         let hash = self.hasher.hash(password).await?;
         self.stores.users.set_password(user.id, &hash).await?;
-        Ok(self
-            .stores
-            .sessions
-            .revoke_user_sessions(user.id, None)
-            .await?)
+        self.end_sessions_of(user, None, Some(EventKind::UserPasswordReset))
+            .await
     }
 }

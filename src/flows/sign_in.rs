@@ -2,9 +2,11 @@
 //! registration and password reset. Each ends in one atomic `redeem_code`, which consumes the
 //! code, ends the pre-login session and starts a new one (fixation defence), so that of many
 //! racing requests exactly one wins and a failure leaves either everything or nothing.
+use super::events::Subject;
 use super::*;
 use crate::domain::{CodePurpose, OneTimeCode, Password, Username};
 use crate::store::{Redeem, Redeemed, User};
+use crate::webhooks::EventKind;
 
 #[derive(Debug)]
 pub struct SignedIn {
@@ -149,10 +151,12 @@ impl Core {
         let hash = self.hasher.hash(new_password).await?;
         let signed = self.finish(client, &sub, Some(user.clone())).await?;
         self.stores.users.set_password(user.id, &hash).await?;
-        self.stores
-            .sessions
-            .revoke_user_sessions(user.id, Some(&signed.session.key))
-            .await?;
+        self.end_sessions_of(
+            &user,
+            Some(&signed.session.key),
+            Some(EventKind::UserPasswordReset),
+        )
+        .await?;
         Ok(signed)
     }
 
@@ -245,6 +249,20 @@ impl Core {
             sub.session.kind
         };
         let (id, record) = self.new_session(kind, Some(user.clone()), client);
+        // Written with the redeem that signs in (SPEC §7): a registration's account exists
+        // exactly when its sign-in does (a failed one is undone), so `user.created` rides here.
+        let mut events = Vec::new();
+        if let Some(user_id) = user.public_id {
+            let who = Subject {
+                user_id,
+                username: &user.username,
+                email: &user.email,
+            };
+            if sub.purpose == CodePurpose::Register {
+                events.extend(self.event(EventKind::UserCreated, &who, None));
+            }
+            events.extend(self.event(EventKind::UserSignedIn, &who, Some(&record)));
+        }
         let outcome = self
             .stores
             .codes
@@ -257,11 +275,13 @@ impl Core {
                 self.policy.code_max_attempts,
                 Redeem::SignIn {
                     new: record.clone(),
+                    events: events.clone(),
                 },
             )
             .await?;
         match outcome {
             Redeemed::SignedIn => {
+                self.events_written(&events);
                 metrics::counter!(crate::metrics::SIGN_INS, "purpose" => sub.purpose.as_str())
                     .increment(1);
                 Ok(SignedIn {

@@ -1,6 +1,8 @@
-//! The worker that drains the durable mail queue (SPEC §3 Robustness): retried with backoff while
-//! the code is valid, surviving restarts (the queue lives in the store, leases expire), dropped,
-//! logged and counted once the code has expired. A code request never waits for this.
+//! The worker that drains the durable outbox (SPEC §3 Robustness): deliveries leased from the
+//! store, each attempt a task with its own deadline, surviving restarts (the queue lives in the
+//! store, leases expire). Mail is retried with backoff while its code is valid, then dropped,
+//! logged and counted; a code request never waits for this. Webhooks use the same worker with
+//! their own courier (`crate::webhooks::worker`).
 use lettre::message::Mailbox;
 use std::future::Future;
 use std::sync::Arc;
@@ -15,24 +17,59 @@ use crate::mail::{SendError, Transport};
 use crate::metrics as m;
 use crate::store::{Outbox as OutboxStore, OutgoingMail, QueuedMail, StoreError, StoreResult};
 
+/// Drains one kind of the durable outbox (SPEC §3 Robustness, §7): claims due deliveries,
+/// hands each to its [`Courier`] as a task of its own, and records how it went. Mail and
+/// webhooks each have their own worker over their own part of the outbox, so a receiver that
+/// hangs never holds a code mail's slot.
 pub struct Worker {
     pub queue: Arc<dyn OutboxStore>,
-    pub transport: Transport,
-    pub from: Mailbox,
+    /// Makes one attempt of one delivery.
+    pub courier: Arc<dyn Courier>,
+    /// Names the deliveries in logs: "mail", "webhook".
+    pub what: &'static str,
     pub clock: Arc<dyn Clock>,
     pub wake: Arc<Notify>,
-    /// Opens what the code request sealed before it was queued.
-    pub seal: MailSeal,
-    /// Mails in delivery at once (SPEC §3 Robustness: a mail that hangs holds one slot).
+    /// Deliveries in progress at once (SPEC §3 Robustness: one that hangs holds one slot).
     pub concurrency: usize,
-    /// The deadline of one attempt; a lease outlives it, so no other worker takes a mail that
-    /// is still being tried.
+    /// The deadline of one attempt; a lease outlives it, so no other worker takes a delivery
+    /// that is still being tried.
     pub attempt_deadline: Duration,
     /// Bounds each queue operation: a store that hangs must not stop the worker for good.
     pub store_timeout: Duration,
 }
 
-/// Backoff after the n-th failed attempt: 1 s, 2 s, 4 s, … capped at 60 s.
+/// How one attempt of one delivery ended, as its courier judges it.
+#[derive(Debug)]
+pub enum Attempt {
+    Delivered,
+    /// Failed; try again at `next`.
+    Retry {
+        error: String,
+        next: Millis,
+    },
+    /// Failed for good (too late, or it can never succeed): kept as failed.
+    GiveUp {
+        error: String,
+    },
+}
+
+/// One kind of delivery: how an attempt is made, and when it is tried again.
+#[async_trait::async_trait]
+pub trait Courier: Send + Sync {
+    async fn attempt(&self, q: &QueuedMail) -> Attempt;
+}
+
+/// The code mail's courier: opens the sealed order, writes the mail and sends it; retries with
+/// [`backoff`] while the code is valid.
+pub struct MailCourier {
+    pub transport: Transport,
+    pub from: Mailbox,
+    pub clock: Arc<dyn Clock>,
+    /// Opens what the code request sealed before it was queued.
+    pub seal: MailSeal,
+}
+
+/// Backoff after the n-th failed attempt of a mail: 1 s, 2 s, 4 s, … capped at 60 s.
 pub fn backoff(attempts: u32) -> Duration {
     Duration::from_secs(1u64 << attempts.min(6)).min(Duration::from_secs(60))
 }
@@ -40,8 +77,8 @@ pub fn backoff(attempts: u32) -> Duration {
 /// A lease lasts this much longer than an attempt may (a crashed worker's lease ends).
 const LEASE_MARGIN: Duration = Duration::from_secs(30);
 
-/// How long a stopping worker lets the mails in delivery finish; the rest are sent again once
-/// their leases end (at least once, never lost).
+/// How long a stopping worker lets the deliveries in progress finish; the rest are made again
+/// once their leases end (at least once, never lost).
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
 impl Worker {
@@ -78,7 +115,7 @@ impl Worker {
                             delivering.spawn(async move { worker.deliver(q, &writes).await });
                         }
                     }
-                    Err(e) => tracing::warn!(error = %e, "mail queue unavailable"),
+                    Err(e) => tracing::warn!(error = %e, what = me.what, "outbox unavailable"),
                 }
             }
             if claimed_all && delivering.len() < me.concurrency {
@@ -129,7 +166,7 @@ impl Worker {
             .await
         {
             // Their leases end and they are sent again: at least once, never lost.
-            tracing::error!(error = %e, mails = sent.len(), "mails sent but not marked sent");
+            tracing::error!(error = %e, what = self.what, count = sent.len(), "delivered but not marked sent");
         }
     }
 
@@ -140,14 +177,37 @@ impl Worker {
             .unwrap_or_else(|_| Err(StoreError::Unavailable("no answer in time".into())))
     }
 
-    /// Sends one mail; the mail again when it was delivered (marked sent with the batch).
+    /// Makes one attempt; the delivery again when it was delivered (marked sent with others).
     async fn deliver(&self, q: QueuedMail, writes: &Semaphore) -> Option<QueuedMail> {
+        let what = self.what;
+        let outcome = self.courier.attempt(&q).await;
+        let _turn = match outcome {
+            Attempt::Delivered => return Some(q),
+            _ => writes.acquire().await,
+        };
+        match outcome {
+            Attempt::Delivered => {}
+            Attempt::Retry { error, next } => {
+                if let Err(e) = self.bounded(self.queue.mark_retry(&q, next, &error)).await {
+                    tracing::error!(error = %e, what, id = %q.mail.mail_ref, "cannot reschedule");
+                }
+            }
+            Attempt::GiveUp { error } => {
+                if let Err(e) = self.bounded(self.queue.mark_failed(&q, &error)).await {
+                    tracing::error!(error = %e, what, id = %q.mail.mail_ref, "cannot mark failed");
+                }
+            }
+        }
+        None
+    }
+}
+
+#[async_trait::async_trait]
+impl Courier for MailCourier {
+    async fn attempt(&self, q: &QueuedMail) -> Attempt {
         let now = self.clock.now_ms();
         if q.mail.expires_at <= now {
-            let _turn = writes.acquire().await;
-            self.drop_expired(&q, "the code expired before the mail could be delivered")
-                .await;
-            return None;
+            return self.drop_expired(q, "the code expired before the mail could be delivered");
         }
         let written = match self.open(&q.mail) {
             Ok(order) => order.render(),
@@ -157,20 +217,15 @@ impl Worker {
                 // help.
                 metrics::counter!(m::MAIL_DROPPED).increment(1);
                 tracing::error!(mail = %q.mail.mail_ref, error = %e, "mail dropped: cannot open it");
-                let _turn = writes.acquire().await;
-                if let Err(e) = self
-                    .bounded(self.queue.mark_failed(&q, &e.to_string()))
-                    .await
-                {
-                    tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot mark mail failed");
-                }
-                return None;
+                return Attempt::GiveUp {
+                    error: e.to_string(),
+                };
             }
         };
         match self.transport.send(&self.from, &q.mail, &written).await {
             Ok(()) => {
                 metrics::counter!(m::MAIL_DELIVERED).increment(1);
-                Some(q)
+                Attempt::Delivered
             }
             Err(e) => {
                 let kind = if matches!(e, SendError::Deadline(_)) {
@@ -180,31 +235,28 @@ impl Worker {
                 };
                 metrics::counter!(m::MAIL_ATTEMPTS_FAILED, "kind" => kind).increment(1);
                 let next = self.clock.now_ms() + backoff(q.attempts).as_millis() as Millis;
-                let _turn = writes.acquire().await;
                 if next >= q.mail.expires_at {
-                    self.drop_expired(&q, &e.to_string()).await;
-                } else {
-                    metrics::counter!(m::MAIL_RETRIED).increment(1);
-                    tracing::warn!(error = %e, mail = %q.mail.mail_ref, attempts = q.attempts + 1, "mail delivery failed; will retry");
-                    if let Err(e) = self
-                        .bounded(self.queue.mark_retry(&q, next, &e.to_string()))
-                        .await
-                    {
-                        tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot reschedule mail");
-                    }
+                    return self.drop_expired(q, &e.to_string());
                 }
-                None
+                metrics::counter!(m::MAIL_RETRIED).increment(1);
+                tracing::warn!(error = %e, mail = %q.mail.mail_ref, attempts = q.attempts + 1, "mail delivery failed; will retry");
+                Attempt::Retry {
+                    error: e.to_string(),
+                    next,
+                }
             }
         }
     }
+}
 
+impl MailCourier {
     /// What the mail says. Fails for an order sealed under another secret, altered, or queued
     /// by a version of mailcode that queued written mails (before the order existed).
     fn open(&self, mail: &OutgoingMail) -> Result<MailOrder, crate::crypto::Unsealable> {
         MailOrder::decode(&self.seal.open(&mail.order)?).ok_or(crate::crypto::Unsealable)
     }
 
-    async fn drop_expired(&self, q: &QueuedMail, why: &str) {
+    fn drop_expired(&self, q: &QueuedMail, why: &str) -> Attempt {
         metrics::counter!(m::MAIL_DROPPED).increment(1);
         tracing::error!(
             mail = %q.mail.mail_ref,
@@ -212,8 +264,8 @@ impl Worker {
             reason = why,
             "mail dropped: its code expired undelivered"
         );
-        if let Err(e) = self.bounded(self.queue.mark_failed(q, why)).await {
-            tracing::error!(error = %e, mail = %q.mail.mail_ref, "cannot mark mail failed");
+        Attempt::GiveUp {
+            error: why.to_owned(),
         }
     }
 }

@@ -2,7 +2,7 @@
 //! email and a purpose; checked and redeemed atomically.
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{OutgoingMail, StoreResult};
 use crate::clock::Millis;
 use crate::domain::{CodePurpose, Email, SessionKey, SessionRecord};
 
@@ -39,9 +39,15 @@ pub enum CodeCheck {
 
 /// What to do when redeeming a code that is still right.
 #[derive(Debug, Clone)]
+// Built once per sign-in and passed by reference to the store: the size is no cost.
+#[allow(clippy::large_enum_variant)]
 pub enum Redeem {
     /// Consume the code, end the old session and start `new` (fixation defence), atomically.
-    SignIn { new: SessionRecord },
+    /// `events` (webhook deliveries, SPEC §7) are queued in the same step.
+    SignIn {
+        new: SessionRecord,
+        events: Vec<OutgoingMail>,
+    },
     /// The password was wrong: use one attempt (SPEC §3: a wrong password consumes an attempt).
     UseAttempt,
 }

@@ -60,7 +60,13 @@ pub struct Stores {
     pub codes: Arc<dyn CodeStore>,
     pub limits: Arc<dyn LimitStore>,
     pub users: Arc<dyn UserStore>,
+    /// The outbox's code mails.
     pub outbox: Arc<dyn Outbox>,
+    /// The same outbox's webhook deliveries (SPEC §7), in the store that holds sessions: every
+    /// event is written with a change there ([`Redeem::SignIn`], ending sessions).
+    pub webhooks: Arc<dyn Outbox>,
+    /// Given-up webhook deliveries, for the operator.
+    pub dead_letters: Arc<dyn DeadLetters>,
     /// A code request's writes in one step, where the backend offers it.
     pub code_request: Option<Arc<dyn CodeRequestWrites>>,
     /// The fingerprint of the deployment's secret, next to the state bound to the secret.

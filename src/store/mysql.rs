@@ -18,7 +18,7 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::sql::{self, codes, limits, mysql::My, sessions, Dialect, SqlRow};
+use super::sql::{self, codes, limits, mysql::My, outbox, sessions, Dialect, SqlRow};
 use super::*;
 
 #[derive(Clone)]
@@ -26,6 +26,9 @@ pub struct MySqlStore {
     pool: MySqlPool,
     /// Upper bound of one store operation, lock retries included (SPEC §3: 503 within 2 s).
     op_timeout: Duration,
+    /// Which deliveries of the outbox this handle serves ([`KIND_MAIL`], or [`KIND_WEBHOOK`]
+    /// for [`MySqlStore::webhook_outbox`]).
+    kind: &'static str,
 }
 
 /// Seconds a statement waits for a row lock; our transactions hold locks for milliseconds.
@@ -78,11 +81,20 @@ impl MySqlStore {
         Ok(MySqlStore {
             pool,
             op_timeout: acquire_timeout,
+            kind: KIND_MAIL,
         })
     }
 
     /// Deletes what has expired (sessions, codes, limits, old mails). Each statement walks an
     /// index and commits a batch at a time, so a large sweep never holds many locks for long.
+    /// The same store, its outbox handle serving webhook deliveries (SPEC §7).
+    pub fn webhook_outbox(&self) -> Self {
+        MySqlStore {
+            kind: KIND_WEBHOOK,
+            ..self.clone()
+        }
+    }
+
     pub async fn sweep(&self, now: Millis) -> StoreResult<()> {
         const BATCH: u64 = 1000;
         for (table, condition) in [
@@ -92,7 +104,8 @@ impl MySqlStore {
             ("limits", "reset_at <= ?"),
             (
                 "mail_queue",
-                "created_at <= ? - 86400000 AND status <> 'queued'",
+                // Given-up webhooks stay a week for `mailcode webhooks failed`.
+                "status <> 'queued' AND created_at <= ? - IF(kind = 'mail', 86400000, 691200000)",
             ),
         ] {
             let sql = format!("DELETE FROM {table} WHERE {condition} LIMIT {BATCH}");
@@ -185,10 +198,10 @@ impl SessionStore for MySqlStore {
         Ok(())
     }
 
-    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
+    async fn delete_session(&self, key: &SessionKey, events: &[OutgoingMail]) -> StoreResult<bool> {
         self.run(|| async move {
             let mut tx = self.pool.begin().await?;
-            let existed = sessions::delete::<My>(&mut tx, key).await?;
+            let existed = sessions::end::<My>(&mut tx, key, events).await?;
             tx.commit().await?;
             Ok(existed)
         })
@@ -222,6 +235,7 @@ impl SessionStore for MySqlStore {
         &self,
         user_id: i64,
         except: Option<&SessionKey>,
+        events: &[OutgoingMail],
     ) -> StoreResult<u64> {
         let except = except.map(|k| k.as_str()).unwrap_or("");
         self.run(|| async move {
@@ -240,6 +254,7 @@ impl SessionStore for MySqlStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            outbox::insert_events::<My>(&mut tx, events).await?;
             tx.commit().await?;
             Ok(n)
         })
@@ -717,15 +732,18 @@ fn mail_from_row(r: &MySqlRow) -> Result<QueuedMail, sqlx::Error> {
 /// locks go, so no two workers ever get the same mail while its lease runs.
 async fn claim_once(
     pool: &MySqlPool,
+    kind: &str,
     now: Millis,
     lease_until: Millis,
     max: u32,
 ) -> Result<Vec<QueuedMail>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(&format!(
-        "SELECT {MAIL_COLS} FROM mail_queue WHERE status = 'queued' AND next_attempt_at <= ? \
-         AND lease_until <= ? ORDER BY next_attempt_at, id LIMIT ? FOR UPDATE SKIP LOCKED"
+        "SELECT {MAIL_COLS} FROM mail_queue WHERE kind = ? AND status = 'queued' \
+         AND next_attempt_at <= ? AND lease_until <= ? ORDER BY next_attempt_at, id LIMIT ? \
+         FOR UPDATE SKIP LOCKED"
     ))
+    .bind(kind)
     .bind(now)
     .bind(now)
     .bind(i64::from(max))
@@ -756,6 +774,14 @@ async fn claim_once(
 #[async_trait]
 impl Outbox for MySqlStore {
     async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
+        if self.kind == KIND_WEBHOOK {
+            return self
+                .run(|| async move {
+                    let mut conn = self.pool.acquire().await?;
+                    outbox::insert_events::<My>(&mut conn, std::slice::from_ref(m)).await
+                })
+                .await;
+        }
         self.run(|| {
             sqlx::query(
                 "INSERT INTO mail_queue (mail_ref, to_addr, mail_order, status, \
@@ -779,7 +805,7 @@ impl Outbox for MySqlStore {
         lease_until: Millis,
         max: u32,
     ) -> StoreResult<Vec<QueuedMail>> {
-        self.run(|| claim_once(&self.pool, now, lease_until, max))
+        self.run(|| claim_once(&self.pool, self.kind, now, lease_until, max))
             .await
     }
 
@@ -830,8 +856,11 @@ impl Outbox for MySqlStore {
         let mail_ref = &mail.mail.mail_ref;
         self.run(|| {
             sqlx::query(
-                "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' \
-                 WHERE mail_ref = ?",
+                // A webhook's body is kept for `mailcode webhooks retry`; a mail's order (its
+                // code) is not.
+                "UPDATE mail_queue SET status = 'failed', last_error = ?, \
+                 attempts = attempts + IF(kind = 'mail', 0, 1), \
+                 mail_order = IF(kind = 'mail', '', mail_order) WHERE mail_ref = ?",
             )
             .bind(sql::clip(error))
             .bind(mail_ref)
@@ -861,11 +890,31 @@ impl Outbox for MySqlStore {
             .run(|| {
                 sqlx::query_as(
                     "SELECT MIN(GREATEST(next_attempt_at, lease_until)) FROM mail_queue \
-                     WHERE status = 'queued'",
+                     WHERE kind = ? AND status = 'queued'",
                 )
+                .bind(self.kind)
                 .fetch_one(&self.pool)
             })
             .await?;
         Ok(row.0)
+    }
+}
+
+#[async_trait]
+impl DeadLetters for MySqlStore {
+    async fn failed(&self, max: u32) -> StoreResult<Vec<FailedDelivery>> {
+        self.run(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            outbox::failed::<My>(&mut conn, max).await
+        })
+        .await
+    }
+
+    async fn retry(&self, id: &str, now: Millis, expires_at: Millis) -> StoreResult<bool> {
+        self.run(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            outbox::requeue::<My>(&mut conn, id, now, expires_at).await
+        })
+        .await
     }
 }

@@ -28,18 +28,52 @@ pub fn delivery_of(status: &str, last_attempt_failed: bool) -> Delivery {
     }
 }
 
-/// A code mail as queued: to whom, and what it says as a [`crate::mail::templates::MailOrder`],
-/// which holds the code in clear, so the flow seals it before it reaches a store and the worker
-/// opens it and writes the mail just before sending ([`crate::crypto::MailSeal`]); stores only
-/// carry it.
+/// The two kinds of delivery in the one outbox (SPEC §7: webhooks go through the same durable
+/// queue as mail), each drained by its own worker, so that a receiver that hangs never holds a
+/// code mail's slot. A store's outbox handle serves one kind ([`Stores::webhooks`]).
+pub const KIND_MAIL: &str = "mail";
+pub const KIND_WEBHOOK: &str = "webhook";
+
+/// A delivery that was given up (a webhook undelivered for 24 h), for `mailcode webhooks
+/// failed`.
+#[derive(Debug, Clone)]
+pub struct FailedDelivery {
+    /// The `webhook-id`, which `mailcode webhooks retry` takes.
+    pub id: String,
+    /// The receiver's URL, as configured.
+    pub to: String,
+    pub attempts: u32,
+    pub created_at: Millis,
+    /// The body as it was sent.
+    pub body: String,
+    /// The last attempt's error, where the store keeps it.
+    pub last_error: Option<String>,
+}
+
+/// What could not be delivered, kept a while for the operator (`mailcode webhooks failed`).
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    /// The newest given-up webhook deliveries, at most `max`.
+    async fn failed(&self, max: u32) -> StoreResult<Vec<FailedDelivery>>;
+    /// Queues a given-up delivery again (as new: due now, attempts from 0, another 24 h);
+    /// false when no given-up delivery has that id.
+    async fn retry(&self, id: &str, now: Millis, expires_at: Millis) -> StoreResult<bool>;
+}
+
+/// A delivery as queued. A code mail: to whom, and what it says as a
+/// [`crate::mail::templates::MailOrder`], which holds the code in clear, so the flow seals it
+/// before it reaches a store and the worker opens it and writes the mail just before sending
+/// ([`crate::crypto::MailSeal`]); stores only carry it. A webhook: its URL, its body, its id.
 #[derive(Debug, Clone)]
 pub struct OutgoingMail {
+    /// The mail's reference; a webhook's `webhook-id`.
     pub mail_ref: String,
     /// The code this mail carries: a store that keeps a mail's state with its code (Redis)
     /// finds the code by it. `None` on a mail read back from a store that does not keep it.
     pub code: Option<CodeKey>,
+    /// The address; a webhook's URL.
     pub to: String,
-    /// The sealed order.
+    /// The sealed order; a webhook's body.
     pub order: String,
     /// After this instant the mail is useless (its code expired): dropped, not retried.
     pub expires_at: Millis,

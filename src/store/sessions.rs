@@ -1,7 +1,7 @@
 //! What a session store does (SPEC §3 Sessions).
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{OutgoingMail, StoreResult};
 use crate::clock::Millis;
 use crate::domain::{SessionKey, SessionRecord};
 
@@ -22,17 +22,20 @@ pub trait SessionStore: Send + Sync {
         now: Millis,
         idle_expires_at: Millis,
     ) -> StoreResult<()>;
-    /// Deletes one session and its codes; true when it existed.
-    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool>;
+    /// Deletes one session and its codes; true when it existed. `events` (webhook deliveries
+    /// reporting the end, SPEC §7) are queued in the same step, only when it existed.
+    async fn delete_session(&self, key: &SessionKey, events: &[OutgoingMail]) -> StoreResult<bool>;
     async fn list_user_sessions(
         &self,
         user_id: i64,
         now: Millis,
     ) -> StoreResult<Vec<SessionRecord>>;
-    /// Ends every session of a user (but `except`); returns how many ended.
+    /// Ends every session of a user (but `except`); returns how many ended. `events` are
+    /// queued in the same step (SPEC §7: the change and its events, or neither).
     async fn revoke_user_sessions(
         &self,
         user_id: i64,
         except: Option<&SessionKey>,
+        events: &[OutgoingMail],
     ) -> StoreResult<u64>;
 }

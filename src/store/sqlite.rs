@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::sync::Weak;
 use std::time::Duration;
 
-use super::sql::{codes, keys, limits, sessions, sqlite::Lite, Dialect};
+use super::sql::{codes, keys, limits, outbox, sessions, sqlite::Lite, Dialect};
 use super::*;
 use crate::threads::PerThread;
 
@@ -27,6 +27,9 @@ pub struct SqliteStore {
     /// On each HTTP thread, a batcher on that thread's runtime
     /// ([`SqliteStore::lookups_for_this_thread`]).
     thread_lookups: PerThread<tokio::sync::mpsc::Sender<Lookup>>,
+    /// Which deliveries of the outbox this handle serves ([`KIND_MAIL`], or [`KIND_WEBHOOK`]
+    /// for [`SqliteStore::webhook_outbox`]).
+    kind: &'static str,
 }
 
 /// An address to look up, and who to tell what was found.
@@ -263,7 +266,16 @@ impl SqliteStore {
             enqueue,
             lookups,
             thread_lookups,
+            kind: KIND_MAIL,
         })
+    }
+
+    /// The same store, its outbox handle serving webhook deliveries (SPEC §7).
+    pub fn webhook_outbox(&self) -> Self {
+        SqliteStore {
+            kind: KIND_WEBHOOK,
+            ..self.clone()
+        }
     }
 
     /// The lookup batcher of this thread when it is an HTTP thread (`crate::threads`): a
@@ -282,7 +294,9 @@ impl SqliteStore {
             "DELETE FROM sessions WHERE idle_expires_at <= ?1 OR absolute_expires_at <= ?1",
             "DELETE FROM codes WHERE expires_at <= ?1 - 3600000",
             "DELETE FROM limits WHERE reset_at <= ?1",
-            "DELETE FROM mail_queue WHERE status <> 'queued' AND created_at <= ?1 - 86400000",
+            // Given-up webhooks stay a week for `mailcode webhooks failed` (docs/operations.md).
+            "DELETE FROM mail_queue WHERE status <> 'queued' AND ((kind = 'mail' \
+             AND created_at <= ?1 - 86400000) OR created_at <= ?1 - 691200000)",
         ] {
             sqlx::query(sql)
                 .bind(now)
@@ -337,9 +351,11 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
+    async fn delete_session(&self, key: &SessionKey, events: &[OutgoingMail]) -> StoreResult<bool> {
         let mut tx = self.write.begin().await.map_err(err)?;
-        let existed = sessions::delete::<Lite>(&mut tx, key).await.map_err(err)?;
+        let existed = sessions::end::<Lite>(&mut tx, key, events)
+            .await
+            .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(existed)
     }
@@ -368,6 +384,7 @@ impl SessionStore for SqliteStore {
         &self,
         user_id: i64,
         except: Option<&SessionKey>,
+        events: &[OutgoingMail],
     ) -> StoreResult<u64> {
         let except = except.map(|k| k.as_str()).unwrap_or("");
         let mut tx = self.write.begin().await.map_err(err)?;
@@ -384,6 +401,9 @@ impl SessionStore for SqliteStore {
             .await
             .map_err(err)?
             .rows_affected();
+        outbox::insert_events::<Lite>(&mut tx, events)
+            .await
+            .map_err(err)?;
         tx.commit().await.map_err(err)?;
         Ok(n)
     }
@@ -776,6 +796,12 @@ impl UserStore for SqliteStore {
 #[async_trait]
 impl Outbox for SqliteStore {
     async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
+        if self.kind == KIND_WEBHOOK {
+            let mut conn = self.write.acquire().await.map_err(err)?;
+            return outbox::insert_events::<Lite>(&mut conn, std::slice::from_ref(m))
+                .await
+                .map_err(err);
+        }
         let (done, committed) = tokio::sync::oneshot::channel();
         let gone = || StoreError::Unavailable("the mail queue writer has stopped".into());
         self.enqueue
@@ -795,12 +821,14 @@ impl Outbox for SqliteStore {
         max: u32,
     ) -> StoreResult<Vec<QueuedMail>> {
         let rows = sqlx::query(
-            "UPDATE mail_queue SET lease_until = ?1 WHERE id IN (SELECT id FROM mail_queue WHERE status = 'queued' \
-             AND next_attempt_at <= ?2 AND lease_until <= ?2 ORDER BY next_attempt_at LIMIT ?3) RETURNING *",
+            "UPDATE mail_queue SET lease_until = ?1 WHERE id IN (SELECT id FROM mail_queue WHERE kind = ?4 \
+             AND status = 'queued' AND next_attempt_at <= ?2 AND lease_until <= ?2 \
+             ORDER BY next_attempt_at, id LIMIT ?3) RETURNING *",
         )
         .bind(lease_until)
         .bind(now)
         .bind(max as i64)
+        .bind(self.kind)
         .fetch_all(&self.write)
         .await
         .map_err(err)?;
@@ -865,8 +893,11 @@ impl Outbox for SqliteStore {
     async fn mark_failed(&self, mail: &QueuedMail, error: &str) -> StoreResult<()> {
         let mail_ref = &mail.mail.mail_ref;
         sqlx::query(
-            "UPDATE mail_queue SET status = 'failed', last_error = ?, mail_order = '' \
-             WHERE mail_ref = ?",
+            // A webhook's body is kept for `mailcode webhooks retry`; a mail's order (its code)
+            // is not.
+            "UPDATE mail_queue SET status = 'failed', last_error = ?, \
+             attempts = attempts + CASE WHEN kind = 'mail' THEN 0 ELSE 1 END, \
+             mail_order = CASE WHEN kind = 'mail' THEN '' ELSE mail_order END WHERE mail_ref = ?",
         )
         .bind(error)
         .bind(mail_ref)
@@ -889,11 +920,28 @@ impl Outbox for SqliteStore {
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
         let row: Option<(Option<i64>,)> = sqlx::query_as(
-            "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM mail_queue WHERE status = 'queued'",
+            "SELECT MIN(MAX(next_attempt_at, lease_until)) FROM mail_queue WHERE kind = ?1 \
+             AND status = 'queued'",
         )
+        .bind(self.kind)
         .fetch_optional(&mut *self.read.conn().await?)
         .await
         .map_err(err)?;
         Ok(row.and_then(|(m,)| m))
+    }
+}
+
+#[async_trait]
+impl DeadLetters for SqliteStore {
+    async fn failed(&self, max: u32) -> StoreResult<Vec<FailedDelivery>> {
+        let mut conn = self.write.acquire().await.map_err(err)?;
+        outbox::failed::<Lite>(&mut conn, max).await.map_err(err)
+    }
+
+    async fn retry(&self, id: &str, now: Millis, expires_at: Millis) -> StoreResult<bool> {
+        let mut conn = self.write.acquire().await.map_err(err)?;
+        outbox::requeue::<Lite>(&mut conn, id, now, expires_at)
+            .await
+            .map_err(err)
     }
 }

@@ -40,8 +40,8 @@ impl SessionStore for Timed<dyn SessionStore> {
     async fn touch_session(&self, key: &SessionKey, now: Millis, idle: Millis) -> StoreResult<()> {
         time!("touch_session", self.0.touch_session(key, now, idle))
     }
-    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
-        time!("delete_session", self.0.delete_session(key))
+    async fn delete_session(&self, key: &SessionKey, events: &[OutgoingMail]) -> StoreResult<bool> {
+        time!("delete_session", self.0.delete_session(key, events))
     }
     async fn list_user_sessions(
         &self,
@@ -57,10 +57,11 @@ impl SessionStore for Timed<dyn SessionStore> {
         &self,
         user_id: i64,
         except: Option<&SessionKey>,
+        events: &[OutgoingMail],
     ) -> StoreResult<u64> {
         time!(
             "revoke_user_sessions",
-            self.0.revoke_user_sessions(user_id, except),
+            self.0.revoke_user_sessions(user_id, except, events),
         )
     }
 }

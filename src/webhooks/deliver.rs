@@ -9,7 +9,6 @@
 use std::time::Duration;
 
 use super::secret::WebhookSecret;
-use super::Event;
 use crate::clock::Millis;
 
 /// How much of a receiver's answer is read and kept (for the operator's log).
@@ -57,16 +56,10 @@ impl Sender {
         })
     }
 
-    /// One attempt: POST `event` to `url` as `webhook_id`, signed at `now`.
-    pub async fn attempt(
-        &self,
-        url: &str,
-        webhook_id: &str,
-        event: &Event,
-        now: Millis,
-    ) -> Outcome {
+    /// One attempt: POST an event's `body` to `url` as `webhook_id`, signed at `now`.
+    pub async fn attempt(&self, url: &str, webhook_id: &str, body: &str, now: Millis) -> Outcome {
         let timestamp = now.div_euclid(1000);
-        let signature = self.secret.sign(webhook_id, timestamp, &event.body);
+        let signature = self.secret.sign(webhook_id, timestamp, body);
         let exchange = async {
             let resp = self
                 .client
@@ -75,7 +68,7 @@ impl Sender {
                 .header("webhook-id", webhook_id)
                 .header("webhook-timestamp", timestamp.to_string())
                 .header("webhook-signature", signature)
-                .body(event.body.clone())
+                .body(body.to_owned())
                 .send()
                 .await
                 .map_err(describe)?;

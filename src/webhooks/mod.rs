@@ -1,15 +1,74 @@
-//! Events the application can act on (SPEC §7): what an event says, how it is signed
-//! (Standard Webhooks), and one delivery attempt with its deadline ([`deliver`]).
+//! Events the application can act on (SPEC §7): what an event says, who receives it
+//! ([`Subscribers`]), how it is signed (Standard Webhooks), one delivery attempt with its
+//! deadline ([`deliver`]) and the worker that drains the outbox's webhook deliveries
+//! ([`worker`]).
 //!
-//! Not yet wired to the flows: events are to be written with the change they report, through
-//! the same durable outbox as mail (docs/operations.md names what is built).
+//! An event is written by the flows into the store step that makes its change (a sign-in's
+//! redeem, a session's end, a revocation), one delivery per URL, in the same durable outbox as
+//! mail: it exists exactly when its change happened, and leaves without delaying the request.
 pub mod deliver;
 pub mod secret;
+pub mod worker;
 
 use serde::Serialize;
+use std::sync::Arc;
 
 use crate::clock::{rfc3339, Millis};
 use crate::domain::UserId;
+use crate::store::OutgoingMail;
+
+/// How long an event is retried before it is given up (SPEC §7: 24 h).
+pub const RETRY_FOR_MS: Millis = 24 * 3600 * 1000;
+
+/// The receivers of every event (`--webhook-url`), in order: a URL's position is part of the
+/// `webhook-id` of its deliveries ([`Event::id_for`]).
+#[derive(Clone, Default)]
+pub struct Subscribers {
+    urls: Arc<[String]>,
+}
+
+/// URLs may hold credentials: `Debug` shows how many there are, not what they are.
+impl std::fmt::Debug for Subscribers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Subscribers({} URLs)", self.urls.len())
+    }
+}
+
+impl Subscribers {
+    pub fn new(urls: Vec<String>) -> Self {
+        Subscribers { urls: urls.into() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.urls.is_empty()
+    }
+
+    /// The deliveries of one event, one per URL, due at once; none without URLs.
+    pub fn deliveries(&self, kind: EventKind, at: Millis, data: &EventData) -> Vec<OutgoingMail> {
+        if self.urls.is_empty() {
+            return Vec::new();
+        }
+        let event = match Event::new(kind, at, data) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, event = kind.as_str(), "event not written");
+                return Vec::new();
+            }
+        };
+        self.urls
+            .iter()
+            .enumerate()
+            .map(|(i, url)| OutgoingMail {
+                mail_ref: event.id_for(i),
+                code: None,
+                to: url.clone(),
+                order: event.body.clone(),
+                expires_at: at + RETRY_FOR_MS,
+                created_at: at,
+            })
+            .collect()
+    }
+}
 
 /// What happened (SPEC §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -14,6 +14,7 @@ mod cli;
 mod codes;
 mod cross_origin;
 mod envelope;
+mod events;
 mod hostile_smtp;
 mod input;
 mod limits;

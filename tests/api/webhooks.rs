@@ -74,7 +74,7 @@ async fn an_attempt_is_signed_and_judged_by_the_answer_alone() {
     let now = chrono::Utc::now().timestamp_millis();
     let (ok_url, ok_seen) = receiver(StatusCode::NO_CONTENT, text.clone()).await;
     assert_eq!(
-        sender.attempt(&ok_url, &e.id_for(0), &e, now).await,
+        sender.attempt(&ok_url, &e.id_for(0), &e.body, now).await,
         Outcome::Delivered { status: 204 }
     );
     assert_eq!(
@@ -84,7 +84,7 @@ async fn an_attempt_is_signed_and_judged_by_the_answer_alone() {
     );
     for status in [StatusCode::INTERNAL_SERVER_ERROR, StatusCode::FOUND] {
         let (url, seen) = receiver(status, text.clone()).await;
-        match sender.attempt(&url, &e.id_for(0), &e, now).await {
+        match sender.attempt(&url, &e.id_for(0), &e.body, now).await {
             Outcome::Failed { reason } => {
                 assert!(
                     reason.starts_with(&format!("answered {}", status.as_u16())),
@@ -127,7 +127,7 @@ async fn a_receiver_that_never_answers_costs_one_deadline() {
         .attempt(
             &url,
             &e.id_for(0),
-            &e,
+            &e.body,
             chrono::Utc::now().timestamp_millis(),
         )
         .await;

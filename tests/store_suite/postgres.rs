@@ -298,6 +298,7 @@ mod rules {
             tokio::spawn(async move {
                 let action = Redeem::SignIn {
                     new: session(n, Some(7)),
+                    events: Vec::new(),
                 };
                 let a = email("a@example.com");
                 let mut tx = pool.begin().await.unwrap();

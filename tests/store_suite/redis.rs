@@ -169,6 +169,7 @@ async fn write_one_of_each(s: &RedisStore) {
             5,
             Redeem::SignIn {
                 new: session(3, Some(5)),
+                events: Vec::new(),
             },
         )
         .await
@@ -430,7 +431,10 @@ async fn redis_holds_no_session_id_and_no_code() {
             &mac,
             NOW + 1,
             5,
-            Redeem::SignIn { new: signed },
+            Redeem::SignIn {
+                new: signed,
+                events: Vec::new(),
+            },
         )
         .await
         .unwrap();
@@ -723,7 +727,7 @@ async fn a_signed_in_session_fits_in_300_bytes() {
             s.list_user_sessions(user, NOW).await.unwrap(),
             vec![rec.clone()]
         );
-        assert!(s.delete_session(&rec.key).await.unwrap());
+        assert!(s.delete_session(&rec.key, &[]).await.unwrap());
         assert_eq!(
             memory_usage(&mut con, &index).await,
             0,
@@ -752,6 +756,7 @@ async fn a_lost_final_write_of_a_sign_in_is_repaired_and_an_uncommitted_one_is_n
             5,
             Redeem::SignIn {
                 new: session(2, Some(8)),
+                events: Vec::new(),
             },
         )
         .await
@@ -827,7 +832,7 @@ async fn a_lost_final_write_of_a_sign_in_is_repaired_and_an_uncommitted_one_is_n
         .await
         .unwrap();
     assert!(s.load_session(&key(2), NOW + 2).await.unwrap().is_none());
-    assert_eq!(s.revoke_user_sessions(8, None).await.unwrap(), 1);
+    assert_eq!(s.revoke_user_sessions(8, None, &[]).await.unwrap(), 1);
 }
 
 /// A session's codes live in its record, one key: a new visitor's session and first code are
@@ -1012,8 +1017,8 @@ async fn corrupt_data_is_an_internal_error() {
             .map(drop)
     ));
     // A corrupt session can still be deleted.
-    assert!(s.delete_session(&key(1)).await.unwrap());
-    assert!(s.delete_session(&key(2)).await.unwrap());
+    assert!(s.delete_session(&key(1), &[]).await.unwrap());
+    assert!(s.delete_session(&key(2), &[]).await.unwrap());
 }
 
 /// Runs `op` until it succeeds or `within` has passed.
@@ -1054,7 +1059,10 @@ async fn a_store_that_goes_away_answers_unavailable_quickly_and_recovers_by_itse
         results.push(timed(s.hit_limit("k", 5, w, NOW).await.map(drop), t));
         let t = Instant::now();
         let new = session(2, Some(4));
-        let signin = Redeem::SignIn { new };
+        let signin = Redeem::SignIn {
+            new,
+            events: Vec::new(),
+        };
         let k = key(1);
         let r = s.redeem_code(&k, CodePurpose::Login, &e, "m", NOW, 5, signin);
         results.push(timed(r.await.map(drop), t));

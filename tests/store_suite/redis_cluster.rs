@@ -98,11 +98,16 @@ async fn a_users_sessions_in_different_slots_are_listed_and_revoked_together() {
     let listed = s.list_user_sessions(31, NOW).await.unwrap();
     let listed: Vec<_> = listed.iter().map(|r| r.key.clone()).collect();
     assert_eq!(listed.len(), 8, "{listed:?}");
-    assert_eq!(s.revoke_user_sessions(31, Some(&key(3))).await.unwrap(), 7);
+    assert_eq!(
+        s.revoke_user_sessions(31, Some(&key(3)), &[])
+            .await
+            .unwrap(),
+        7
+    );
     let left = s.list_user_sessions(31, NOW).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].key, key(3));
-    assert_eq!(s.revoke_user_sessions(31, None).await.unwrap(), 1);
+    assert_eq!(s.revoke_user_sessions(31, None, &[]).await.unwrap(), 1);
     assert!(s.list_user_sessions(31, NOW).await.unwrap().is_empty());
     for n in 1..=8 {
         assert!(s.load_session(&key(n), NOW).await.unwrap().is_none());

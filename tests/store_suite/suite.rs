@@ -109,15 +109,15 @@ pub async fn session_roundtrip(s: Arc<dyn Backend>) {
         s.load_session(&rec.key, NOW + 36 * MIN).await.unwrap(),
         None
     );
-    s.delete_session(&rec.key).await.unwrap();
+    s.delete_session(&rec.key, &[]).await.unwrap();
     assert_eq!(s.load_session(&rec.key, NOW).await.unwrap(), None);
-    assert!(!s.delete_session(&key(999)).await.unwrap());
+    assert!(!s.delete_session(&key(999), &[]).await.unwrap());
 }
 
 pub async fn touch_never_recreates(s: Arc<dyn Backend>) {
     let rec = session(2, Some(7));
     s.create_session(&rec).await.unwrap();
-    assert!(s.delete_session(&rec.key).await.unwrap());
+    assert!(s.delete_session(&rec.key, &[]).await.unwrap());
     s.touch_session(&rec.key, NOW + MIN, NOW + 31 * MIN)
         .await
         .unwrap();
@@ -132,13 +132,18 @@ pub async fn user_sessions_list_and_revoke(s: Arc<dyn Backend>) {
     s.create_session(&session(21, None)).await.unwrap();
     let mine = s.list_user_sessions(42, NOW).await.unwrap();
     assert_eq!(mine.len(), 3);
-    assert_eq!(s.revoke_user_sessions(42, Some(&key(11))).await.unwrap(), 2);
+    assert_eq!(
+        s.revoke_user_sessions(42, Some(&key(11)), &[])
+            .await
+            .unwrap(),
+        2
+    );
     let mine = s.list_user_sessions(42, NOW).await.unwrap();
     assert_eq!(
         mine.iter().map(|r| r.key.clone()).collect::<Vec<_>>(),
         vec![key(11)]
     );
-    assert_eq!(s.revoke_user_sessions(42, None).await.unwrap(), 1);
+    assert_eq!(s.revoke_user_sessions(42, None, &[]).await.unwrap(), 1);
     assert!(s.load_session(&key(11), NOW).await.unwrap().is_none());
     assert!(
         s.load_session(&key(20), NOW).await.unwrap().is_some(),
@@ -221,7 +226,7 @@ pub async fn a_session_starts_with_its_code(s: Arc<dyn Backend>) {
             .unwrap(),
         CodeCheck::Wrong { attempts_left: 4 }
     );
-    assert!(s.delete_session(&key(41)).await.unwrap());
+    assert!(s.delete_session(&key(41), &[]).await.unwrap());
     assert_eq!(
         s.check_code(&key(41), CodePurpose::Login, &a, "second", NOW + 1, 5)
             .await
@@ -312,6 +317,7 @@ pub async fn redeem_is_atomic_under_a_race(s: Arc<dyn Backend>) {
                     5,
                     Redeem::SignIn {
                         new: session(100 + i, Some(9)),
+                        events: Vec::new(),
                     },
                 )
                 .await

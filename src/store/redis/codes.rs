@@ -31,6 +31,7 @@ impl RedisStore {
         purpose: CodePurpose,
         submitted: Submitted<'_>,
         action: (&str, Option<&SessionKey>, i64),
+        events: &[String],
     ) -> StoreResult<(i64, u32)> {
         let (email, mac, now, max) = submitted;
         let (what, new, marker_ttl) = action;
@@ -45,6 +46,12 @@ impl RedisStore {
             .arg(what)
             .arg(new.map(tag).unwrap_or_default())
             .arg(marker_ttl);
+        if !events.is_empty() {
+            call.key(self.keys.hook_new());
+            for e in events {
+                call.arg(e);
+            }
+        }
         let (verdict, attempts): (i64, i64) = self.invoke(&call).await?;
         let attempts = u32::try_from(attempts).map_err(|_| corrupt("code"))?;
         Ok((verdict, attempts))
@@ -62,7 +69,14 @@ impl RedisStore {
         let new = match action {
             Redeem::UseAttempt => {
                 let (verdict, attempts) = self
-                    .judge(&REDEEM, session, purpose, submitted, ("attempt", None, 0))
+                    .judge(
+                        &REDEEM,
+                        session,
+                        purpose,
+                        submitted,
+                        ("attempt", None, 0),
+                        &[],
+                    )
                     .await?;
                 return match verdict {
                     0 => Ok(Redeemed::Gone),
@@ -72,7 +86,15 @@ impl RedisStore {
                     _ => Err(corrupt("redeem answer")),
                 };
             }
-            Redeem::SignIn { new } => new,
+            Redeem::SignIn { new, events } => (new, events),
+        };
+        let (new, events) = new;
+        let entries = Self::event_entries(&events)?;
+        // With the commit point where the topology allows (SPEC §7), else right after it.
+        let (in_script, after): (&[String], &[String]) = if self.events_in_script() {
+            (&entries, &[])
+        } else {
+            (&[], &entries)
         };
         // (1) The new session, pending: no one accepts it until the script below commits it.
         let active = encode_session(&new)?;
@@ -99,6 +121,7 @@ impl RedisStore {
                 purpose,
                 submitted,
                 ("signin", Some(&new.key), new_ttl),
+                in_script,
             )
             .await?;
         if verdict != 2 {
@@ -113,6 +136,7 @@ impl RedisStore {
         }
         // (3) Signed in whatever happens now: a record left pending is activated when first read.
         let finish = async {
+            self.push_events(after).await?;
             if self.activate(&new.key).await? {
                 self.query::<i64>(
                     ::redis::cmd("DEL").arg(self.keys.marker(session)),
@@ -173,7 +197,7 @@ impl CodeStore for RedisStore {
         let submitted = (email, mac, now, max_attempts);
         let (verdict, attempts) = bounded(
             self.op_timeout,
-            self.judge(&CHECK, session, purpose, submitted, ("check", None, 0)),
+            self.judge(&CHECK, session, purpose, submitted, ("check", None, 0), &[]),
         )
         .await?;
         Ok(match verdict {

@@ -52,6 +52,9 @@ pub struct RedisStore {
     per_thread: Option<Arc<PerThread>>,
     keys: Arc<Keys>,
     op_timeout: Duration,
+    /// This handle's outbox serves webhook deliveries ([`RedisStore::webhook_outbox`]), not
+    /// mail.
+    webhooks: bool,
 }
 
 #[async_trait]

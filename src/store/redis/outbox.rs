@@ -19,9 +19,61 @@
 //! records".
 use super::*;
 use codec::{decode_mail_entry, encode_mail_entry, MailState};
-use scripts::{MAIL_CLAIM, MAIL_NEXT_DUE, MAIL_REQUEUE, MAIL_STATE};
+use scripts::{HOOK_RETRY, MAIL_CLAIM, MAIL_NEXT_DUE, MAIL_REQUEUE, MAIL_STATE};
+
+/// How many given-up webhook deliveries are kept for the operator.
+const FAILED_KEPT: i64 = 1000;
 
 impl RedisStore {
+    /// The same store, its outbox handle serving webhook deliveries (SPEC §7): the same queue
+    /// layout under keys of their own (`Keys::hook_queue`), drained by their own worker.
+    pub fn webhook_outbox(&self) -> Self {
+        RedisStore {
+            webhooks: true,
+            ..self.clone()
+        }
+    }
+
+    fn queue_key(&self) -> String {
+        if self.webhooks {
+            self.keys.hook_queue()
+        } else {
+            self.keys.mail_queue()
+        }
+    }
+
+    fn new_key(&self) -> String {
+        if self.webhooks {
+            self.keys.hook_new()
+        } else {
+            self.keys.mail_new()
+        }
+    }
+
+    /// The queue entries of webhook deliveries (they name no code).
+    pub(super) fn event_entries(events: &[OutgoingMail]) -> StoreResult<Vec<String>> {
+        events.iter().map(|e| encode_mail_entry("", e, 0)).collect()
+    }
+
+    /// Whether a change's script can queue its events itself: on one Redis, yes; on a Cluster
+    /// the session and the queue lie in different slots, and the events are queued right after
+    /// the change (docs/operations.md, "Webhooks").
+    pub(super) fn events_in_script(&self) -> bool {
+        !self.is_cluster()
+    }
+
+    /// Queues webhook entries on their own.
+    pub(super) async fn push_events(&self, entries: &[String]) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let cmd = ::redis::cmd("RPUSH")
+            .arg(self.keys.hook_new())
+            .arg(entries)
+            .to_owned();
+        self.query::<i64>(&cmd, Resend::IfUnsent).await.map(drop)
+    }
+
     /// The queue entry of a mail carrying `code`.
     pub(super) fn mail_entry(&self, mail: &OutgoingMail) -> StoreResult<String> {
         // A mail that names no code is kept with an empty name: it still leaves, with no code
@@ -43,6 +95,10 @@ impl RedisStore {
         let mut targets = Vec::with_capacity(mails.len());
         for m in mails {
             let (_, code) = decode_mail_entry(m.receipt.clone())?;
+            if code.is_empty() {
+                // A webhook delivery: no code keeps its state.
+                continue;
+            }
             // A name this store did not make has no code to tell: its mail still leaves.
             match self.keys.home_of_code(&code) {
                 Some((session, purpose)) => {
@@ -87,7 +143,7 @@ impl RedisStore {
         }
         self.set_states(mails, state).await?;
         let mut zrem = ::redis::cmd("ZREM");
-        zrem.arg(self.keys.mail_queue());
+        zrem.arg(self.queue_key());
         for m in mails {
             zrem.arg(&m.receipt);
         }
@@ -103,7 +159,7 @@ impl Outbox for RedisStore {
         // A code request on one Redis queues its mail with `CodeRequestWrites` instead, in the
         // script that also checks its limits.
         let cmd = ::redis::cmd("RPUSH")
-            .arg(self.keys.mail_new())
+            .arg(self.new_key())
             .arg(self.mail_entry(mail)?)
             .to_owned();
         bounded(self.op_timeout, self.query::<i64>(&cmd, Resend::IfUnsent))
@@ -118,8 +174,8 @@ impl Outbox for RedisStore {
         max: u32,
     ) -> StoreResult<Vec<QueuedMail>> {
         let mut call = MAIL_CLAIM.prepare();
-        call.key(self.keys.mail_queue())
-            .key(self.keys.mail_new())
+        call.key(self.queue_key())
+            .key(self.new_key())
             .arg(now)
             .arg(lease_until)
             .arg(max);
@@ -139,7 +195,7 @@ impl Outbox for RedisStore {
                 "unreadable mail queue entries dropped"
             );
             let mut zrem = ::redis::cmd("ZREM");
-            zrem.arg(self.keys.mail_queue()).arg(&unreadable);
+            zrem.arg(self.queue_key()).arg(&unreadable);
             bounded(self.op_timeout, self.query::<i64>(&zrem, Resend::Safe)).await?;
         }
         Ok(mails)
@@ -160,7 +216,7 @@ impl Outbox for RedisStore {
         self.set_states(std::slice::from_ref(mail), MailState::Retrying)
             .await?;
         let mut call = MAIL_REQUEUE.prepare();
-        call.key(self.keys.mail_queue())
+        call.key(self.queue_key())
             .arg(&mail.receipt)
             .arg(again)
             .arg(next_attempt_at);
@@ -170,6 +226,29 @@ impl Outbox for RedisStore {
     }
 
     async fn mark_failed(&self, mail: &QueuedMail, _error: &str) -> StoreResult<()> {
+        if self.webhooks {
+            // Kept for `mailcode webhooks failed` before it leaves the queue, the last attempt
+            // counted.
+            let kept = encode_mail_entry("", &mail.mail, mail.attempts + 1)?;
+            let mut pipe = ::redis::pipe();
+            pipe.cmd("LPUSH")
+                .arg(self.keys.hook_failed())
+                .arg(&kept)
+                .ignore()
+                .cmd("LTRIM")
+                .arg(self.keys.hook_failed())
+                .arg(0)
+                .arg(FAILED_KEPT - 1)
+                .ignore();
+            let pipe = &pipe;
+            bounded(
+                self.op_timeout,
+                self.send(Resend::IfUnsent, |mut c| async move {
+                    pipe.query_async::<()>(&mut c).await
+                }),
+            )
+            .await?;
+        }
         self.finish(std::slice::from_ref(mail), MailState::Failed)
             .await
     }
@@ -194,7 +273,60 @@ impl Outbox for RedisStore {
 
     async fn next_due(&self) -> StoreResult<Option<Millis>> {
         let mut call = MAIL_NEXT_DUE.prepare();
-        call.key(self.keys.mail_queue()).key(self.keys.mail_new());
+        call.key(self.queue_key()).key(self.new_key());
         bounded(self.op_timeout, self.invoke(&call)).await
+    }
+}
+
+#[async_trait]
+impl DeadLetters for RedisStore {
+    async fn failed(&self, max: u32) -> StoreResult<Vec<FailedDelivery>> {
+        let cmd = ::redis::cmd("LRANGE")
+            .arg(self.keys.hook_failed())
+            .arg(0)
+            .arg(i64::from(max) - 1)
+            .to_owned();
+        let entries: Vec<String> = bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await?;
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            let (q, _) = decode_mail_entry(e)?;
+            out.push(FailedDelivery {
+                id: q.mail.mail_ref,
+                to: q.mail.to,
+                attempts: q.attempts,
+                created_at: q.mail.created_at,
+                body: q.mail.order,
+                last_error: None,
+            });
+        }
+        Ok(out)
+    }
+
+    async fn retry(&self, id: &str, now: Millis, expires_at: Millis) -> StoreResult<bool> {
+        let cmd = ::redis::cmd("LRANGE")
+            .arg(self.keys.hook_failed())
+            .arg(0)
+            .arg(-1)
+            .to_owned();
+        let entries: Vec<String> = bounded(self.op_timeout, self.query(&cmd, Resend::Safe)).await?;
+        for e in entries {
+            let (q, _) = decode_mail_entry(e.clone())?;
+            if q.mail.mail_ref != id {
+                continue;
+            }
+            let again = OutgoingMail {
+                created_at: now,
+                expires_at,
+                ..q.mail
+            };
+            let mut call = HOOK_RETRY.prepare();
+            call.key(self.keys.hook_failed())
+                .key(self.keys.hook_new())
+                .arg(&e)
+                .arg(encode_mail_entry("", &again, 0)?);
+            let moved: i64 = bounded(self.op_timeout, self.invoke(&call)).await?;
+            return Ok(moved == 1);
+        }
+        Ok(false)
     }
 }

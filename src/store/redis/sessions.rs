@@ -39,11 +39,28 @@ impl RedisStore {
         .map(drop)
     }
 
-    /// Deletes a session and its codes (in its record); returns the record that was there.
-    async fn delete_one(&self, key: &SessionKey) -> StoreResult<Option<String>> {
+    /// Deletes a session and its codes (in its record), and queues `events` when it existed
+    /// (in the same script where the topology allows); returns the record that was there.
+    async fn delete_one(
+        &self,
+        key: &SessionKey,
+        events: &[OutgoingMail],
+    ) -> StoreResult<Option<String>> {
+        let entries = Self::event_entries(events)?;
+        let together = self.events_in_script() && !entries.is_empty();
         let mut call = DELETE.prepare();
         call.key(self.keys.session(key));
-        self.invoke(&call).await
+        if together {
+            call.key(self.keys.hook_new());
+            for e in &entries {
+                call.arg(e);
+            }
+        }
+        let was: Option<String> = self.invoke(&call).await?;
+        if was.is_some() && !together {
+            self.push_events(&entries).await?;
+        }
+        Ok(was)
     }
 
     /// A stored record as the caller may see it: active, or pending and committed by its marker
@@ -101,15 +118,15 @@ impl RedisStore {
         // for good, so listing may prune it. The id is handed out only once both are written.
         if let Some(u) = &s.user {
             if let Err(e) = self.index_add(u.id, s, s.last_seen_at).await {
-                let _ = self.delete_one(&s.key).await;
+                let _ = self.delete_one(&s.key, &[]).await;
                 return Err(e);
             }
         }
         Ok(())
     }
 
-    async fn delete(&self, key: &SessionKey) -> StoreResult<bool> {
-        let Some(raw) = self.delete_one(key).await? else {
+    async fn delete(&self, key: &SessionKey, events: &[OutgoingMail]) -> StoreResult<bool> {
+        let Some(raw) = self.delete_one(key, events).await? else {
             return Ok(false);
         };
         // The index entry would be pruned when listing anyway; a failure here changes nothing.
@@ -184,7 +201,14 @@ impl RedisStore {
         Ok(live)
     }
 
-    async fn revoke(&self, user_id: i64, except: Option<&SessionKey>) -> StoreResult<u64> {
+    /// Each session ends in its own script (each in its own slot); the events follow once
+    /// they all have ended.
+    async fn revoke(
+        &self,
+        user_id: i64,
+        except: Option<&SessionKey>,
+        events: &[OutgoingMail],
+    ) -> StoreResult<u64> {
         let members: Vec<Vec<u8>> = self
             .query(
                 ::redis::cmd("ZRANGE")
@@ -201,13 +225,15 @@ impl RedisStore {
             .map(|m| from_index_member(m))
             .collect::<StoreResult<Vec<_>>>()?;
         // One script per session (each in its own slot), sent together on the one connection.
-        let deleted = futures::future::join_all(targets.iter().map(|k| self.delete_one(k))).await;
+        let deleted =
+            futures::future::join_all(targets.iter().map(|k| self.delete_one(k, &[]))).await;
         let mut ended = 0;
         for d in deleted {
             ended += u64::from(d?.is_some());
         }
         let targets: Vec<&SessionKey> = targets.iter().collect();
         self.index_remove(user_id, &targets).await?;
+        self.push_events(&Self::event_entries(events)?).await?;
         Ok(ended)
     }
 }
@@ -242,8 +268,8 @@ impl SessionStore for RedisStore {
             .map(drop)
     }
 
-    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
-        bounded(self.op_timeout, self.delete(key)).await
+    async fn delete_session(&self, key: &SessionKey, events: &[OutgoingMail]) -> StoreResult<bool> {
+        bounded(self.op_timeout, self.delete(key, events)).await
     }
 
     async fn list_user_sessions(
@@ -258,8 +284,9 @@ impl SessionStore for RedisStore {
         &self,
         user_id: i64,
         except: Option<&SessionKey>,
+        events: &[OutgoingMail],
     ) -> StoreResult<u64> {
-        bounded(self.op_timeout, self.revoke(user_id, except)).await
+        bounded(self.op_timeout, self.revoke(user_id, except, events)).await
     }
 }
 

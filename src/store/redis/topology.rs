@@ -255,6 +255,7 @@ impl RedisStore {
             per_thread,
             keys: Arc::new(Keys::new(prefix)),
             op_timeout,
+            webhooks: false,
         };
         Health::ping(&store).await?;
         store.check_version().await?;

@@ -126,9 +126,10 @@ pub async fn redeem<D: Dialect>(
     }
     let attempts = row.map_or(0, |r| r.attempts);
     let outcome = match action {
-        Redeem::SignIn { new } => {
+        Redeem::SignIn { new, events } => {
             sessions::delete::<D>(conn, session).await?;
             sessions::insert::<D>(conn, new).await?;
+            super::outbox::insert_events::<D>(conn, events).await?;
             Redeemed::SignedIn
         }
         Redeem::UseAttempt => {

@@ -19,6 +19,7 @@ pub mod codes;
 pub mod keys;
 pub mod limits;
 pub mod mysql;
+pub mod outbox;
 pub mod pg_store;
 pub mod pg_users;
 pub mod postgres;
@@ -120,6 +121,13 @@ pub struct Statements {
     pub add_key_generation: Stmt,
     /// Retires every live generation older than the given one (retires_at, generation).
     pub retire_key_generations: Stmt,
+    /// Queues a delivery (mail_ref, kind, to, order, created_at = due, expires_at).
+    pub insert_delivery: Stmt,
+    /// `mail_ref, to_addr, attempts, created_at, mail_order, last_error` of the newest given-up
+    /// webhook deliveries (how many).
+    pub failed_deliveries: Stmt,
+    /// Queues a given-up webhook delivery again (mail_ref, due, expires_at).
+    pub requeue_delivery: Stmt,
 }
 
 /// A SQL database as the rules need it: its sqlx driver, its statements, its error classes.

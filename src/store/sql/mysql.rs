@@ -99,6 +99,20 @@ impl Dialect for My {
         retire_key_generations: Stmt::new(
             "UPDATE signing_keys SET retires_at = ? WHERE retires_at IS NULL AND generation < ?",
         ),
+        insert_delivery: Stmt::ordered(
+            "INSERT INTO mail_queue (mail_ref, kind, to_addr, mail_order, status, next_attempt_at, \
+             expires_at, created_at) VALUES (?, ?, ?, ?, 'queued', ?, ?, ?)",
+            &[1, 2, 3, 4, 5, 6, 5],
+        ),
+        failed_deliveries: Stmt::new(
+            "SELECT mail_ref, to_addr, attempts, created_at, mail_order, last_error FROM mail_queue \
+             WHERE kind = 'webhook' AND status = 'failed' ORDER BY created_at DESC, mail_ref LIMIT ?",
+        ),
+        requeue_delivery: Stmt::ordered(
+            "UPDATE mail_queue SET status = 'queued', attempts = 0, next_attempt_at = ?, lease_until = 0, \
+             expires_at = ?, last_error = NULL WHERE mail_ref = ? AND kind = 'webhook' AND status = 'failed'",
+            &[2, 3, 1],
+        ),
     };
 
     fn classify(e: sqlx::Error) -> StoreError {

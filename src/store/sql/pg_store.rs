@@ -20,8 +20,8 @@ use super::{codes, limits, sessions, Dialect};
 use crate::clock::Millis;
 use crate::domain::{CodePurpose, Email, SessionKey, SessionRecord};
 use crate::store::{
-    CodeCheck, CodeRecord, CodeStore, Health, Limit, LimitCheck, LimitStore, Redeem, Redeemed,
-    SessionStore, StoreError, StoreResult,
+    CodeCheck, CodeRecord, CodeStore, Health, Limit, LimitCheck, LimitStore, OutgoingMail, Redeem,
+    Redeemed, SessionStore, StoreError, StoreResult, KIND_MAIL, KIND_WEBHOOK,
 };
 
 #[derive(Clone)]
@@ -29,6 +29,9 @@ pub struct PostgresStore {
     pub(super) pool: PgPool,
     /// Upper bound of one store operation, lock retries included (SPEC §3: 503 within 2 s).
     op_timeout: Duration,
+    /// Which deliveries of the outbox this handle serves ([`KIND_MAIL`], or [`KIND_WEBHOOK`]
+    /// for [`PostgresStore::webhook_outbox`]).
+    pub(super) kind: &'static str,
 }
 
 /// Connections per instance: PostgreSQL's default `max_connections` is 100, so a few instances
@@ -87,7 +90,16 @@ impl PostgresStore {
         Ok(PostgresStore {
             pool,
             op_timeout: acquire_timeout,
+            kind: KIND_MAIL,
         })
+    }
+
+    /// The same store, its outbox handle serving webhook deliveries (SPEC §7).
+    pub fn webhook_outbox(&self) -> Self {
+        PostgresStore {
+            kind: KIND_WEBHOOK,
+            ..self.clone()
+        }
     }
 
     /// Deletes what has expired (sessions, codes, limits, old mails), a batch per statement so
@@ -99,9 +111,11 @@ impl PostgresStore {
             ("sessions", "absolute_expires_at <= $1"),
             ("codes", "expires_at <= $1 - 3600000"),
             ("limits", "reset_at <= $1"),
+            // Given-up webhooks stay a week for `mailcode webhooks failed`.
             (
                 "mail_queue",
-                "created_at <= $1 - 86400000 AND status <> 'queued'",
+                "status <> 'queued' AND created_at <= $1 - \
+                 CASE WHEN kind = 'mail' THEN 86400000 ELSE 691200000 END",
             ),
         ] {
             // PostgreSQL's DELETE has no LIMIT: the batch is chosen by row address.
@@ -195,10 +209,10 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
-    async fn delete_session(&self, key: &SessionKey) -> StoreResult<bool> {
+    async fn delete_session(&self, key: &SessionKey, events: &[OutgoingMail]) -> StoreResult<bool> {
         self.run(|| async move {
             let mut tx = self.pool.begin().await?;
-            let existed = sessions::delete::<Pg>(&mut tx, key).await?;
+            let existed = sessions::end::<Pg>(&mut tx, key, events).await?;
             tx.commit().await?;
             Ok(existed)
         })
@@ -229,6 +243,7 @@ impl SessionStore for PostgresStore {
         &self,
         user_id: i64,
         except: Option<&SessionKey>,
+        events: &[OutgoingMail],
     ) -> StoreResult<u64> {
         let except = except.map(|k| k.as_str()).unwrap_or("");
         self.run(|| async move {
@@ -247,6 +262,7 @@ impl SessionStore for PostgresStore {
                 .execute(&mut *tx)
                 .await?
                 .rows_affected();
+            super::outbox::insert_events::<Pg>(&mut tx, events).await?;
             tx.commit().await?;
             Ok(n)
         })

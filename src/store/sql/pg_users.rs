@@ -13,6 +13,7 @@ use crate::store::{
     OutgoingMail, QueuedMail, SecretRecord, StoreResult, User, UserStore,
 };
 use crate::store::{public_id_of, KeyGeneration, SigningKeyRecord, USER_COLS};
+use crate::store::{DeadLetters, FailedDelivery, KIND_WEBHOOK};
 
 /// A BYTEA column holding text (a username or its key: `migrations/postgres/0001_init.sql`).
 fn bytes_text(r: &PgRow, col: &str) -> Result<String, sqlx::Error> {
@@ -310,6 +311,14 @@ fn mail_from_row(r: &PgRow) -> Result<QueuedMail, sqlx::Error> {
 #[async_trait]
 impl Outbox for PostgresStore {
     async fn enqueue(&self, m: &OutgoingMail) -> StoreResult<()> {
+        if self.kind == KIND_WEBHOOK {
+            return self
+                .run(|| async move {
+                    let mut conn = self.pool.acquire().await?;
+                    super::outbox::insert_events::<Pg>(&mut conn, std::slice::from_ref(m)).await
+                })
+                .await;
+        }
         self.run(|| {
             sqlx::query(
                 "INSERT INTO mail_queue (mail_ref, to_addr, mail_order, status, \
@@ -339,14 +348,16 @@ impl Outbox for PostgresStore {
             .run(|| {
                 sqlx::query(
                     "UPDATE mail_queue SET lease_until = $1 WHERE id IN (SELECT id FROM mail_queue \
-                     WHERE status = 'queued' AND next_attempt_at <= $2 AND lease_until <= $2 \
-                     ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+                     WHERE kind = $4 AND status = 'queued' AND next_attempt_at <= $2 \
+                     AND lease_until <= $2 ORDER BY next_attempt_at, id LIMIT $3 \
+                     FOR UPDATE SKIP LOCKED) \
                      RETURNING id, next_attempt_at, attempts, mail_ref, to_addr, mail_order, \
                      expires_at, created_at",
                 )
                 .bind(lease_until)
                 .bind(now)
                 .bind(i64::from(max))
+                .bind(self.kind)
                 .fetch_all(&self.pool)
             })
             .await?;
@@ -403,7 +414,11 @@ impl Outbox for PostgresStore {
         let mail_ref = &mail.mail.mail_ref;
         self.run(|| {
             sqlx::query(
-                "UPDATE mail_queue SET status = 'failed', last_error = $1, mail_order = '' \
+                // A webhook's body is kept for `mailcode webhooks retry`; a mail's order (its
+                // code) is not.
+                "UPDATE mail_queue SET status = 'failed', last_error = $1, \
+                 attempts = attempts + CASE WHEN kind = 'mail' THEN 0 ELSE 1 END, \
+                 mail_order = CASE WHEN kind = 'mail' THEN '' ELSE mail_order END \
                  WHERE mail_ref = $2",
             )
             .bind(clip(error))
@@ -434,11 +449,31 @@ impl Outbox for PostgresStore {
             .run(|| {
                 sqlx::query(
                     "SELECT MIN(GREATEST(next_attempt_at, lease_until)) AS due FROM mail_queue \
-                     WHERE status = 'queued'",
+                     WHERE kind = $1 AND status = 'queued'",
                 )
+                .bind(self.kind)
                 .fetch_one(&self.pool)
             })
             .await?;
         row.opt_int("due").map_err(err)
+    }
+}
+
+#[async_trait]
+impl DeadLetters for PostgresStore {
+    async fn failed(&self, max: u32) -> StoreResult<Vec<FailedDelivery>> {
+        self.run(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            super::outbox::failed::<Pg>(&mut conn, max).await
+        })
+        .await
+    }
+
+    async fn retry(&self, id: &str, now: Millis, expires_at: Millis) -> StoreResult<bool> {
+        self.run(|| async move {
+            let mut conn = self.pool.acquire().await?;
+            super::outbox::requeue::<Pg>(&mut conn, id, now, expires_at).await
+        })
+        .await
     }
 }

@@ -2,6 +2,7 @@
 //! transaction ([`super::codes::redeem`]) shares with the session store.
 use super::{Dialect, SqlRow, Val};
 use crate::domain::{SessionKey, SessionKind, SessionRecord, SessionUser, UserId};
+use crate::store::OutgoingMail;
 
 /// The columns of `sessions`, in the order [`insert`] binds them.
 pub const COLUMNS: &str = "key, kind, user_id, username, email, created_at, last_seen_at, \
@@ -60,4 +61,18 @@ pub async fn delete<D: Dialect>(conn: &mut D::Conn, key: &SessionKey) -> Result<
     let args = [Val::Text(key.as_str())];
     D::execute(conn, D::SQL.delete_codes_of_session, &args).await?;
     Ok(D::execute(conn, D::SQL.delete_session, &args).await? > 0)
+}
+
+/// Ends a session (logout, revocation): deleted with its codes, and `events` queued when it
+/// existed, in the caller's transaction.
+pub async fn end<D: Dialect>(
+    conn: &mut D::Conn,
+    key: &SessionKey,
+    events: &[OutgoingMail],
+) -> Result<bool, sqlx::Error> {
+    let existed = delete::<D>(conn, key).await?;
+    if existed {
+        super::outbox::insert_events::<D>(conn, events).await?;
+    }
+    Ok(existed)
 }

@@ -70,6 +70,18 @@ impl Dialect for Lite {
         retire_key_generations: Stmt::new(
             "UPDATE signing_keys SET retires_at = ?1 WHERE retires_at IS NULL AND generation < ?2",
         ),
+        insert_delivery: Stmt::new(
+            "INSERT INTO mail_queue (mail_ref, kind, to_addr, mail_order, status, next_attempt_at, \
+             expires_at, created_at) VALUES (?1, ?2, ?3, ?4, 'queued', ?5, ?6, ?5)",
+        ),
+        failed_deliveries: Stmt::new(
+            "SELECT mail_ref, to_addr, attempts, created_at, mail_order, last_error FROM mail_queue \
+             WHERE kind = 'webhook' AND status = 'failed' ORDER BY created_at DESC, mail_ref LIMIT ?1",
+        ),
+        requeue_delivery: Stmt::new(
+            "UPDATE mail_queue SET status = 'queued', attempts = 0, next_attempt_at = ?2, lease_until = 0, \
+             expires_at = ?3, last_error = NULL WHERE mail_ref = ?1 AND kind = 'webhook' AND status = 'failed'",
+        ),
     };
 
     fn classify(e: sqlx::Error) -> StoreError {

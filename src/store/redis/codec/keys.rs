@@ -80,6 +80,19 @@ impl Keys {
     pub fn mail_new(&self) -> String {
         [self.0.as_str(), "{mail}n"].concat()
     }
+    /// The webhook deliveries claimed or waiting for a retry (SPEC §7), as `mail_queue` is
+    /// for mail: the same outbox, its own keys, so that each kind has its own worker.
+    pub fn hook_queue(&self) -> String {
+        [self.0.as_str(), "{mail}hq"].concat()
+    }
+    /// The webhook deliveries never claimed yet, as `mail_new`.
+    pub fn hook_new(&self) -> String {
+        [self.0.as_str(), "{mail}hn"].concat()
+    }
+    /// The given-up webhook deliveries, newest first, capped (`mailcode webhooks failed`).
+    pub fn hook_failed(&self) -> String {
+        [self.0.as_str(), "{mail}hf"].concat()
+    }
     /// The fingerprint of the deployment's secret (`store::SecretRecord`): `Pdeployment:secret`,
     /// a string without TTL.
     pub fn deployment_secret(&self) -> String {

@@ -54,8 +54,9 @@ return {verdict, a}
 });
 
 /// Only a right code does anything: 'attempt' spends one ({1, attempts}); 'signin' consumes
-/// the code and ends the old session with its codes (one key) and marks the sign-in ({2,
-/// attempts}); {0, _} otherwise.
+/// the code and ends the old session with its codes (one key), marks the sign-in and queues
+/// the entries ARGV[9..] in KEYS[3] when given (the webhook queue: SPEC §7, the event with its
+/// change) ({2, attempts}); {0, _} otherwise.
 /// Sent once: it spends an attempt or consumes the code.
 pub(in crate::store::redis) static REDEEM: LazyLock<Lua> = LazyLock::new(|| {
     Lua::once(concat!(
@@ -69,6 +70,9 @@ if ARGV[6] == 'attempt' then
 end
 redis.call('DEL', KEYS[1])
 redis.call('SET', KEYS[2], ARGV[7], 'PX', ARGV[8])
+if KEYS[3] then
+  for i = 9, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end
+end
 return {2, a}
 "#
     ))

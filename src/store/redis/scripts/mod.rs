@@ -105,7 +105,7 @@ mod sessions;
 pub(super) use code_request::CODE_REQUEST;
 pub(super) use codes::{CHECK, CODE_PUT, REDEEM};
 pub(super) use limits::HITS;
-pub(super) use outbox::{MAIL_CLAIM, MAIL_NEXT_DUE, MAIL_REQUEUE, MAIL_STATE};
+pub(super) use outbox::{HOOK_RETRY, MAIL_CLAIM, MAIL_NEXT_DUE, MAIL_REQUEUE, MAIL_STATE};
 pub(super) use sessions::{ACTIVATE, DELETE, INDEX_ADD, TOUCH};
 
 #[cfg(test)]
@@ -114,7 +114,7 @@ mod tests {
     use crate::store::redis::codec::format::RECORDS;
     use std::collections::BTreeSet;
 
-    fn all() -> [(&'static str, &'static Lua); 13] {
+    fn all() -> [(&'static str, &'static Lua); 14] {
         [
             ("TOUCH", &TOUCH),
             ("CHECK", &CHECK),
@@ -129,6 +129,7 @@ mod tests {
             ("MAIL_NEXT_DUE", &MAIL_NEXT_DUE),
             ("MAIL_STATE", &MAIL_STATE),
             ("MAIL_REQUEUE", &MAIL_REQUEUE),
+            ("HOOK_RETRY", &HOOK_RETRY),
         ]
     }
 

@@ -96,6 +96,19 @@ return n
     ))
 });
 
+/// KEYS: given-up webhooks, webhook queue's new entries. ARGV: the given-up entry, the same
+/// queued again. Moves it back into the queue; 0 when it was not (or no longer) there.
+/// Idempotent: a second run finds it gone and changes nothing.
+pub(in crate::store::redis) static HOOK_RETRY: LazyLock<Lua> = LazyLock::new(|| {
+    Lua::idempotent(
+        r#"
+if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+return 1
+"#,
+    )
+});
+
 /// KEYS: queue. ARGV: the entry as leased, the same with one more attempt, when it is due.
 /// Puts a mail whose attempt failed back for its retry; 0 when it was no longer in the queue.
 /// Idempotent: a second run finds the leased entry gone and changes nothing (answering 0).

@@ -43,13 +43,19 @@ return 1
     )
 });
 
-/// KEYS: a session (its codes are in its record). Returns the record that was there.
-/// Idempotent: a second run finds nothing and answers nil, as for a session already gone.
+/// KEYS: a session (its codes are in its record), and optionally the webhook queue's new
+/// entries. ARGV: the entries of the events its end reports, queued only when it existed.
+/// Returns the record that was there.
+/// Idempotent: a second run finds nothing, queues nothing and answers nil, as for a session
+/// already gone.
 pub(in crate::store::redis) static DELETE: LazyLock<Lua> = LazyLock::new(|| {
     Lua::idempotent(
         r#"
 local v = redis.call('GET', KEYS[1])
 redis.call('DEL', KEYS[1])
+if v and KEYS[2] then
+  for i = 1, #ARGV do redis.call('RPUSH', KEYS[2], ARGV[i]) end
+end
 return v
 "#,
     )
