@@ -41,6 +41,7 @@
   }
 
   function load() {
+    document.body.dataset.view = 'loading';
     return call('/tickets/api/tickets').then(function (r) {
       if (r.status === 200) {
         $('whoami').textContent = 'Signed in as ' + r.data.user.username + ' (user id ' + r.data.user.id + ')';
@@ -78,11 +79,16 @@
   // mailcode's origin, so it passes mailcode's Origin check).
   $('logout').addEventListener('click', function () {
     call('/api/logout', { method: 'POST' }).then(function (r) {
-      return load().then(function () { status('Signed out (' + (r.code || r.status) + ').'); });
+      return load().then(function (after) {
+        status('Signed out (' + (r.code || r.status) + '); the tickets API now answers ' + after.status + '.', after.status !== 200);
+      });
     });
   });
 
+  $('reload').addEventListener('click', function () { load(); });
+
   $('get-token').addEventListener('click', function () {
+    delete $('token-info').dataset.state;
     call('/api/token', { method: 'POST' }).then(function (r) {
       if (r.status === 200 && r.data && r.data.access_token) {
         accessToken = r.data.access_token;
