@@ -15,8 +15,9 @@
 // signed in (from nginx only: a forged header is replaced, an anonymous request never reaches
 // the app); a ticket is created and listed under the user id; a cookie POST from another origin
 // is refused (403) before the app; sign out: 401; sign in again: the same user id, the same
-// tickets; an access token works on the JWT route and PyJWT's stock PyJWKClient verifies it;
-// `mailcode sessions revoke` ends forward auth at once while the token works until its exp.
+// tickets; an access token works on the JWT route (and not for another audience or issuer) and
+// PyJWT's stock PyJWKClient verifies it; after `mailcode keys rotate` the app accepts the new key
+// at once; `mailcode sessions revoke` ends forward auth at once while the token works until exp.
 
 import { describe, it, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -243,7 +244,8 @@ function step(name, fn, timeout = 60_000) {
     } catch (err) {
       broken = name;
       if (page && !page.isClosed()) await shot('failed').catch(() => {});
-      if (err && typeof err.message === 'string') err.message += `\n${logs()}`;
+      // On stderr: the reporter prints an error's stack, made before any message added to it.
+      console.error(`--- "${name}" failed; the processes' output:\n${logs()}`);
       throw err;
     }
   });
@@ -303,17 +305,17 @@ if (PROBLEM) {
     page = await ctx.newPage();
     page.setDefaultTimeout(15_000);
     page.on('pageerror', (e) => pageErrors.push(`${page.url()}: ${e.message}`));
-  });
+  }, { timeout: 60_000 });
 
   after(async () => {
     if (browser) await browser.close().catch(() => {});
     if (evilServer) await new Promise((r) => evilServer.close(r));
-    await Promise.all(['nginx', 'app', 'mailcode'].map(stop));
+    await Promise.all(Object.keys(procs).map(stop));
     // flow.test.mjs empties artifacts/ when it starts; when both run at once, put ours back.
     fs.mkdirSync(ARTIFACTS, { recursive: true });
     for (const [file, png] of shots) fs.writeFileSync(path.join(ARTIFACTS, file), png);
     if (WORK) fs.rmSync(WORK, { recursive: true, force: true });
-  });
+  }, { timeout: 30_000 });
 
   step('register on mailcode\'s own page, served through nginx on the app\'s origin', async () => {
     await signInOnMailcodePage('/register');
@@ -420,11 +422,52 @@ if (PROBLEM) {
     assert.equal(wrong.status, 1, 'a token for another audience is refused');
     assert.match(wrong.stderr, /InvalidAudienceError/);
 
+    // The app checks iss and aud, not only the signature: the same token, to the same app
+    // started for another audience or another issuer (with the same key set), is refused.
+    for (const [name, args] of [['app-other-audience', ['--issuer', ORIGIN, '--audience', 'another-service']],
+      ['app-other-issuer', ['--issuer', 'https://login.example.com', '--audience', AUDIENCE,
+        '--jwks-url', `${ORIGIN}/.well-known/jwks.json`]]]) {
+      const port = await freePort();
+      start(name, process.execPath, [path.join(EXAMPLE, 'server.mjs'), '--port', String(port), ...args], { cwd: EXAMPLE });
+      try {
+        await waitFor(name, 'listening line', async () => procs[name].log.includes('"listening"'));
+        const res = await fetch(`http://127.0.0.1:${port}/tickets/jwt/tickets`,
+          { headers: { Authorization: `Bearer ${token.jwt}` }, signal: AbortSignal.timeout(5_000) });
+        const body = await res.json();
+        assert.equal(res.status, 401, `${name}: ${JSON.stringify(body)}`);
+        assert.equal(body.code, 'TOKEN_INVALID');
+        assert.equal(body.data.reason, 'ERR_JWT_CLAIM_VALIDATION_FAILED', name);
+      } finally {
+        await stop(name);
+      }
+    }
+
     // Not a session credential: forward auth refuses it (SPEC §6), so it never reaches the app.
     const before = appSeen().length;
     const res = await fetch(`${ORIGIN}/tickets/api/tickets`, { headers: { Authorization: `Bearer ${token.jwt}` }, signal: AbortSignal.timeout(5_000) });
     assert.equal(res.status, 401);
     assert.equal(appSeen().length, before);
+  });
+
+  step('after `mailcode keys rotate` the app accepts tokens signed with the new key at once', async () => {
+    const kid = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString()).kid;
+    const before = kid(token.jwt);
+    const rotated = run(BIN, ['--data-dir', path.join(WORK, 'data'), 'keys', 'rotate'], { cwd: WORK, env: mailcodeEnv() });
+    assert.equal(rotated.status, 0, `keys rotate: ${rotated.stdout}${rotated.stderr}`);
+    // An instance reads the key generations at most every 10 s (docs/operations.md).
+    const deadline = Date.now() + 15_000;
+    let fresh;
+    do {
+      await sleep(500);
+      fresh = await page.evaluate(() => fetch('/api/token', { method: 'POST' }).then((r) => r.json()));
+      assert.equal(fresh.code, 'OK', JSON.stringify(fresh));
+    } while (kid(fresh.data.access_token) === before && Date.now() < deadline);
+    assert.notEqual(kid(fresh.data.access_token), before, 'a new kid within 15 s of the rotation');
+    // jose fetched the key set for the tokens above and refetches an unknown kid only after a
+    // 30 s cooldown: the new key must already be in the set it has (published ahead).
+    const res = await fetch(`${ORIGIN}/tickets/jwt/tickets`,
+      { headers: { Authorization: `Bearer ${fresh.data.access_token}` }, signal: AbortSignal.timeout(5_000) });
+    assert.equal(res.status, 200, JSON.stringify(await res.json()));
   });
 
   step('`mailcode sessions revoke`: forward auth refuses at once, the token works until its exp, then not', async () => {
