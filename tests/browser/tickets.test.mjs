@@ -116,9 +116,16 @@ async function waitFor(name, what, check, ms = 15_000) {
 
 const answers = async (url) => (await fetch(url, { signal: AbortSignal.timeout(1_000) })).status === 200;
 
-// What reached the app: its stdout has one JSON line per request.
-function appSeen() {
-  return procs.app.log.split('\n').filter((l) => l.startsWith('{"seen"')).map((l) => JSON.parse(l));
+// What reached the app: its stdout has one JSON line per request. A line may arrive here after
+// the response it belongs to, so first a marker request goes to the app, and the list is read
+// once the marker's line is in: every request before it is then in too (one pipe, in order).
+const BARRIER = '/tickets/_barrier-';
+async function appSeen() {
+  const marker = `${BARRIER}${crypto.randomBytes(4).toString('hex')}`;
+  await fetch(`${ORIGIN}${marker}`, { signal: AbortSignal.timeout(5_000) });
+  await waitFor('app', `the log line of ${marker}`, async () => procs.app.log.includes(`"path":"${marker}"`), 5_000);
+  return procs.app.log.split('\n').filter((l) => l.startsWith('{"seen"')).map((l) => JSON.parse(l))
+    .filter((e) => !e.path.startsWith(BARRIER));
 }
 
 function logs() {
@@ -339,7 +346,7 @@ if (PROBLEM) {
     await page.click('#create');
     await page.waitForFunction(() => document.querySelectorAll('#tickets li.ticket').length === 1);
     assert.deepEqual(await ticketTitles(), ['Printer on fire']);
-    const post = appSeen().filter((s) => s.seen === 'POST');
+    const post = (await appSeen()).filter((s) => s.seen === 'POST');
     assert.deepEqual(post.map((s) => s.user_id), [USER_ID], 'the app saw one POST, with the user id');
     await openTickets('tickets');
     assert.deepEqual(await ticketTitles(), ['Printer on fire'], 'still there after a reload');
@@ -352,23 +359,23 @@ if (PROBLEM) {
       .then((r) => r.json()), forged);
     assert.equal(signedIn.data.user.id, USER_ID, 'mailcode\'s id, not the client\'s');
 
-    const before = appSeen().length;
+    const before = (await appSeen()).length;
     for (const id of [forged, USER_ID]) {
       const res = await fetch(`${ORIGIN}/tickets/api/tickets`, { headers: { 'X-Mailcode-User-Id': id }, signal: AbortSignal.timeout(5_000) });
       assert.equal(res.status, 401, 'no session: refused by forward auth');
       assert.equal((await res.json()).code, 'NOT_LOGGED_IN');
     }
-    assert.equal(appSeen().length, before, 'neither anonymous request reached the app');
+    assert.equal((await appSeen()).length, before, 'neither anonymous request reached the app');
 
     // Off the forward-auth location nginx removes the header: the JWT route sees none.
     const res = await fetch(`${ORIGIN}/tickets/jwt/tickets`, { headers: { 'X-Mailcode-User-Id': USER_ID }, signal: AbortSignal.timeout(5_000) });
     assert.equal(res.status, 401);
     assert.equal((await res.json()).code, 'TOKEN_MISSING');
-    assert.deepEqual(appSeen().slice(before), [{ seen: 'GET', path: '/tickets/jwt/tickets', user_id: null }]);
+    assert.deepEqual((await appSeen()).slice(before), [{ seen: 'GET', path: '/tickets/jwt/tickets', user_id: null }]);
   });
 
   step('a cookie POST from another origin is refused (403) before it reaches the app', async () => {
-    const before = appSeen().length;
+    const before = (await appSeen()).length;
     const answer = page.waitForResponse((r) => r.url() === `${ORIGIN}/tickets/api/tickets` && r.request().method() === 'POST');
     await page.goto(`${EVIL}/`);
     const res = await answer;
@@ -378,20 +385,20 @@ if (PROBLEM) {
     assert.equal(res.status(), 403);
     assert.equal((await res.json()).code, 'ORIGIN_REJECTED');
     await shot('04-other-origin-refused');
-    assert.equal(appSeen().length, before, 'the app saw nothing of it');
+    assert.equal((await appSeen()).length, before, 'the app saw nothing of it');
     await openTickets('tickets');
     assert.deepEqual(await ticketTitles(), ['Printer on fire'], 'no forged ticket');
   });
 
   step('sign out on the tickets page: the API answers 401', async () => {
-    const before = appSeen().length;
+    const before = (await appSeen()).length;
     await page.click('#logout');
     await page.waitForSelector('body[data-view="signed-out"]');
     assert.match(await page.locator('#status').innerText(), /401/);
     assert.ok(await page.locator('#sign-in').isVisible(), 'a link to mailcode\'s sign-in page');
     const status = await page.evaluate(() => fetch('/tickets/api/tickets').then((r) => r.status));
     assert.equal(status, 401);
-    assert.equal(appSeen().length, before, 'signed out, nothing reaches the app');
+    assert.equal((await appSeen()).length, before, 'signed out, nothing reaches the app');
     await shot('05-signed-out');
   });
 
@@ -443,10 +450,10 @@ if (PROBLEM) {
     }
 
     // Not a session credential: forward auth refuses it (SPEC §6), so it never reaches the app.
-    const before = appSeen().length;
+    const before = (await appSeen()).length;
     const res = await fetch(`${ORIGIN}/tickets/api/tickets`, { headers: { Authorization: `Bearer ${token.jwt}` }, signal: AbortSignal.timeout(5_000) });
     assert.equal(res.status, 401);
-    assert.equal(appSeen().length, before);
+    assert.equal((await appSeen()).length, before);
   });
 
   step('after `mailcode keys rotate` the app accepts tokens signed with the new key at once', async () => {
