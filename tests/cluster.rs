@@ -1009,3 +1009,101 @@ async fn instances_with_different_secrets_refuse_to_start_and_rotation_is_on_pur
     }
     sign_in(&d, &b, &a, "jo", "jo@example.com").await;
 }
+
+// ---- webhooks (SPEC §7): durable across SIGKILL, once per event across instances ----
+
+/// A receiver on `port` that answers 200 and records each request's webhook-id and type.
+async fn hook_receiver(port: u16) -> std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>> {
+    use std::sync::{Arc, Mutex};
+    let seen = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
+    let log = seen.clone();
+    let app = axum::Router::new().fallback(move |headers: axum::http::HeaderMap, body: String| {
+        let log = log.clone();
+        async move {
+            let id = headers
+                .get("webhook-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned();
+            let kind = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["type"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            log.lock().expect("log").push((id, kind));
+            axum::http::StatusCode::OK
+        }
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind the receiver");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_queued_before_a_sigkill_is_delivered_after_restart_and_once_by_two_instances() {
+    let d = Deployment::new().await;
+    d.add_user("wes", "wes@example.com");
+    // The receiver is down at first: the sign-in's event waits in the outbox.
+    let port = free_port();
+    let hook = format!("http://127.0.0.1:{port}/hooks");
+    let mut args = d.args();
+    args.extend(["--webhook-url".into(), hook]);
+    let mut a = Instance::start(&args);
+    let pre = ask_code(&a, "wes@example.com").await;
+    let code = d.code("wes@example.com").await;
+    post(
+        a.url("/api/login/get-token"),
+        Some(&pre),
+        login("wes", "wes@example.com", &code),
+    )
+    .await
+    .expect(200, "LOGIN_SUCCESS");
+    // Killed between the change and its delivery (the first attempt was refused).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.kill9();
+    let seen = hook_receiver(port).await;
+    // Two instances now; the event reaches the receiver once, after its retry is due (5 s on
+    // the schedule, or once the dead instance's lease has ended).
+    let b = Instance::start(&args);
+    let c = Instance::start(&args);
+    let deadline = Instant::now() + Duration::from_secs(50);
+    while seen.lock().expect("log").is_empty() {
+        assert!(Instant::now() < deadline, "the event was never delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // More sign-ins through both instances, each on its own account (the resend cooldown is
+    // per address): each event arrives once.
+    for i in 0..4 {
+        let (name, email) = (format!("wes{i}"), format!("wes{i}@example.com"));
+        d.add_user(&name, &email);
+        let (asked, submitted) = if i % 2 == 0 { (&b, &c) } else { (&c, &b) };
+        let pre = ask_code(asked, &email).await;
+        let code = d.code(&email).await;
+        post(
+            submitted.url("/api/login/get-token"),
+            Some(&pre),
+            login(&name, &email, &code),
+        )
+        .await
+        .expect(200, "LOGIN_SUCCESS");
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while seen.lock().expect("log").len() < 5 {
+        assert!(Instant::now() < deadline, "{:?}", seen.lock().expect("log"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Both workers poll the same outbox: nothing more arrives, nothing twice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let seen = seen.lock().expect("log").clone();
+    let mut ids: Vec<&str> = seen.iter().map(|(id, _)| id.as_str()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!((ids.len(), seen.len()), (5, 5), "{seen:?}");
+    assert!(
+        seen.iter().all(|(_, kind)| kind == "user.signed_in"),
+        "{seen:?}"
+    );
+}

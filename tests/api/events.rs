@@ -372,3 +372,50 @@ async fn a_delivery_given_up_after_a_day_is_listed_and_sent_again_with_its_id() 
     assert_eq!(left.len(), 1, "{left:?}");
     assert_ne!(left[0].id, id);
 }
+
+#[tokio::test]
+async fn a_webhook_url_that_is_not_absolute_http_stops_start_up_naming_the_setting() {
+    let dir = tempfile::tempdir().expect("dir");
+    for bad in [
+        "hooks.example.com/in",
+        "ftp://hooks.example.com/in",
+        "http:///no-host",
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailcode"))
+            .env_remove("MAILCODE_CONFIG")
+            .args(["--data-dir", &dir.path().display().to_string()])
+            .args(["--webhook-url", bad, "migrate"])
+            .output()
+            .expect("run");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{bad} accepted");
+        assert!(
+            err.contains("--webhook-url / MAILCODE_WEBHOOK_URLS"),
+            "{err}"
+        );
+    }
+    // A password in a URL never prints, not even in the refusal.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .env_remove("MAILCODE_CONFIG")
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .env(
+            "MAILCODE_WEBHOOK_URLS",
+            "https://ok.example.com/a,gopher://u:SECRET99@x/y",
+        )
+        .arg("migrate")
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("MAILCODE_WEBHOOK_URLS") && !err.contains("SECRET99"),
+        "{err}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailcode"))
+        .env_remove("MAILCODE_CONFIG")
+        .args(["--data-dir", &dir.path().display().to_string()])
+        .args(["--webhook-timeout", "0", "migrate"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--webhook-timeout"));
+}
