@@ -274,7 +274,7 @@ fn the_report_speaks_chinese() {
     let s = start(&[]);
     doctor(&[&s.base, "--lang", "zh"])
         .expect(0)
-        .says("✓ 可以访问")
+        .says("✓ 可访问")
         .says("未发现问题");
     doctor(&[
         &s.base,

@@ -130,11 +130,11 @@ pub fn render(purpose: CodePurpose, body: &MailBody, lang: Lang, minutes: u64) -
             ],
         ),
         (MailBody::Code(code), true) => (
-            format!("{} 是你的 mailcode {what}验证码", code.as_str()),
+            format!("【mailcode】{what}验证码：{}", code.as_str()),
             vec![
-                format!("你的{what}验证码是 {}。", code.as_str()),
-                format!("{minutes} 分钟内有效，只能使用一次，且只能在请求它的浏览器或应用中使用。"),
-                "如果不是你本人操作，请忽略本邮件：没有该会话，任何人都无法使用此验证码。".into(),
+                format!("您的{what}验证码是 {}。", code.as_str()),
+                format!("{minutes} 分钟内有效，只能使用一次。"),
+                "如非本人操作，请忽略本邮件：此验证码只能在发起请求的浏览器或应用中使用，他人无法使用。".into(),
             ],
         ),
         (MailBody::NoAccount, false) => (
@@ -145,10 +145,10 @@ pub fn render(purpose: CodePurpose, body: &MailBody, lang: Lang, minutes: u64) -
             ],
         ),
         (MailBody::NoAccount, true) => (
-            format!("你的 mailcode {what}请求"),
+            format!("【mailcode】{what}请求"),
             vec![
-                format!("有人为此邮箱请求了{what}验证码，但没有账号使用这个邮箱。"),
-                "如果是你本人，请先注册，或使用注册时的邮箱。".into(),
+                format!("有人为此邮箱请求了{what}验证码，但该邮箱尚未注册账号。"),
+                "如果是您本人，请先注册，或使用注册时的邮箱。".into(),
             ],
         ),
         (MailBody::AlreadyRegistered, false) => (
@@ -159,9 +159,9 @@ pub fn render(purpose: CodePurpose, body: &MailBody, lang: Lang, minutes: u64) -
             ],
         ),
         (MailBody::AlreadyRegistered, true) => (
-            "你的 mailcode 注册请求".into(),
+            "【mailcode】注册请求".into(),
             vec![
-                "有人用此邮箱请求注册，但你已经有账号了。".into(),
+                "有人用此邮箱请求注册，但您已经有账号了。".into(),
                 "请直接登录；如果忘记了密码，请重置密码。".into(),
             ],
         ),

@@ -410,3 +410,31 @@ async fn postgres_rows(url: &str) -> Vec<u8> {
     hay.extend(names.concat());
     hay
 }
+
+/// A reader of Chinese gets the code mail in Chinese, the code in its subject (mail previews show
+/// it), and the development outbox still finds that code.
+#[tokio::test]
+async fn a_chinese_code_mail_shows_the_code_in_its_subject() {
+    let app = spawn_app().await;
+    let c = browser();
+    answer(
+        c.post(app.url("/api/register/email-code"))
+            .header("accept-language", "zh-CN")
+            .json(&json!({ "email": "li@example.com" }))
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await
+    .expect(200, "CODE_SENT");
+    let code = app.read_code("li@example.com").await;
+    let latest = app
+        .get(&bare(), "/dev/outbox/latest?to=li@example.com")
+        .await
+        .expect(200, "OK");
+    assert_eq!(
+        latest.body["data"]["subject"],
+        format!("【mailcode】注册验证码：{code}")
+    );
+    assert_eq!(latest.body["data"]["code"], code.as_str());
+}

@@ -177,6 +177,34 @@ async fn blocked_domains_are_invalid_email() {
     .expect(200, "CODE_SENT");
 }
 
+/// A Chinese reader learns why the address was refused, in Chinese: the reason is not dropped
+/// and not left in English.
+#[tokio::test]
+async fn an_invalid_email_says_why_in_chinese() {
+    let app = spawn_with(|s| s.blocked_domains = vec!["mailinator.com".into()]).await;
+    for (email, why) in [
+        ("a@@example.com", "邮箱地址无效：地址中有不止一个 @"),
+        (
+            "a@example",
+            "邮箱地址无效：域名至少需要两段，例如 example.com",
+        ),
+        ("x@mailinator.com", "邮箱地址无效：不接受该邮箱域名"),
+    ] {
+        let a = answer(
+            bare()
+                .post(app.url("/api/login/email-code"))
+                .header("accept-language", "zh-CN")
+                .json(&json!({ "email": email }))
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+        .expect(400, "INVALID_EMAIL");
+        assert_eq!(a.msg(), why, "{email}");
+    }
+}
+
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_envelope() {
     let app = spawn_app().await;

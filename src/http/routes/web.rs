@@ -100,10 +100,11 @@ pub async fn outbox_latest(
     let Some(e) = entries.into_iter().find(|e| e.to == want) else {
         return Err(ApiError::NoMail);
     };
+    // Six digits standing alone: after a space in English, after `：` in Chinese.
     let code = e
         .subject
-        .split_whitespace()
-        .find(|w| w.len() == 6 && w.bytes().all(|b| b.is_ascii_digit()))
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
         .map(str::to_owned);
     Ok(ok(
         StatusCode::OK,
