@@ -116,7 +116,7 @@ async fn read_start(mut resp: reqwest::Response) -> String {
         .collect()
 }
 
-/// How long after the event's first attempt the `n`-th retry comes (SPEC §7: within 10 s, then
+/// How long after the `n`-th failed attempt (0-based) the next one comes (SPEC §7: within 10 s, then
 /// growing, for 24 h); `None` once the 24 h are spent.
 pub fn retry_delay(n: u32) -> Option<Duration> {
     const SCHEDULE: [u64; 7] = [5, 30, 120, 600, 3600, 2 * 3600, 4 * 3600];

@@ -379,7 +379,8 @@ async fn a_webhook_url_that_is_not_absolute_http_stops_start_up_naming_the_setti
     for bad in [
         "hooks.example.com/in",
         "ftp://hooks.example.com/in",
-        "http:///no-host",
+        "/hooks/relative",
+        "http://",
     ] {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_mailcode"))
             .env_remove("MAILCODE_CONFIG")

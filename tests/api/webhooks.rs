@@ -1,6 +1,6 @@
 //! SPEC §7, one delivery attempt against real receivers on loopback: signed as Standard
 //! Webhooks define it (verified with their library), within its deadline whatever the
-//! receiver does, redirects not followed. (Events are not queued by the flows yet.)
+//! receiver does, redirects not followed. The flows' events end to end: `events.rs`.
 use axum::http::{HeaderMap, StatusCode};
 use mailcode::domain::UserId;
 use mailcode::webhooks::deliver::{Outcome, Sender};
