@@ -14,21 +14,32 @@
 // This process must be reachable only through nginx (it listens on loopback): it believes the
 // X-Mailcode-* headers because nginx sets them and removes any the client sent.
 //
-//   node server.mjs --port 3001 --issuer http://127.0.0.1:8080 --audience tickets
+//   MAILCODE_WEBHOOK_SECRET_FILE=data/webhook-secret \
+//     node server.mjs --port 3001 --issuer http://127.0.0.1:8080 --audience tickets
 //
-// Tickets live in memory, keyed by the stable user id (SPEC §6: never by username or email,
-// which may change). Every request that reaches the app is logged on stdout as one JSON line
-// ({"seen": method, "path", "user_id"}), which the browser test reads to show what got through.
+// It also hears from mailcode without being asked (SPEC §7): POST /hooks/mailcode receives
+// mailcode's signed webhooks (mailcode --webhook-url http://127.0.0.1:3001/hooks/mailcode),
+// verified with the standardwebhooks package, and a `user.created` makes the app's own profile
+// row for the new user; GET /tickets/api/profile answers it. That route is not behind nginx's
+// auth_request: mailcode calls the app directly, and the signature is what the app believes.
+//
+// Tickets and profiles live in memory, keyed by the stable user id (SPEC §6: never by username
+// or email, which may change). Every request that reaches the app is logged on stdout as one
+// JSON line ({"seen": method, "path", "user_id"}), and every webhook as one more ({"webhook":
+// type, "id", "user_id", "session_id", "result"}), which the browser test reads to show what got
+// through and what the app did with it.
 import express from 'express';
 import crypto from 'node:crypto';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { fileURLToPath } from 'node:url';
+import fs from 'node:fs';
 import { createRemoteJWKSet, jwtVerify, errors } from 'jose';
+import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const USAGE = 'usage: node server.mjs --issuer MAILCODE_PUBLIC_URL [--audience AUD] [--jwks-url URL] '
-  + '[--port 3001] [--host 127.0.0.1]';
+  + '[--port 3001] [--host 127.0.0.1] [--webhook-secret-file PATH (or env MAILCODE_WEBHOOK_SECRET_FILE)]';
 
 let opts;
 try {
@@ -39,6 +50,7 @@ try {
       issuer: { type: 'string' },
       audience: { type: 'string' },
       'jwks-url': { type: 'string' },
+      'webhook-secret-file': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   }).values;
@@ -73,6 +85,35 @@ const JWKS = createRemoteJWKSet(jwksUrl, { timeoutDuration: 5_000 });
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const tickets = new Map(); // user id -> [{id, title, created_at, created_by}]
+const profiles = new Map(); // user id -> {user_id, username, created_at}, made by user.created
+// The webhook-ids already handled (docs/integration.md, "Idempotency": delivery is at least
+// once, so the same event may come again; it must change nothing the second time). A real app
+// keeps them in a table with a unique column for a couple of days; this one keeps them in memory.
+const handledHooks = new Map(); // webhook-id -> {type, user_id, session_id, timestamp}
+
+// mailcode's webhook secret: the one `whsec_…` line of --webhook-secret-file, the same file
+// mailcode signs with. mailcode writes it on its first start with a --webhook-url, which may come
+// after this app's start: until the file exists it is looked for again on each delivery, and
+// the delivery is answered 503, which mailcode retries (SPEC §7), so nothing is lost meanwhile.
+const secretFile = opts['webhook-secret-file'] ?? process.env.MAILCODE_WEBHOOK_SECRET_FILE ?? null;
+let webhook = null;
+function webhookVerifier() {
+  if (webhook || !secretFile) return webhook;
+  let line;
+  try {
+    line = fs.readFileSync(secretFile, 'utf8').trim();
+  } catch (err) {
+    if (err.code !== 'ENOENT') console.error(`webhook secret ${secretFile}: ${err.message}`);
+    return null;
+  }
+  try {
+    webhook = new Webhook(line); // takes the line as it is, whsec_ prefix included
+  } catch (err) {
+    console.error(`webhook secret ${secretFile}: not a whsec_ secret (${err.message})`);
+    return null;
+  }
+  return webhook;
+}
 
 function envelope(res, status, code, msg, data = null) {
   res.status(status).json({ code, msg, data });
@@ -131,6 +172,77 @@ app.use((req, res, next) => {
   next();
 });
 
+// mailcode's webhooks (SPEC §7). The signature covers the bytes mailcode sent, so this route
+// (and only this one) takes the body raw, whatever its content type, and parses it only once it
+// is verified. Answers: 204 handled (or handled before: same webhook-id; or signed but not an
+// event this app knows), 401 not signed with the secret (or too old: the library allows
+// 5 minutes), 503 no secret yet. mailcode retries anything but a 2xx (SPEC §7).
+app.post('/hooks/mailcode', express.raw({ type: () => true, limit: '64kb' }), (req, res) => {
+  const id = req.get('webhook-id') ?? null;
+  const log = (result, event = null) => console.log(JSON.stringify({
+    webhook: event?.type ?? null, id, user_id: event?.data?.user_id ?? null,
+    session_id: event?.data?.session_id ?? null, result,
+  }));
+  const wh = webhookVerifier();
+  if (!wh) {
+    log('no_secret');
+    envelope(res, 503, 'WEBHOOK_SECRET_MISSING', secretFile
+      ? 'The webhook secret file does not exist yet.' : 'No webhook secret configured (MAILCODE_WEBHOOK_SECRET_FILE).');
+    return;
+  }
+  let event;
+  try {
+    event = wh.verify(Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0), req.headers);
+  } catch (err) {
+    if (err instanceof SyntaxError) { // signed, but not JSON: nothing a retry would change
+      log('ignored');
+      res.status(204).end();
+      return;
+    }
+    if (!(err instanceof WebhookVerificationError)) throw err;
+    log('refused');
+    envelope(res, 401, 'BAD_SIGNATURE', 'Not signed with the webhook secret.');
+    return;
+  }
+  const data = event?.data;
+  if (typeof event?.type !== 'string' || typeof data?.user_id !== 'string' || !UUID.test(data.user_id)) {
+    log('ignored', event);
+    res.status(204).end();
+    return;
+  }
+  // After the signature, so a forged request cannot use up an id that a genuine one will bring.
+  if (handledHooks.has(id)) {
+    log('duplicate', event);
+    res.status(204).end();
+    return;
+  }
+  let result = 'recorded';
+  if (event.type === 'user.created') {
+    // Keyed by user id: another delivery of the same account (another id, e.g. a second URL
+    // of mailcode's) keeps the row it finds.
+    if (profiles.has(data.user_id)) {
+      result = 'exists';
+    } else {
+      profiles.set(data.user_id, { user_id: data.user_id, username: data.username, created_at: event.timestamp });
+      result = 'profile_created';
+    }
+  }
+  // user.disabled, session.ended and the rest are only recorded: a real app would end its own
+  // caches or jobs for that user or session here.
+  handledHooks.set(id, { type: event.type, user_id: data.user_id, session_id: data.session_id ?? null, timestamp: event.timestamp });
+  log(result, event);
+  res.status(204).end();
+});
+
+app.get('/tickets/api/profile', forwardAuth, (req, res) => {
+  const profile = profiles.get(req.user.id);
+  if (!profile) {
+    envelope(res, 404, 'PROFILE_NOT_FOUND', 'No profile yet: mailcode\'s user.created webhook has not arrived.');
+    return;
+  }
+  envelope(res, 200, 'OK', 'Your profile.', { profile });
+});
+
 app.get('/tickets/api/tickets', forwardAuth, (req, res) => {
   envelope(res, 200, 'OK', 'Your tickets.', list(req.user));
 });
@@ -170,7 +282,8 @@ app.use((err, req, res, _next) => {
 
 const server = app.listen(port, opts.host, () => {
   const { port: actual } = server.address();
-  console.log(JSON.stringify({ listening: `http://${opts.host}:${actual}`, issuer, audience, jwks: jwksUrl.href }));
+  console.log(JSON.stringify({ listening: `http://${opts.host}:${actual}`, issuer, audience, jwks: jwksUrl.href,
+    webhook_secret_file: secretFile, webhook_secret: webhookVerifier() ? 'loaded' : 'not yet' }));
 });
 server.on('error', (err) => {
   console.error(err.code === 'EADDRINUSE' ? `port ${port} is in use; pick another with --port` : err.message);

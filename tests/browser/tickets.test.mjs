@@ -18,6 +18,11 @@
 // tickets; an access token works on the JWT route (and not for another audience or issuer) and
 // PyJWT's stock PyJWKClient verifies it; after `mailcode keys rotate` the app accepts the new key
 // at once; `mailcode sessions revoke` ends forward auth at once while the token works until exp.
+// Webhooks (SPEC §7): mailcode POSTs its signed events to the app directly (--webhook-url, and a
+// second URL to this test, which keeps what it receives); the registration's user.created makes
+// the app's profile row, a forged signature gets 401 and makes nothing, a genuine delivery sent
+// again makes no second row, and sign-out, revocation and `mailcode user disable` reach the app
+// as session.ended and user.disabled.
 
 import { describe, it, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -58,10 +63,13 @@ const procs = {}; // name -> {proc, log}
 const shots = new Map();
 const pageErrors = [];
 const usedCodes = new Set();
-let browser, ctx, page, evilServer;
-let ORIGIN, MAILCODE, EVIL;
+let browser, ctx, page, evilServer, captureServer;
+let ORIGIN, MAILCODE, EVIL, APP, DATA, SECRET_FILE, HOOK_URL, CAPTURE_URL;
+// What mailcode delivered to this test's own --webhook-url: [{headers, body (Buffer)}].
+const captured = [];
 let USER_ID = null;
 let token = null;
+let revokedSession = null;
 
 // ---------- processes ----------
 
@@ -114,6 +122,12 @@ async function waitFor(name, what, check, ms = 15_000) {
   throw new Error(`${name}: no ${what} within ${ms / 1000} s:\n${procs[name].log}`);
 }
 
+// mailcode's global options, the same for the server and for every CLI command: a CLI command
+// that ends sessions writes their events into the outbox itself (docs/operations.md,
+// "Webhooks"), so it must know the URLs too; the server's worker then delivers them.
+const mailcodeArgs = () => ['--data-dir', DATA, '--webhook-url', HOOK_URL, '--webhook-url', CAPTURE_URL,
+  '--webhook-secret-file', SECRET_FILE];
+
 const answers = async (url) => (await fetch(url, { signal: AbortSignal.timeout(1_000) })).status === 200;
 
 // What reached the app: its stdout has one JSON line per request. A line may arrive here after
@@ -124,8 +138,55 @@ async function appSeen() {
   const marker = `${BARRIER}${crypto.randomBytes(4).toString('hex')}`;
   await fetch(`${ORIGIN}${marker}`, { signal: AbortSignal.timeout(5_000) });
   await waitFor('app', `the log line of ${marker}`, async () => procs.app.log.includes(`"path":"${marker}"`), 5_000);
+  // mailcode's webhooks reach the app directly, at their own pace: they are checked apart.
   return procs.app.log.split('\n').filter((l) => l.startsWith('{"seen"')).map((l) => JSON.parse(l))
-    .filter((e) => !e.path.startsWith(BARRIER));
+    .filter((e) => !e.path.startsWith(BARRIER) && !e.path.startsWith('/hooks/'));
+}
+
+// What the app did with each webhook: its stdout has one {"webhook", "id", "user_id",
+// "session_id", "result"} line per delivery that reached it.
+const appHooks = () => procs.app.log.split('\n').filter((l) => l.startsWith('{"webhook"')).map((l) => JSON.parse(l));
+
+// The deliveries that match, once one has come (bounded). Delivery is at least once (SPEC §7):
+// mailcode may send one again, which the app answers `duplicate`; those are left out.
+async function waitForHook(what, match, ms = 10_000) {
+  const first = (h) => h.result !== 'duplicate' && match(h);
+  await waitFor('app', what, async () => appHooks().some(first), ms);
+  return appHooks().filter(first);
+}
+
+// A POST to the app's webhook route, directly (mailcode's way in, not nginx's).
+async function postHook(headers, body) {
+  const res = await fetch(`${APP}/hooks/mailcode`, { method: 'POST', headers, body, signal: AbortSignal.timeout(5_000) });
+  return { status: res.status, text: await res.text() };
+}
+
+async function currentSessionId() {
+  const r = await page.evaluate(() => fetch('/api/sessions').then((x) => x.json()));
+  const mine = r.data.sessions.filter((s) => s.current);
+  assert.equal(mine.length, 1, JSON.stringify(r));
+  return mine[0].id;
+}
+
+// This test's own webhook receiver: keeps each delivery as it came (the headers that sign it and
+// the raw body), answers 204.
+function startCaptureServer(port) {
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on('data', (c) => chunks.push(c));
+    req.on('end', () => {
+      const headers = {};
+      for (const h of ['content-type', 'webhook-id', 'webhook-timestamp', 'webhook-signature']) {
+        if (req.headers[h] !== undefined) headers[h] = req.headers[h];
+      }
+      captured.push({ headers, body: Buffer.concat(chunks) });
+      res.writeHead(204).end();
+    });
+  });
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve(server));
+  });
 }
 
 function logs() {
@@ -264,7 +325,7 @@ function preconditionProblem() {
   if (!fs.existsSync(BIN)) return `${BIN} is missing: run cargo build (or set MAILCODE_BIN to a mailcode binary)`;
   if (!fs.existsSync(CHROMIUM)) return `${CHROMIUM} is missing: apt-get install -y chromium`;
   if (!fs.existsSync(NGINX)) return `${NGINX} is missing: apt-get install -y nginx (or scripts/install-deps)`;
-  for (const dep of ['express', 'jose']) {
+  for (const dep of ['express', 'jose', 'standardwebhooks']) {
     if (!fs.existsSync(path.join(EXAMPLE, 'node_modules', dep))) return `examples/tickets needs ${dep}: cd examples/tickets && npm ci`;
   }
   if (spawnSync(PYTHON, ['-c', 'import jwt, cryptography'], { timeout: 10_000 }).status !== 0) {
@@ -283,17 +344,26 @@ if (PROBLEM) {
       if (f.startsWith('tickets-')) fs.rmSync(path.join(ARTIFACTS, f), { force: true });
     }
     WORK = fs.mkdtempSync(path.join(os.tmpdir(), 'mailcode-tickets-test-'));
-    const [nginxPort, mailcodePort, appPort, evilPort] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+    const [nginxPort, mailcodePort, appPort, evilPort, capturePort] = await Promise.all(
+      [freePort(), freePort(), freePort(), freePort(), freePort()]);
     ORIGIN = `http://127.0.0.1:${nginxPort}`;
     MAILCODE = `http://127.0.0.1:${mailcodePort}`;
     EVIL = `http://127.0.0.1:${evilPort}`;
+    APP = `http://127.0.0.1:${appPort}`;
+    DATA = path.join(WORK, 'data');
+    // mailcode writes it on its first start; the app, started beside it, reads it once it exists.
+    SECRET_FILE = path.join(DATA, 'webhook-secret');
+    HOOK_URL = `${APP}/hooks/mailcode`;
+    CAPTURE_URL = `http://127.0.0.1:${capturePort}/capture`;
+    captureServer = await startCaptureServer(capturePort);
 
     // mailcode: nginx's origin is its public URL (the iss of its tokens), nginx a trusted proxy.
-    start('mailcode', BIN, ['--listen', `127.0.0.1:${mailcodePort}`, '--data-dir', path.join(WORK, 'data'),
+    start('mailcode', BIN, ['--listen', `127.0.0.1:${mailcodePort}`, ...mailcodeArgs(),
       '--public-url', ORIGIN, '--trust-proxy', '127.0.0.1/32', '--token-audience', AUDIENCE,
       '--access-token-ttl', String(TOKEN_TTL)], { cwd: WORK, env: mailcodeEnv() });
     start('app', process.execPath, [path.join(EXAMPLE, 'server.mjs'), '--port', String(appPort),
-      '--issuer', ORIGIN, '--audience', AUDIENCE], { cwd: EXAMPLE });
+      '--issuer', ORIGIN, '--audience', AUDIENCE],
+    { cwd: EXAMPLE, env: { ...process.env, MAILCODE_WEBHOOK_SECRET_FILE: SECRET_FILE } });
     // The template of the README, rendered as envsubst would.
     const prefix = path.join(WORK, 'nginx');
     fs.mkdirSync(prefix);
@@ -317,6 +387,10 @@ if (PROBLEM) {
   after(async () => {
     if (browser) await browser.close().catch(() => {});
     if (evilServer) await new Promise((r) => evilServer.close(r));
+    if (captureServer) {
+      captureServer.closeAllConnections();
+      await new Promise((r) => captureServer.close(r));
+    }
     await Promise.all(Object.keys(procs).map(stop));
     // flow.test.mjs empties artifacts/ when it starts; when both run at once, put ours back.
     fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -332,13 +406,86 @@ if (PROBLEM) {
     await shot('01-registered');
   });
 
+  step('the registration\'s user.created webhook makes the app\'s profile row for the user id', async () => {
+    // Delivery never delays the request that caused it (SPEC §7): the row comes a moment later.
+    const started = Date.now();
+    let r;
+    do {
+      r = await page.evaluate(() => fetch('/tickets/api/profile').then(async (x) => ({ status: x.status, body: await x.json() })));
+      if (r.status === 200) break;
+      assert.equal(r.status, 404, JSON.stringify(r));
+      await sleep(200);
+    } while (Date.now() - started < 10_000);
+    assert.equal(r.status, 200, `no profile within 10 s of the registration: ${JSON.stringify(r.body)}`);
+    const { profile } = r.body.data;
+    assert.equal(profile.user_id, USER_ID);
+    assert.equal(profile.username, USER.username, 'the username as registered, in JSON (not percent-encoded)');
+    assert.ok(Math.abs(Date.parse(profile.created_at) - started) < 60_000, `created_at is the event's time: ${profile.created_at}`);
+    // Its log line may reach this process after the answer above: waited for, not just read.
+    const created = await waitForHook('the user.created line', (h) => h.webhook === 'user.created', 5_000);
+    assert.deepEqual(created.map((h) => [h.user_id, h.result]), [[USER_ID, 'profile_created']], 'one verified user.created');
+    assert.match(created[0].id, /^msg_[0-9a-f]{32}$/, 'the webhook-id of the first --webhook-url');
+    console.log(`profile row ${Date.now() - started} ms after the registration answered`);
+  });
+
   step('the tickets page shows who is signed in, as nginx told the app', async () => {
     await openTickets('tickets');
     const who = await page.locator('#whoami').innerText();
     assert.ok(who.includes(USER.username), `the username, percent-decoded: ${who}`);
     assert.ok(who.includes(USER_ID), `the user id: ${who}`);
+    assert.equal(await page.locator('#profile').getAttribute('data-state'), 'found');
+    assert.ok((await page.locator('#profile').innerText()).includes(USER.username), 'the profile is shown');
     assert.deepEqual(await ticketTitles(), [], 'no tickets yet');
     await shot('02-tickets-empty');
+  });
+
+  step('the webhook route: a forged signature gets 401 and makes nothing; a genuine delivery sent again makes no second row', async () => {
+    // The same event as delivered to this test's URL: the same body, its own webhook-id (…_1).
+    await waitFor('app', 'user.created at the test\'s webhook URL', async () => captured.some((c) =>
+      JSON.parse(c.body).type === 'user.created'), 10_000);
+    const genuine = captured.find((c) => JSON.parse(c.body).type === 'user.created');
+    assert.equal(JSON.parse(genuine.body).data.user_id, USER_ID);
+    assert.match(genuine.headers['webhook-id'], /^msg_[0-9a-f]{32}_1$/);
+    assert.match(genuine.headers['webhook-signature'], /^v1,[A-Za-z0-9+/]+=*$/);
+    const profileBefore = await page.evaluate(() => fetch('/tickets/api/profile').then((x) => x.json()));
+
+    // Forged: a user.created for an account that does not exist, signed with another secret; the
+    // genuine headers over a changed body; no signature at all.
+    const nobody = '00000000-0000-7000-8000-00000000f0f0';
+    const forgedBody = Buffer.from(JSON.stringify({ type: 'user.created', timestamp: new Date().toISOString(),
+      data: { user_id: nobody, username: 'mallory', email: 'mallory@example.com' } }));
+    const forgedId = `msg_${crypto.randomBytes(16).toString('hex')}`;
+    const ts = String(Math.floor(Date.now() / 1000));
+    const otherKey = crypto.randomBytes(32);
+    const otherSig = crypto.createHmac('sha256', otherKey).update(`${forgedId}.${ts}.`).update(forgedBody).digest('base64');
+    const forgeries = [
+      [{ 'content-type': 'application/json', 'webhook-id': forgedId, 'webhook-timestamp': ts, 'webhook-signature': `v1,${otherSig}` }, forgedBody],
+      [genuine.headers, Buffer.from(genuine.body.toString().replace(USER_ID, nobody))],
+      [{ 'content-type': 'application/json' }, forgedBody],
+    ];
+    const refusedBefore = appHooks().filter((h) => h.result === 'refused').length;
+    for (const [headers, body] of forgeries) {
+      const r = await postHook(headers, body);
+      assert.equal(r.status, 401, r.text);
+      assert.equal(JSON.parse(r.text).code, 'BAD_SIGNATURE');
+    }
+    await waitForHook('the refusals logged', () => appHooks().filter((h) => h.result === 'refused').length === refusedBefore + 3, 5_000);
+    assert.deepEqual(appHooks().filter((h) => h.user_id === nobody), [], 'nothing handled for the forged account');
+    // Asked as nginx would ask for that user (straight to the app, which believes its loopback).
+    const none = await fetch(`${APP}/tickets/api/profile`, { headers: { 'X-Mailcode-User-Id': nobody }, signal: AbortSignal.timeout(5_000) });
+    assert.equal(none.status, 404, 'no profile row for the forged account');
+
+    // The genuine delivery, byte for byte, twice: the first is a new webhook-id for an account
+    // whose row exists, the second a retry of an id already handled. Neither changes the row.
+    for (const result of ['exists', 'duplicate']) {
+      const r = await postHook(genuine.headers, genuine.body);
+      assert.equal(r.status, 204, r.text);
+      await waitFor('app', `the replay answered ${result}`, async () => appHooks().some((h) =>
+        h.id === genuine.headers['webhook-id'] && h.result === result), 5_000);
+    }
+    const profileAfter = await page.evaluate(() => fetch('/tickets/api/profile').then((x) => x.json()));
+    assert.deepEqual(profileAfter, profileBefore, 'the same profile row, created_at unchanged');
+    assert.equal(appHooks().filter((h) => h.result === 'profile_created').length, 1, 'one row made in all');
   });
 
   step('a new ticket is listed, kept under the user id', async () => {
@@ -390,7 +537,8 @@ if (PROBLEM) {
     assert.deepEqual(await ticketTitles(), ['Printer on fire'], 'no forged ticket');
   });
 
-  step('sign out on the tickets page: the API answers 401', async () => {
+  step('sign out on the tickets page: the API answers 401; the app hears session.ended', async () => {
+    const session = await currentSessionId();
     const before = (await appSeen()).length;
     await page.click('#logout');
     await page.waitForSelector('body[data-view="signed-out"]');
@@ -400,6 +548,8 @@ if (PROBLEM) {
     assert.equal(status, 401);
     assert.equal((await appSeen()).length, before, 'signed out, nothing reaches the app');
     await shot('05-signed-out');
+    const ended = await waitForHook('session.ended of the sign-out', (h) => h.webhook === 'session.ended' && h.session_id === session);
+    assert.deepEqual(ended.map((h) => [h.user_id, h.result]), [[USER_ID, 'recorded']]);
   });
 
   step('sign in again on mailcode\'s page: the same user id, the same tickets', async () => {
@@ -459,7 +609,7 @@ if (PROBLEM) {
   step('after `mailcode keys rotate` the app accepts tokens signed with the new key at once', async () => {
     const kid = (jwt) => JSON.parse(Buffer.from(jwt.split('.')[0], 'base64url').toString()).kid;
     const before = kid(token.jwt);
-    const rotated = run(BIN, ['--data-dir', path.join(WORK, 'data'), 'keys', 'rotate'], { cwd: WORK, env: mailcodeEnv() });
+    const rotated = run(BIN, [...mailcodeArgs(), 'keys', 'rotate'], { cwd: WORK, env: mailcodeEnv() });
     assert.equal(rotated.status, 0, `keys rotate: ${rotated.stdout}${rotated.stderr}`);
     // An instance reads the key generations at most every 10 s (docs/operations.md).
     const deadline = Date.now() + 15_000;
@@ -479,8 +629,8 @@ if (PROBLEM) {
 
   step('`mailcode sessions revoke`: forward auth refuses at once, the token works until its exp, then not', async () => {
     token = await getToken(); // a fresh one, so that the clock below starts now
-    const revoked = run(BIN, ['--data-dir', path.join(WORK, 'data'), 'sessions', 'revoke', USER.username],
-      { cwd: WORK, env: mailcodeEnv() });
+    revokedSession = await currentSessionId();
+    const revoked = run(BIN, [...mailcodeArgs(), 'sessions', 'revoke', USER.username], { cwd: WORK, env: mailcodeEnv() });
     assert.equal(revoked.status, 0, `sessions revoke: ${revoked.stdout}${revoked.stderr}`);
     assert.match(revoked.stdout, /ended 1 session/);
 
@@ -506,6 +656,20 @@ if (PROBLEM) {
     assert.equal(expired.status, 401, expired.text);
     assert.equal(expired.code, 'TOKEN_EXPIRED');
     await shot('09-token-expired');
+  });
+
+  step('the app heard session.ended for the revoked session (written by the CLI, delivered by the server)', async () => {
+    const ended = await waitForHook('session.ended of the revocation', (h) => h.webhook === 'session.ended' && h.session_id === revokedSession);
+    assert.deepEqual(ended.map((h) => [h.user_id, h.result]), [[USER_ID, 'recorded']]);
+    const ids = appHooks().filter((h) => h.result !== 'refused').map((h) => h.id);
+    assert.ok(ids.every((id) => /^msg_[0-9a-f]{32}(_1)?$/.test(id)), `webhook-ids: ${ids}`);
+  });
+
+  step('`mailcode user disable`: the app hears user.disabled', async () => {
+    const disabled = run(BIN, [...mailcodeArgs(), 'user', 'disable', USER.username], { cwd: WORK, env: mailcodeEnv() });
+    assert.equal(disabled.status, 0, `user disable: ${disabled.stdout}${disabled.stderr}`);
+    const seen = await waitForHook('user.disabled', (h) => h.webhook === 'user.disabled');
+    assert.deepEqual(seen.map((h) => [h.user_id, h.result]), [[USER_ID, 'recorded']]);
   });
 
   step('no script errors on the pages', async () => {

@@ -40,9 +40,30 @@
     });
   }
 
+  // The app's own profile row, made by mailcode's user.created webhook (SPEC §7): it may arrive
+  // a moment after the registration, so "not yet" is an answer too.
+  function renderProfile(r) {
+    var p = $('profile');
+    if (r.status === 200) {
+      p.textContent = 'Profile ' + r.data.profile.username + ', created ' + r.data.profile.created_at
+        + ' (from mailcode\'s user.created webhook).';
+      p.dataset.state = 'found';
+      p.dataset.createdAt = r.data.profile.created_at;
+    } else {
+      p.textContent = r.status === 404 ? 'No profile yet: the user.created webhook has not arrived.'
+        : 'The profile API answered ' + r.status + '.';
+      p.dataset.state = r.status === 404 ? 'missing' : 'error';
+      delete p.dataset.createdAt;
+    }
+  }
+
   function load() {
     document.body.dataset.view = 'loading';
     return call('/tickets/api/tickets').then(function (r) {
+      if (r.status !== 200) return r;
+      // The view is shown once both answers are in, so that a page shown is a page settled.
+      return call('/tickets/api/profile').then(function (p) { renderProfile(p); return r; });
+    }).then(function (r) {
       if (r.status === 200) {
         $('whoami').textContent = 'Signed in as ' + r.data.user.username + ' (user id ' + r.data.user.id + ')';
         $('whoami').dataset.userId = r.data.user.id;
