@@ -25,11 +25,12 @@ mod outbox;
 mod per_thread;
 mod scripts;
 mod secret;
+mod sentinel;
 mod sessions;
 mod topology;
 
 use per_thread::PerThread;
-pub use topology::{parse_sentinel_url, SentinelUrl};
+pub use sentinel::{parse_sentinel_url, SentinelUrl};
 use topology::{Conn, Resend};
 
 use async_trait::async_trait;
