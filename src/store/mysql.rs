@@ -7,7 +7,7 @@
 //! operation across transactions (each locks the rows it decides on, `SELECT … FOR UPDATE`, and
 //! mail is leased with `FOR UPDATE SKIP LOCKED`), hang when the server is gone: see
 //! [`SqlStore`].
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPoolOptions};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
 use sqlx::{Executor, MySqlPool};
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,7 +19,6 @@ pub type MySqlStore = SqlStore<My>;
 
 /// Seconds a statement waits for a row lock; our transactions hold locks for milliseconds.
 const LOCK_WAIT_SECS: u32 = 1;
-const POOL_SIZE: u32 = 16;
 
 /// Connects to `url` (`mysql://` or `mariadb://USER:PASS@HOST:PORT/DB`) and applies the
 /// migrations. `acquire_timeout` bounds getting a connection, connecting included: a server
@@ -27,16 +26,7 @@ const POOL_SIZE: u32 = 16;
 pub(crate) async fn connect(url: &str, acquire_timeout: Duration) -> StoreResult<MySqlPool> {
     let opts = MySqlConnectOptions::from_str(url)
         .map_err(|e| StoreError::Internal(format!("bad MySQL URL: {e}")))?;
-    let pool = MySqlPoolOptions::new()
-        .max_connections(POOL_SIZE)
-        .min_connections(0)
-        // Covers TCP connect and handshake too: the pool retries a refused connection until
-        // this deadline, then gives up with `PoolTimedOut`.
-        .acquire_timeout(acquire_timeout)
-        .idle_timeout(Duration::from_secs(300))
-        .max_lifetime(Duration::from_secs(1800))
-        // A connection that died with the server is found out before it is handed out.
-        .test_before_acquire(true)
+    let pool = super::sql::server_pool(acquire_timeout)
         .after_connect(|conn, _| Box::pin(async move { prepare_session(conn).await }))
         .connect_with(opts)
         .await

@@ -31,7 +31,7 @@ pub mod users;
 
 pub use statements::*;
 
-use sqlx::pool::PoolConnection;
+use sqlx::pool::{PoolConnection, PoolOptions};
 use sqlx::Transaction;
 use std::future::Future;
 use std::ops::DerefMut;
@@ -173,15 +173,37 @@ pub trait Dialect: Send + Sync + Sized + 'static {
     }
 
     /// `Unavailable` for what a retry may cure (the server is gone, busy, read-only), else
-    /// `Internal`.
-    fn classify(e: sqlx::Error) -> StoreError;
+    /// `Internal`: a connection that failed or could not be had, or a database error the
+    /// dialect says a retry may cure ([`Dialect::unavailable`]).
+    fn classify(e: sqlx::Error) -> StoreError {
+        let unavailable = match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(_) => Self::unavailable(&e),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Internal(e.to_string())
+        }
+    }
+    /// Whether a database error (`sqlx::Error::Database`) means "the server is there but cannot
+    /// serve us now".
+    fn unavailable(e: &sqlx::Error) -> bool;
     /// A lost lock race (deadlock, lock wait, serialization failure): the whole transaction may
     /// simply be run again.
     fn lock_conflict(e: &sqlx::Error) -> bool;
-    /// Which unique index a refused new account violates, if that is what `e` says.
-    fn duplicate(e: &sqlx::Error) -> Option<Duplicate>;
-    /// The text of a [`ListStmt`] after `fixed` other arguments, for `n` values.
-    fn list_sql(stmt: ListStmt, fixed: usize, n: usize) -> String;
+    /// Which unique index a unique violation (of a new account) names.
+    fn duplicate(db: &dyn sqlx::error::DatabaseError) -> Duplicate;
+    /// The text of a [`ListStmt`] after `fixed` other arguments, for `n` values: `IN (?, …)`,
+    /// one placeholder a value.
+    fn list_sql(stmt: ListStmt, _fixed: usize, n: usize) -> String {
+        format!("{} IN ({})", stmt.sql, vec!["?"; n].join(", "))
+    }
 
     fn fetch_all<'c>(
         conn: &'c mut Self::Conn,
@@ -214,12 +236,85 @@ pub trait Dialect: Send + Sync + Sized + 'static {
         fixed: &'c [Val<'c>],
         list: &'c [Val<'c>],
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'c;
-    /// Runs the INSERT of one row; answers the id the database gave it.
+    /// Runs the INSERT of one row; answers the id the database gave it: by default the `id`
+    /// its `RETURNING id` returns.
     fn insert_id<'c>(
         conn: &'c mut Self::Conn,
         stmt: Stmt,
         args: &'c [Val<'c>],
-    ) -> impl Future<Output = Result<i64, sqlx::Error>> + Send + 'c;
+    ) -> impl Future<Output = Result<i64, sqlx::Error>> + Send + 'c {
+        async move {
+            let row = Self::fetch_optional(conn, stmt, args).await?;
+            row.ok_or(sqlx::Error::RowNotFound)?.int("id")
+        }
+    }
+}
+
+/// The driver types and connection hooks of a [`Dialect`] served by one sqlx pool (a server
+/// shared by instances), opened by `$connect`: every operation bounded ([`run`]), reads and
+/// writes on the same pool.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! server_pool {
+    ($db:ty, $connect:path) => {
+        type Db = $db;
+        type Conn = <$db as sqlx::Database>::Connection;
+        type Row = <$db as sqlx::Database>::Row;
+        type Pools = sqlx::Pool<$db>;
+        type Read<'a> = sqlx::pool::PoolConnection<$db>;
+        const BOUNDED: bool = true;
+
+        fn connect(
+            url: &str,
+            acquire_timeout: std::time::Duration,
+        ) -> impl std::future::Future<Output = $crate::store::StoreResult<sqlx::Pool<$db>>> + Send {
+            $connect(url, acquire_timeout)
+        }
+
+        fn write(
+            p: &sqlx::Pool<$db>,
+        ) -> impl std::future::Future<Output = Result<sqlx::pool::PoolConnection<$db>, sqlx::Error>>
+               + Send
+               + '_ {
+            p.acquire()
+        }
+
+        fn begin(
+            p: &sqlx::Pool<$db>,
+        ) -> impl std::future::Future<Output = Result<sqlx::Transaction<'static, $db>, sqlx::Error>>
+               + Send
+               + '_ {
+            p.begin()
+        }
+
+        fn read(
+            p: &sqlx::Pool<$db>,
+        ) -> impl std::future::Future<Output = Result<sqlx::pool::PoolConnection<$db>, sqlx::Error>>
+               + Send
+               + '_ {
+            p.acquire()
+        }
+    };
+}
+
+/// Connections per instance of a server's pool: PostgreSQL's default `max_connections` is 100
+/// (MySQL's 151), so a few instances fit beside the operator's own clients
+/// (docs/operations.md, "PostgreSQL").
+const POOL_SIZE: u32 = 16;
+
+/// The pool settings of a server shared by instances (MySQL/MariaDB, PostgreSQL).
+pub fn server_pool<DB: sqlx::Database>(acquire_timeout: Duration) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .min_connections(0)
+        // Covers TCP connect and handshake too: the pool retries a refused connection until
+        // this deadline, then gives up with `PoolTimedOut`; a server that is down costs at most
+        // this.
+        .acquire_timeout(acquire_timeout)
+        .idle_timeout(Duration::from_secs(300))
+        .max_lifetime(Duration::from_secs(1800))
+        // A connection that died with the server is found out before it is handed out.
+        .test_before_acquire(true)
 }
 
 /// The row a statement finds, if any (a key lookup: one row at most).
@@ -288,13 +383,41 @@ pub fn clip(error: &str) -> &str {
     }
 }
 
+/// A query as every dialect builds it.
+pub type Query<'q, DB> = sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>;
+
+/// Binds a [`Val`] as the types name it (text as text, a flag as a boolean); a dialect binds the
+/// values it stores otherwise itself, and the rest with this.
+pub fn bind_plain<'q, DB: sqlx::Database>(q: Query<'q, DB>, v: Val<'q>) -> Query<'q, DB>
+where
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<i64>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    bool: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    match v {
+        Val::Int(n) => q.bind(n),
+        Val::Text(s) | Val::Key(s) | Val::Name(s) => q.bind(s),
+        Val::OptInt(n) => q.bind(n),
+        Val::OptText(s) => q.bind(s),
+        Val::Flag(b) => q.bind(b),
+    }
+}
+
 /// The executor methods of [`Dialect`] on a concrete sqlx driver, written once for every
 /// dialect (each expands it with its own database type, its own way to bind a [`Val`] and its
-/// own way to bind the list of a [`ListStmt`]).
+/// own way to bind the list of a [`ListStmt`]: by default one value a placeholder).
 #[macro_export]
 #[doc(hidden)]
 macro_rules! sql_executor {
-    ($db:ty, $bind:path, $bind_list:path) => {
+    ($db:ty, $bind:path) => {
+        $crate::sql_executor!($db, $bind, |q, list: &[$crate::store::sql::Val<'c>]| list
+            .iter()
+            .copied()
+            .fold(q, $bind));
+    };
+    ($db:ty, $bind:path, $bind_list:expr) => {
         fn fetch_all<'c>(
             conn: &'c mut <$db as sqlx::Database>::Connection,
             stmt: $crate::store::sql::Stmt,
@@ -340,7 +463,7 @@ macro_rules! sql_executor {
             async move {
                 let sql = Self::list_sql(stmt, fixed.len(), list.len());
                 let q = fixed.iter().copied().fold(sqlx::query(&sql), $bind);
-                $bind_list(q, list).fetch_all(conn).await
+                ($bind_list)(q, list).fetch_all(conn).await
             }
         }
 
@@ -353,15 +476,10 @@ macro_rules! sql_executor {
             async move {
                 let sql = Self::list_sql(stmt, fixed.len(), list.len());
                 let q = fixed.iter().copied().fold(sqlx::query(&sql), $bind);
-                Ok($bind_list(q, list).execute(conn).await?.rows_affected())
+                Ok(($bind_list)(q, list).execute(conn).await?.rows_affected())
             }
         }
     };
-}
-
-/// `IN (?, …)` after a [`ListStmt`], for a dialect that binds each value of the list.
-pub fn in_list(stmt: ListStmt, n: usize) -> String {
-    format!("{} IN ({})", stmt.sql, vec!["?"; n].join(", "))
 }
 
 /// [`SqlRow`] for a driver whose rows decode every schema type as asked (`try_get`); `$extra`

@@ -2,36 +2,21 @@
 //! the order they take the rules' arguments in, binary-string columns, which errors mean
 //! "unavailable", which index a duplicate names). The rules and the store are in the files beside
 //! this one; the pool is opened in `store/mysql.rs`.
-use sqlx::mysql::{MySqlArguments, MySqlDatabaseError, MySqlPool, MySqlRow};
-use sqlx::pool::PoolConnection;
-use sqlx::query::Query;
-use sqlx::{MySql, Row, Transaction};
+use sqlx::mysql::{MySqlDatabaseError, MySqlRow};
+use sqlx::{MySql, Row};
 use std::future::Future;
-use std::time::Duration;
 
 use super::statements::*;
-use super::{Dialect, Duplicate, SqlRow, Stmt, Val};
-use crate::store::{StoreError, StoreResult};
+use super::{Dialect, Duplicate, Query, SqlRow, Stmt, Val};
 
 pub struct My;
 
-fn bind<'q>(q: Query<'q, MySql, MySqlArguments>, v: Val<'q>) -> Query<'q, MySql, MySqlArguments> {
+fn bind<'q>(q: Query<'q, MySql>, v: Val<'q>) -> Query<'q, MySql> {
     match v {
-        Val::Int(n) => q.bind(n),
         // A key column is VARBINARY: compared byte by byte.
         Val::Key(s) => q.bind(s.as_bytes()),
-        Val::Text(s) | Val::Name(s) => q.bind(s),
-        Val::OptInt(n) => q.bind(n),
-        Val::OptText(s) => q.bind(s),
-        Val::Flag(b) => q.bind(b),
+        v => super::bind_plain(q, v),
     }
-}
-
-fn bind_list<'q>(
-    q: Query<'q, MySql, MySqlArguments>,
-    list: &[Val<'q>],
-) -> Query<'q, MySql, MySqlArguments> {
-    list.iter().copied().fold(q, bind)
 }
 
 /// MySQL/MariaDB error numbers that mean "the server is there but cannot serve us now".
@@ -60,72 +45,29 @@ fn db_number(e: &sqlx::Error) -> Option<u16> {
 }
 
 impl Dialect for My {
-    type Db = MySql;
-    type Conn = sqlx::MySqlConnection;
-    type Row = MySqlRow;
-    type Pools = MySqlPool;
-    type Read<'a> = PoolConnection<MySql>;
-
     const NAME: &'static str = "MySQL";
-    const BOUNDED: bool = true;
     const SQL: Statements = SQL;
+    crate::server_pool!(MySql, crate::store::mysql::connect);
 
-    fn connect(
-        url: &str,
-        acquire_timeout: Duration,
-    ) -> impl Future<Output = StoreResult<MySqlPool>> + Send {
-        crate::store::mysql::connect(url, acquire_timeout)
-    }
-
-    fn write(
-        p: &MySqlPool,
-    ) -> impl Future<Output = Result<PoolConnection<MySql>, sqlx::Error>> + Send + '_ {
-        p.acquire()
-    }
-
-    fn begin(
-        p: &MySqlPool,
-    ) -> impl Future<Output = Result<Transaction<'static, MySql>, sqlx::Error>> + Send + '_ {
-        p.begin()
-    }
-
-    fn read(
-        p: &MySqlPool,
-    ) -> impl Future<Output = Result<PoolConnection<MySql>, sqlx::Error>> + Send + '_ {
-        p.acquire()
-    }
-
-    fn classify(e: sqlx::Error) -> StoreError {
+    fn unavailable(e: &sqlx::Error) -> bool {
         use codes::*;
-        let unavailable = match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => true,
-            other => matches!(
-                db_number(other),
-                Some(
-                    TOO_MANY_CONNECTIONS
-                        | SERVER_SHUTDOWN
-                        | ABORTING_CONNECTION
-                        | NET_READ_ERROR
-                        | NET_READ_INTERRUPTED
-                        | NET_ERROR_ON_WRITE
-                        | NET_WRITE_INTERRUPTED
-                        | LOCK_WAIT_TIMEOUT
-                        | LOCK_DEADLOCK
-                        | OPTION_PREVENTS_STATEMENT
-                        | READ_ONLY_MODE
-                        | CONNECTION_KILLED
-                )
-            ),
-        };
-        if unavailable {
-            StoreError::Unavailable(e.to_string())
-        } else {
-            StoreError::Internal(e.to_string())
-        }
+        matches!(
+            db_number(e),
+            Some(
+                TOO_MANY_CONNECTIONS
+                    | SERVER_SHUTDOWN
+                    | ABORTING_CONNECTION
+                    | NET_READ_ERROR
+                    | NET_READ_INTERRUPTED
+                    | NET_ERROR_ON_WRITE
+                    | NET_WRITE_INTERRUPTED
+                    | LOCK_WAIT_TIMEOUT
+                    | LOCK_DEADLOCK
+                    | OPTION_PREVENTS_STATEMENT
+                    | READ_ONLY_MODE
+                    | CONNECTION_KILLED
+            )
+        )
     }
 
     fn lock_conflict(e: &sqlx::Error) -> bool {
@@ -135,24 +77,16 @@ impl Dialect for My {
         )
     }
 
-    fn duplicate(e: &sqlx::Error) -> Option<Duplicate> {
-        match e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                Some(match violated_index(db.message()) {
-                    Some("users_email") => Duplicate::Email,
-                    Some(_) => Duplicate::Username,
-                    // An error message in another language.
-                    None => Duplicate::Unnamed,
-                })
-            }
-            _ => None,
+    fn duplicate(db: &dyn sqlx::error::DatabaseError) -> Duplicate {
+        match violated_index(db.message()) {
+            Some("users_email") => Duplicate::Email,
+            Some(_) => Duplicate::Username,
+            // An error message in another language.
+            None => Duplicate::Unnamed,
         }
     }
 
-    fn list_sql(stmt: ListStmt, _fixed: usize, n: usize) -> String {
-        super::in_list(stmt, n)
-    }
-
+    /// No RETURNING in MySQL: the id the connection last inserted.
     fn insert_id<'c>(
         conn: &'c mut sqlx::MySqlConnection,
         stmt: Stmt,
@@ -166,7 +100,7 @@ impl Dialect for My {
         }
     }
 
-    crate::sql_executor!(MySql, bind, bind_list);
+    crate::sql_executor!(MySql, bind);
 }
 
 /// Which unique index a duplicate-key error names: MariaDB says `for key 'users_email'`, MySQL 8
@@ -281,20 +215,12 @@ const SQL: Statements = Statements {
             "SELECT id, public_id, username, email, password_hash, disabled, created_at \
              FROM users WHERE email = ?",
         ),
-        all: Stmt::new(
-            "SELECT id, public_id, username, email, password_hash, disabled, created_at \
-             FROM users ORDER BY id",
-        ),
-        by_keys: ListStmt {
-            sql: "SELECT id, public_id, username, email, password_hash, disabled, created_at, \
-                  username_key FROM users WHERE username_key",
-        },
+        all: ALL_USERS,
+        by_keys: USERS_BY_KEYS,
         delete: Stmt::new("DELETE FROM users WHERE id = ?"),
         set_password: Stmt::new("UPDATE users SET password_hash = ? WHERE id = ?"),
         set_disabled: Stmt::new("UPDATE users SET disabled = ? WHERE id = ?"),
-        without_public_id: Stmt::new(
-            "SELECT id, created_at FROM users WHERE public_id IS NULL ORDER BY id LIMIT 500",
-        ),
+        without_public_id: USERS_WITHOUT_PUBLIC_ID,
         set_public_id: Stmt::ordered(
             "UPDATE users SET public_id = ? WHERE id = ? AND public_id IS NULL",
             &[2, 1],
@@ -310,9 +236,7 @@ const SQL: Statements = Statements {
         ),
     },
     keys: KeySql {
-        generations: Stmt::new(
-            "SELECT generation, created_at, retires_at FROM signing_keys ORDER BY generation",
-        ),
+        generations: KEY_GENERATIONS,
         add: Stmt::new("INSERT IGNORE INTO signing_keys (generation, created_at) VALUES (?, ?)"),
         retire: Stmt::new(
             "UPDATE signing_keys SET retires_at = ? WHERE retires_at IS NULL AND generation < ?",
@@ -378,7 +302,7 @@ const SQL: Statements = Statements {
              ON DUPLICATE KEY UPDATE secret_fingerprint = ?",
             &[1, 1],
         ),
-        recorded: Stmt::new("SELECT secret_fingerprint FROM deployment WHERE id = 1"),
+        recorded: RECORDED_SECRET,
     },
     // Each statement walks an index and commits a batch at a time.
     sweep: Sweep {
@@ -394,5 +318,5 @@ const SQL: Statements = Statements {
         ],
         batch: Some(1000),
     },
-    ping: Stmt::new("SELECT 1"),
+    ping: PING,
 };

@@ -1,7 +1,7 @@
 //! The PostgreSQL store: users and the outbox, and sessions, codes and limits when there is no
 //! Redis, shared by any number of mailcode instances. It is the one SQL store
 //! ([`super::store::SqlStore`]) on the PostgreSQL dialect ([`Pg`]); this file opens its pool.
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -11,9 +11,6 @@ use crate::store::{StoreError, StoreResult};
 
 pub type PostgresStore = super::store::SqlStore<Pg>;
 
-/// Connections per instance: PostgreSQL's default `max_connections` is 100, so a few instances
-/// fit beside the operator's own clients (docs/operations.md, "PostgreSQL").
-const POOL_SIZE: u32 = 16;
 /// How long a statement waits for a row lock; our transactions hold locks for milliseconds, so
 /// a longer wait is a stuck client elsewhere: it becomes a retry, then a 503.
 const LOCK_TIMEOUT: &str = "1000ms";
@@ -26,15 +23,7 @@ pub(super) async fn connect(url: &str, acquire_timeout: Duration) -> StoreResult
     let opts = PgConnectOptions::from_str(url)
         .map_err(|e| StoreError::Internal(format!("bad PostgreSQL URL: {e}")))?
         .options([("lock_timeout", LOCK_TIMEOUT)]);
-    let pool = PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
-        .min_connections(0)
-        // Covers TCP connect and handshake too: a server that is down costs at most this.
-        .acquire_timeout(acquire_timeout)
-        .idle_timeout(Duration::from_secs(300))
-        .max_lifetime(Duration::from_secs(1800))
-        // A connection that died with the server is found out before it is handed out.
-        .test_before_acquire(true)
+    let pool = super::server_pool(acquire_timeout)
         .connect_with(opts)
         .await
         .map_err(Pg::classify)?;

@@ -1,36 +1,24 @@
 //! PostgreSQL: only what differs from the other dialects (SQL text with `$n` placeholders, column
 //! types, which errors mean "unavailable", which constraint a duplicate names). The rules and the
 //! store are in the files beside this one; the pool is opened in `pg_store.rs`.
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgArguments, PgDatabaseError, PgPool, PgRow};
-use sqlx::query::Query;
-use sqlx::{Postgres, Row, Transaction};
-use std::future::Future;
-use std::time::Duration;
+use sqlx::postgres::{PgDatabaseError, PgRow};
+use sqlx::{Postgres, Row};
 
 use super::statements::*;
-use super::{Dialect, Duplicate, Stmt, Val};
-use crate::store::{StoreError, StoreResult};
+use super::{Dialect, Duplicate, Query, Stmt, Val};
 
 pub struct Pg;
 
-fn bind<'q>(q: Query<'q, Postgres, PgArguments>, v: Val<'q>) -> Query<'q, Postgres, PgArguments> {
+fn bind<'q>(q: Query<'q, Postgres>, v: Val<'q>) -> Query<'q, Postgres> {
     match v {
-        Val::Int(n) => q.bind(n),
-        Val::Text(s) => q.bind(s),
         // Usernames and their keys are BYTEA: compared byte by byte.
         Val::Key(s) | Val::Name(s) => q.bind(s.as_bytes()),
-        Val::OptInt(n) => q.bind(n),
-        Val::OptText(s) => q.bind(s),
-        Val::Flag(b) => q.bind(b),
+        v => super::bind_plain(q, v),
     }
 }
 
 /// A list is one array parameter (`= ANY($n)`), of the type of its values, whatever its length.
-fn bind_list<'q>(
-    q: Query<'q, Postgres, PgArguments>,
-    list: &[Val<'q>],
-) -> Query<'q, Postgres, PgArguments> {
+fn bind_list<'q>(q: Query<'q, Postgres>, list: &[Val<'q>]) -> Query<'q, Postgres> {
     match list.first() {
         Some(Val::Int(_)) => q.bind(
             list.iter()
@@ -86,69 +74,26 @@ fn sqlstate(e: &sqlx::Error) -> Option<String> {
 }
 
 impl Dialect for Pg {
-    type Db = Postgres;
-    type Conn = sqlx::PgConnection;
-    type Row = PgRow;
-    type Pools = PgPool;
-    type Read<'a> = PoolConnection<Postgres>;
-
     const NAME: &'static str = "PostgreSQL";
-    const BOUNDED: bool = true;
     const SQL: Statements = SQL;
+    crate::server_pool!(Postgres, super::pg_store::connect);
 
-    fn connect(
-        url: &str,
-        acquire_timeout: Duration,
-    ) -> impl Future<Output = StoreResult<PgPool>> + Send {
-        super::pg_store::connect(url, acquire_timeout)
-    }
-
-    fn write(
-        p: &PgPool,
-    ) -> impl Future<Output = Result<PoolConnection<Postgres>, sqlx::Error>> + Send + '_ {
-        p.acquire()
-    }
-
-    fn begin(
-        p: &PgPool,
-    ) -> impl Future<Output = Result<Transaction<'static, Postgres>, sqlx::Error>> + Send + '_ {
-        p.begin()
-    }
-
-    fn read(
-        p: &PgPool,
-    ) -> impl Future<Output = Result<PoolConnection<Postgres>, sqlx::Error>> + Send + '_ {
-        p.acquire()
-    }
-
-    fn classify(e: sqlx::Error) -> StoreError {
+    fn unavailable(e: &sqlx::Error) -> bool {
         use states::*;
-        let unavailable = match &e {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => true,
-            other => sqlstate(other).is_some_and(|s| {
-                UNAVAILABLE_CLASSES.iter().any(|c| s.starts_with(c))
-                    || [
-                        ADMIN_SHUTDOWN,
-                        CRASH_SHUTDOWN,
-                        CANNOT_CONNECT_NOW,
-                        QUERY_CANCELED,
-                        LOCK_NOT_AVAILABLE,
-                        READ_ONLY_TRANSACTION,
-                        SERIALIZATION_FAILURE,
-                        DEADLOCK_DETECTED,
-                    ]
-                    .contains(&s.as_str())
-            }),
-        };
-        if unavailable {
-            StoreError::Unavailable(e.to_string())
-        } else {
-            StoreError::Internal(e.to_string())
-        }
+        sqlstate(e).is_some_and(|s| {
+            UNAVAILABLE_CLASSES.iter().any(|c| s.starts_with(c))
+                || [
+                    ADMIN_SHUTDOWN,
+                    CRASH_SHUTDOWN,
+                    CANNOT_CONNECT_NOW,
+                    QUERY_CANCELED,
+                    LOCK_NOT_AVAILABLE,
+                    READ_ONLY_TRANSACTION,
+                    SERIALIZATION_FAILURE,
+                    DEADLOCK_DETECTED,
+                ]
+                .contains(&s.as_str())
+        })
     }
 
     fn lock_conflict(e: &sqlx::Error) -> bool {
@@ -159,34 +104,19 @@ impl Dialect for Pg {
     }
 
     /// Which unique constraint a violation names (`migrations/postgres/0001_init.sql`).
-    fn duplicate(e: &sqlx::Error) -> Option<Duplicate> {
-        let sqlx::Error::Database(db) = e else {
-            return None;
-        };
-        if !db.is_unique_violation() {
-            return None;
-        }
+    fn duplicate(db: &dyn sqlx::error::DatabaseError) -> Duplicate {
         let name = db
             .try_downcast_ref::<PgDatabaseError>()
             .and_then(|p| p.constraint());
-        Some(match name {
+        match name {
             Some("users_email") => Duplicate::Email,
             Some("users_username_key") => Duplicate::Username,
             _ => Duplicate::Unnamed,
-        })
+        }
     }
 
     fn list_sql(stmt: ListStmt, fixed: usize, _n: usize) -> String {
         format!("{} = ANY(${})", stmt.sql, fixed + 1)
-    }
-
-    fn insert_id<'c>(
-        conn: &'c mut sqlx::PgConnection,
-        stmt: Stmt,
-        args: &'c [Val<'c>],
-    ) -> impl Future<Output = Result<i64, sqlx::Error>> + Send + 'c {
-        let q = stmt.args(args).fold(sqlx::query(stmt.sql), bind);
-        async move { q.fetch_one(conn).await?.try_get("id") }
     }
 
     crate::sql_executor!(Postgres, bind, bind_list);
@@ -279,20 +209,12 @@ const SQL: Statements = Statements {
             "SELECT id, public_id, username, email, password_hash, disabled, created_at \
              FROM users WHERE email = $1",
         ),
-        all: Stmt::new(
-            "SELECT id, public_id, username, email, password_hash, disabled, created_at \
-             FROM users ORDER BY id",
-        ),
-        by_keys: ListStmt {
-            sql: "SELECT id, public_id, username, email, password_hash, disabled, created_at, \
-                  username_key FROM users WHERE username_key",
-        },
+        all: ALL_USERS,
+        by_keys: USERS_BY_KEYS,
         delete: Stmt::new("DELETE FROM users WHERE id = $1"),
         set_password: Stmt::new("UPDATE users SET password_hash = $1 WHERE id = $2"),
         set_disabled: Stmt::new("UPDATE users SET disabled = $1 WHERE id = $2"),
-        without_public_id: Stmt::new(
-            "SELECT id, created_at FROM users WHERE public_id IS NULL ORDER BY id LIMIT 500",
-        ),
+        without_public_id: USERS_WITHOUT_PUBLIC_ID,
         set_public_id: Stmt::new(
             "UPDATE users SET public_id = $2 WHERE id = $1 AND public_id IS NULL",
         ),
@@ -307,9 +229,7 @@ const SQL: Statements = Statements {
         ),
     },
     keys: KeySql {
-        generations: Stmt::new(
-            "SELECT generation, created_at, retires_at FROM signing_keys ORDER BY generation",
-        ),
+        generations: KEY_GENERATIONS,
         add: Stmt::new(
             "INSERT INTO signing_keys (generation, created_at) VALUES ($1, $2) \
              ON CONFLICT (generation) DO NOTHING",
@@ -375,7 +295,7 @@ const SQL: Statements = Statements {
             "INSERT INTO deployment (id, secret_fingerprint) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET secret_fingerprint = EXCLUDED.secret_fingerprint",
         ),
-        recorded: Stmt::new("SELECT secret_fingerprint FROM deployment WHERE id = 1"),
+        recorded: RECORDED_SECRET,
     },
     // PostgreSQL's DELETE has no LIMIT: each batch is chosen by row address.
     sweep: Sweep {
@@ -404,5 +324,5 @@ const SQL: Statements = Statements {
         ],
         batch: Some(1000),
     },
-    ping: Stmt::new("SELECT 1"),
+    ping: PING,
 };

@@ -4,39 +4,25 @@
 //! and the store are in the files beside this one. One writer serves every transaction one after
 //! the other, so `for_update` statements need no row lock and no lock race is ever lost.
 use sqlx::pool::PoolConnection;
-use sqlx::query::Query;
-use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, Transaction};
 use std::future::Future;
 use std::time::Duration;
 
 use super::statements::*;
-use super::{Dialect, Duplicate, Stmt, Val};
+use super::{Dialect, Duplicate, Query, Stmt, Val};
 use crate::store::sqlite::{ReadConn, SqlitePools};
-use crate::store::{OutgoingMail, StoreError, StoreResult, User};
+use crate::store::{OutgoingMail, StoreResult, User};
 
 pub struct Lite;
 
-fn bind<'q>(
-    q: Query<'q, Sqlite, SqliteArguments<'q>>,
-    v: Val<'q>,
-) -> Query<'q, Sqlite, SqliteArguments<'q>> {
+/// TEXT compares byte by byte in SQLite (the BINARY collation): keys and names are text.
+fn bind<'q>(q: Query<'q, Sqlite>, v: Val<'q>) -> Query<'q, Sqlite> {
     match v {
-        Val::Int(n) => q.bind(n),
-        // TEXT compares byte by byte in SQLite (the BINARY collation).
-        Val::Text(s) | Val::Key(s) | Val::Name(s) => q.bind(s),
-        Val::OptInt(n) => q.bind(n),
-        Val::OptText(s) => q.bind(s),
         // `users.disabled` is an INTEGER.
         Val::Flag(b) => q.bind(i64::from(b)),
+        v => super::bind_plain(q, v),
     }
-}
-
-fn bind_list<'q>(
-    q: Query<'q, Sqlite, SqliteArguments<'q>>,
-    list: &[Val<'q>],
-) -> Query<'q, Sqlite, SqliteArguments<'q>> {
-    list.iter().copied().fold(q, bind)
 }
 
 impl Dialect for Lite {
@@ -89,18 +75,13 @@ impl Dialect for Lite {
         Some(p.lookup_email(email))
     }
 
-    fn classify(e: sqlx::Error) -> StoreError {
-        let unavailable = match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+    /// Another process holds the file's lock beyond the busy timeout.
+    fn unavailable(e: &sqlx::Error) -> bool {
+        match e {
             sqlx::Error::Database(db) => {
                 db.message().contains("locked") || db.message().contains("busy")
             }
             _ => false,
-        };
-        if unavailable {
-            StoreError::Unavailable(e.to_string())
-        } else {
-            StoreError::Internal(e.to_string())
         }
     }
 
@@ -110,33 +91,15 @@ impl Dialect for Lite {
     }
 
     /// SQLite names the column: `UNIQUE constraint failed: users.email`.
-    fn duplicate(e: &sqlx::Error) -> Option<Duplicate> {
-        match e {
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                Some(if db.message().contains("users.email") {
-                    Duplicate::Email
-                } else {
-                    Duplicate::Username
-                })
-            }
-            _ => None,
+    fn duplicate(db: &dyn sqlx::error::DatabaseError) -> Duplicate {
+        if db.message().contains("users.email") {
+            Duplicate::Email
+        } else {
+            Duplicate::Username
         }
     }
 
-    fn list_sql(stmt: ListStmt, _fixed: usize, n: usize) -> String {
-        super::in_list(stmt, n)
-    }
-
-    fn insert_id<'c>(
-        conn: &'c mut sqlx::SqliteConnection,
-        stmt: Stmt,
-        args: &'c [Val<'c>],
-    ) -> impl Future<Output = Result<i64, sqlx::Error>> + Send + 'c {
-        let q = stmt.args(args).fold(sqlx::query(stmt.sql), bind);
-        async move { Ok(q.execute(conn).await?.last_insert_rowid()) }
-    }
-
-    crate::sql_executor!(Sqlite, bind, bind_list);
+    crate::sql_executor!(Sqlite, bind);
 }
 
 // INTEGER and TEXT columns (`migrations/sqlite/0001_init.sql`).
@@ -197,7 +160,7 @@ const SQL: Statements = Statements {
     users: UserSql {
         create: Stmt::new(
             "INSERT INTO users (public_id, username, username_key, username_key_version, email, \
-             password_hash, created_at) VALUES (?,?,?,?,?,?,?)",
+             password_hash, created_at) VALUES (?,?,?,?,?,?,?) RETURNING id",
         ),
         by_id: Stmt::new("SELECT * FROM users WHERE id = ?"),
         by_email: Stmt::new("SELECT * FROM users WHERE email = ?"),
@@ -208,9 +171,7 @@ const SQL: Statements = Statements {
         delete: Stmt::new("DELETE FROM users WHERE id = ?"),
         set_password: Stmt::new("UPDATE users SET password_hash = ? WHERE id = ?"),
         set_disabled: Stmt::new("UPDATE users SET disabled = ? WHERE id = ?"),
-        without_public_id: Stmt::new(
-            "SELECT id, created_at FROM users WHERE public_id IS NULL ORDER BY id LIMIT 500",
-        ),
+        without_public_id: USERS_WITHOUT_PUBLIC_ID,
         set_public_id: Stmt::new(
             "UPDATE users SET public_id = ?2 WHERE id = ?1 AND public_id IS NULL",
         ),
@@ -218,15 +179,13 @@ const SQL: Statements = Statements {
         names_for_update: Stmt::new(
             "SELECT id, username, username_key, username_key_version FROM users",
         ),
-        park_key: Stmt::new("UPDATE users SET username_key = ? WHERE id = ?"),
+        park_key: Stmt::new("UPDATE users SET username_key = ?1 WHERE id = ?2"),
         set_key: Stmt::new(
-            "UPDATE users SET username_key = ?, username_key_version = ? WHERE id = ?",
+            "UPDATE users SET username_key = ?1, username_key_version = ?2 WHERE id = ?3",
         ),
     },
     keys: KeySql {
-        generations: Stmt::new(
-            "SELECT generation, created_at, retires_at FROM signing_keys ORDER BY generation",
-        ),
+        generations: KEY_GENERATIONS,
         add: Stmt::new(
             "INSERT OR IGNORE INTO signing_keys (generation, created_at) VALUES (?1, ?2)",
         ),
@@ -284,7 +243,7 @@ const SQL: Statements = Statements {
             "INSERT INTO deployment (id, secret_fingerprint) VALUES (1, ?1) \
              ON CONFLICT (id) DO UPDATE SET secret_fingerprint = excluded.secret_fingerprint",
         ),
-        recorded: Stmt::new("SELECT secret_fingerprint FROM deployment WHERE id = 1"),
+        recorded: RECORDED_SECRET,
     },
     // One transaction of the one writer.
     sweep: Sweep {
@@ -301,5 +260,5 @@ const SQL: Statements = Statements {
         ],
         batch: None,
     },
-    ping: Stmt::new("SELECT 1"),
+    ping: PING,
 };

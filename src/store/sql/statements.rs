@@ -3,6 +3,25 @@
 //! and returns is said here once: every dialect's text must match it.
 use super::Stmt;
 
+/// The statements without arguments, the same text on every dialect.
+pub const PING: Stmt = Stmt::new("SELECT 1");
+pub const KEY_GENERATIONS: Stmt =
+    Stmt::new("SELECT generation, created_at, retires_at FROM signing_keys ORDER BY generation");
+pub const USERS_WITHOUT_PUBLIC_ID: Stmt =
+    Stmt::new("SELECT id, created_at FROM users WHERE public_id IS NULL ORDER BY id LIMIT 500");
+/// Every account, and the accounts holding any of a list of keys, as the servers' dialects read
+/// them ([`crate::store::USER_COLS`]).
+pub const ALL_USERS: Stmt = Stmt::new(
+    "SELECT id, public_id, username, email, password_hash, disabled, created_at \
+     FROM users ORDER BY id",
+);
+pub const USERS_BY_KEYS: ListStmt = ListStmt {
+    sql: "SELECT id, public_id, username, email, password_hash, disabled, created_at, \
+          username_key FROM users WHERE username_key",
+};
+pub const RECORDED_SECRET: Stmt =
+    Stmt::new("SELECT secret_fingerprint FROM deployment WHERE id = 1");
+
 /// A statement that matches a column against a list of values (`mark_sent`, `find_by_username`):
 /// the text up to that column; the dialect writes the list test after it
 /// ([`super::Dialect::list_sql`]: `IN (?, …)`, or `= ANY($n)` with one array). The list comes

@@ -26,10 +26,10 @@ impl<D: Dialect> UserStore for SqlStore<D> {
                 let mut conn = D::write(&self.pools).await?;
                 match D::insert_id(&mut conn, D::SQL.users.create, args).await {
                     Ok(id) => Ok(Ok(id)),
-                    Err(e) => match D::duplicate(&e) {
-                        Some(taken) => Ok(Err(taken)),
-                        None => Err(e),
-                    },
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                        Ok(Err(D::duplicate(&*db)))
+                    }
+                    Err(e) => Err(e),
                 }
             })
             .await?;
