@@ -1,7 +1,8 @@
 //! Store traits, spoken in the domain's words (STYLE §4), one file per concern (`sessions`,
 //! `codes`, `limits`, `users`, `outbox`, `secret`), and the backends behind them: `redis/`,
-//! `sql/` (the rules every SQL dialect shares), `sqlite.rs`, `mysql.rs`. `timed.rs` times every
-//! call of every concern, whatever the backend.
+//! `sql/` (the one SQL store, generic over its dialect: SQLite, MySQL/MariaDB, PostgreSQL), and
+//! `sqlite.rs`, `mysql.rs`, which open their dialect's connections. `timed.rs` times every call
+//! of every concern, whatever the backend.
 //!
 //! Each operation that must not race (code attempts, redeeming a code into a session, limits) is
 //! one trait method, made atomic by the backend its own way. Stores never see HTTP, raw session

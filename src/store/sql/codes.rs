@@ -47,7 +47,7 @@ pub async fn lock_row<D: Dialect>(
     purpose: CodePurpose,
 ) -> Result<Option<CodeRow>, sqlx::Error> {
     let args = [Val::Text(session.as_str()), Val::Text(purpose.as_str())];
-    let row = super::fetch_optional::<D>(conn, D::SQL.code_for_update, &args).await?;
+    let row = super::fetch_optional::<D>(conn, D::SQL.codes.for_update, &args).await?;
     row.map(|r| {
         Ok(CodeRow {
             email: r.text("email")?,
@@ -65,7 +65,7 @@ async fn use_attempt<D: Dialect>(
     purpose: CodePurpose,
 ) -> Result<(), sqlx::Error> {
     let args = [Val::Text(session.as_str()), Val::Text(purpose.as_str())];
-    D::execute(conn, D::SQL.use_attempt, &args).await?;
+    D::execute(conn, D::SQL.codes.use_attempt, &args).await?;
     Ok(())
 }
 

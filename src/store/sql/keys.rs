@@ -4,7 +4,7 @@ use crate::clock::Millis;
 use crate::store::KeyGeneration;
 
 async fn read<D: Dialect>(conn: &mut D::Conn) -> Result<Vec<KeyGeneration>, sqlx::Error> {
-    let rows = D::fetch_all(conn, D::SQL.key_generations, &[]).await?;
+    let rows = D::fetch_all(conn, D::SQL.keys.generations, &[]).await?;
     rows.iter()
         .map(|r| {
             Ok(KeyGeneration {
@@ -27,12 +27,7 @@ pub async fn generations<D: Dialect>(
     if !found.is_empty() {
         return Ok(found);
     }
-    D::execute(
-        conn,
-        D::SQL.add_key_generation,
-        &[Val::Int(1), Val::Int(now)],
-    )
-    .await?;
+    D::execute(conn, D::SQL.keys.add, &[Val::Int(1), Val::Int(now)]).await?;
     read::<D>(conn).await
 }
 
@@ -48,15 +43,10 @@ pub async fn rotate<D: Dialect>(
         .await?
         .last()
         .map_or(1, |g| g.generation + 1);
+    D::execute(conn, D::SQL.keys.add, &[Val::Int(next), Val::Int(now)]).await?;
     D::execute(
         conn,
-        D::SQL.add_key_generation,
-        &[Val::Int(next), Val::Int(now)],
-    )
-    .await?;
-    D::execute(
-        conn,
-        D::SQL.retire_key_generations,
+        D::SQL.keys.retire,
         &[Val::Int(retire_at), Val::Int(next)],
     )
     .await?;

@@ -28,10 +28,10 @@ pub async fn count_hit<D: Dialect>(
 ) -> Result<Limit, sqlx::Error> {
     let reset = now.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
     let args = [Val::Text(key), Val::Int(reset), Val::Int(now)];
-    let row = match D::SQL.read_counter {
-        None => super::fetch_optional::<D>(conn, D::SQL.count_hit, &args).await?,
+    let row = match D::SQL.limits.read_counter {
+        None => super::fetch_optional::<D>(conn, D::SQL.limits.count_hit, &args).await?,
         Some(read) => {
-            D::execute(conn, D::SQL.count_hit, &args).await?;
+            D::execute(conn, D::SQL.limits.count_hit, &args).await?;
             super::fetch_optional::<D>(conn, read, &args[..1]).await?
         }
     };
@@ -52,7 +52,7 @@ pub async fn read_limit<D: Dialect>(
     now: Millis,
 ) -> Result<Limit, sqlx::Error> {
     let args = [Val::Text(key), Val::Int(now)];
-    match super::fetch_optional::<D>(conn, D::SQL.peek_counter, &args).await? {
+    match super::fetch_optional::<D>(conn, D::SQL.limits.peek, &args).await? {
         // At the limit already: one more would be refused.
         Some(r) => Ok(limit_from(
             r.int("count")? + 1,

@@ -1,8 +1,9 @@
 //! The SQL stores' rules, written once for every dialect (STYLE §13): how a code is judged and
-//! redeemed, how limits count, how rows become domain values. A dialect (`postgres.rs`, and
-//! SQLite and MySQL/MariaDB as they move here) holds only what differs between databases: the
-//! SQL text of each statement ([`Stmt`]), how a column is read ([`SqlRow`]) and which errors mean
-//! "unavailable, retry later" ([`Dialect::classify`]).
+//! redeemed, how limits count, how rows become domain values, and the one store on top of them
+//! (`store/`, [`store::SqlStore`]). A dialect (`sqlite.rs`, `mysql.rs`, `postgres.rs`) holds
+//! only what differs between databases: the SQL text of each statement ([`Statements`]), how a
+//! column is read ([`SqlRow`]), which errors mean "unavailable, retry later"
+//! ([`Dialect::classify`]), and how its connections are opened and handed out.
 //!
 //! Why a small [`Dialect`] trait rather than sqlx's `Any` driver: `Any` converts every argument
 //! and every row into its own value types (a copy of each column on every read), and it cannot
@@ -16,21 +17,29 @@
 //! store traits across transactions (the caller holds the transaction; the rules take its
 //! connection).
 pub mod codes;
+mod driver;
 pub mod keys;
 pub mod limits;
 pub mod mysql;
 pub mod outbox;
 pub mod pg_store;
-pub mod pg_users;
 pub mod postgres;
 pub mod sessions;
 pub mod sqlite;
+mod statements;
+pub mod store;
 pub mod users;
 
+pub use driver::*;
+pub use statements::*;
+
+use sqlx::pool::PoolConnection;
+use sqlx::Transaction;
 use std::future::Future;
+use std::ops::DerefMut;
 use std::time::Duration;
 
-use super::StoreError;
+use super::{OutgoingMail, StoreError, StoreResult, User};
 
 /// One argument of a statement, as the rules pass it; each dialect binds it its own way.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +50,10 @@ pub enum Val<'a> {
     OptText(Option<&'a str>),
     /// A key compared byte by byte (a username key): bytes where the dialect stores bytes.
     Key(&'a str),
+    /// A username as typed: bytes where the dialect stores it as bytes (PostgreSQL's BYTEA).
+    Name(&'a str),
+    /// A boolean column (`users.disabled`), as the dialect stores one.
+    Flag(bool),
 }
 
 /// A statement of a dialect: its SQL text, and in which order it takes the rule's arguments.
@@ -86,77 +99,157 @@ pub trait SqlRow {
     fn opt_text(&self, col: &str) -> Result<Option<String>, sqlx::Error>;
     fn flag(&self, col: &str) -> Result<bool, sqlx::Error>;
 
+    /// A byte-string column holding text (a username or its key, compared byte by byte).
+    fn key_text(&self, col: &str) -> Result<String, sqlx::Error> {
+        self.text(col)
+    }
+
     /// A counter (attempts): never negative, clamped to `u32`.
     fn count(&self, col: &str) -> Result<u32, sqlx::Error> {
         Ok(u32::try_from(self.int(col)?.max(0)).unwrap_or(u32::MAX))
     }
 }
 
-/// The SQL text of every statement the rules run, per dialect.
-#[derive(Debug, Clone, Copy)]
-pub struct Statements {
-    /// `email, mac, expires_at, attempts` of a code by (session_key, purpose), locking the row
-    /// until the transaction ends where the database locks rows (`FOR UPDATE`).
-    pub code_for_update: Stmt,
-    /// Uses one attempt of the code (session_key, purpose).
-    pub use_attempt: Stmt,
-    /// The 12 columns of a session, in [`sessions::COLUMNS`]' order.
-    pub insert_session: Stmt,
-    pub delete_codes_of_session: Stmt,
-    pub delete_session: Stmt,
-    /// Counts one hit (key, reset_at of a new window, now); returns `count, reset_at` unless
-    /// [`Statements::read_counter`] must follow.
-    pub count_hit: Stmt,
-    /// `count, reset_at` by key, after a `count_hit` that returns nothing (MySQL: no RETURNING).
-    pub read_counter: Option<Stmt>,
-    /// `count, reset_at` of a running window (key, now).
-    pub peek_counter: Stmt,
-    /// `id, created_at` of up to 500 accounts older than user ids, by id.
-    pub users_without_public_id: Stmt,
-    /// Gives the account (id) the user id (text) unless it has one.
-    pub set_public_id: Stmt,
-    /// `generation, created_at, retires_at` of every signing key, oldest first.
-    pub key_generations: Stmt,
-    /// Adds the key generation (generation, created_at) unless it exists.
-    pub add_key_generation: Stmt,
-    /// Retires every live generation older than the given one (retires_at, generation).
-    pub retire_key_generations: Stmt,
-    /// Queues a delivery (mail_ref, kind, to, order, created_at = due, expires_at).
-    pub insert_delivery: Stmt,
-    /// `mail_ref, to_addr, attempts, created_at, mail_order, last_error` of the newest given-up
-    /// webhook deliveries (how many).
-    pub failed_deliveries: Stmt,
-    /// Queues a given-up webhook delivery again (mail_ref, due, expires_at).
-    pub requeue_delivery: Stmt,
+/// Which unique index a refused new account violates ([`Dialect::duplicate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duplicate {
+    Email,
+    Username,
+    /// A unique violation the error does not name (a message in another language): the store
+    /// finds out which one is taken.
+    Unnamed,
 }
 
-/// A SQL database as the rules need it: its sqlx driver, its statements, its error classes.
-pub trait Dialect: Send + Sync + 'static {
+/// A SQL database as the store needs it: its sqlx driver, its statements, its connections, its
+/// error classes. Everything else (the rules, the store traits) is written once, generic over it.
+pub trait Dialect: Send + Sync + Sized + 'static {
     type Db: sqlx::Database<Connection = Self::Conn, Row = Self::Row>;
-    type Conn: Send;
+    type Conn: sqlx::Connection<Database = Self::Db> + Send;
     type Row: SqlRow + Send;
+    /// The connections one store holds, shared by its clones.
+    type Pools: Send + Sync + 'static;
+    /// A connection for reads, as [`Dialect::read`] hands it out.
+    type Read<'a>: DerefMut<Target = Self::Conn> + Send + 'a;
 
     const NAME: &'static str;
     const SQL: Statements;
+    /// Whether each store operation runs in [`run`] (a deadline, lock races run again): a server
+    /// shared by instances. SQLite's one local writer has no lock race to lose, and its hot
+    /// paths pay no timer: its waits are bounded by its pools' acquire timeout and its busy
+    /// timeout, and every call by its caller's (`store::bounded`).
+    const BOUNDED: bool;
+
+    /// Opens the connections to `url` and applies the migrations; `acquire_timeout` bounds
+    /// getting a connection, connecting included.
+    fn connect(
+        url: &str,
+        acquire_timeout: Duration,
+    ) -> impl Future<Output = StoreResult<Self::Pools>> + Send;
+    /// A connection for writes (a statement that is a transaction of its own).
+    fn write(
+        p: &Self::Pools,
+    ) -> impl Future<Output = Result<PoolConnection<Self::Db>, sqlx::Error>> + Send + '_;
+    /// A transaction, on a write connection.
+    fn begin(
+        p: &Self::Pools,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send + '_;
+    /// A connection for reads.
+    fn read(
+        p: &Self::Pools,
+    ) -> impl Future<Output = Result<Self::Read<'_>, sqlx::Error>> + Send + '_;
+
+    /// Queues a code mail the dialect's own way (SQLite: group commit), or `None`: one INSERT.
+    fn queue_mail<'a>(
+        _p: &'a Self::Pools,
+        _m: &'a OutgoingMail,
+    ) -> Option<impl Future<Output = StoreResult<()>> + Send + 'a> {
+        None::<std::future::Ready<StoreResult<()>>>
+    }
+    /// Looks an account up by address the dialect's own way (SQLite: in batches), or `None`:
+    /// one SELECT.
+    fn lookup_email<'a>(
+        _p: &'a Self::Pools,
+        _email: &'a str,
+    ) -> Option<impl Future<Output = StoreResult<Option<User>>> + Send + 'a> {
+        None::<std::future::Ready<StoreResult<Option<User>>>>
+    }
 
     /// `Unavailable` for what a retry may cure (the server is gone, busy, read-only), else
-    /// `Internal`.
-    fn classify(e: sqlx::Error) -> StoreError;
+    /// `Internal`: a connection that failed or could not be had, or a database error the
+    /// dialect says a retry may cure ([`Dialect::unavailable`]).
+    fn classify(e: sqlx::Error) -> StoreError {
+        let unavailable = match &e {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed => true,
+            sqlx::Error::Database(_) => Self::unavailable(&e),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Internal(e.to_string())
+        }
+    }
+    /// Whether a database error (`sqlx::Error::Database`) means "the server is there but cannot
+    /// serve us now".
+    fn unavailable(e: &sqlx::Error) -> bool;
     /// A lost lock race (deadlock, lock wait, serialization failure): the whole transaction may
     /// simply be run again.
     fn lock_conflict(e: &sqlx::Error) -> bool;
+    /// Which unique index a unique violation (of a new account) names.
+    fn duplicate(db: &dyn sqlx::error::DatabaseError) -> Duplicate;
+    /// The text of a [`ListStmt`] after `fixed` other arguments, for `n` values: `IN (?, …)`,
+    /// one placeholder a value.
+    fn list_sql(stmt: ListStmt, _fixed: usize, n: usize) -> String {
+        format!("{} IN ({})", stmt.sql, vec!["?"; n].join(", "))
+    }
 
     fn fetch_all<'c>(
         conn: &'c mut Self::Conn,
         stmt: Stmt,
         args: &'c [Val<'c>],
     ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'c;
+    /// The row a statement finds, if any (a key lookup: one row at most).
+    fn fetch_optional<'c>(
+        conn: &'c mut Self::Conn,
+        stmt: Stmt,
+        args: &'c [Val<'c>],
+    ) -> impl Future<Output = Result<Option<Self::Row>, sqlx::Error>> + Send + 'c;
     /// Runs a statement; answers how many rows it changed.
     fn execute<'c>(
         conn: &'c mut Self::Conn,
         stmt: Stmt,
         args: &'c [Val<'c>],
     ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'c;
+    /// A [`ListStmt`]'s rows, given its other arguments and the list.
+    fn fetch_list<'c>(
+        conn: &'c mut Self::Conn,
+        stmt: ListStmt,
+        fixed: &'c [Val<'c>],
+        list: &'c [Val<'c>],
+    ) -> impl Future<Output = Result<Vec<Self::Row>, sqlx::Error>> + Send + 'c;
+    /// Runs a [`ListStmt`]; answers how many rows it changed.
+    fn execute_list<'c>(
+        conn: &'c mut Self::Conn,
+        stmt: ListStmt,
+        fixed: &'c [Val<'c>],
+        list: &'c [Val<'c>],
+    ) -> impl Future<Output = Result<u64, sqlx::Error>> + Send + 'c;
+    /// Runs the INSERT of one row; answers the id the database gave it: by default the `id`
+    /// its `RETURNING id` returns.
+    fn insert_id<'c>(
+        conn: &'c mut Self::Conn,
+        stmt: Stmt,
+        args: &'c [Val<'c>],
+    ) -> impl Future<Output = Result<i64, sqlx::Error>> + Send + 'c {
+        async move {
+            let row = Self::fetch_optional(conn, stmt, args).await?;
+            row.ok_or(sqlx::Error::RowNotFound)?.int("id")
+        }
+    }
 }
 
 /// The row a statement finds, if any (a key lookup: one row at most).
@@ -165,7 +258,7 @@ pub async fn fetch_optional<'c, D: Dialect>(
     stmt: Stmt,
     args: &'c [Val<'c>],
 ) -> Result<Option<D::Row>, sqlx::Error> {
-    Ok(D::fetch_all(conn, stmt, args).await?.into_iter().next())
+    D::fetch_optional(conn, stmt, args).await
 }
 
 /// How often an operation that lost a lock race is tried again before giving up.
@@ -205,6 +298,17 @@ where
     }
 }
 
+/// A migration that could not be applied: `Unavailable` when the server went away meanwhile.
+pub fn migration_failed<D: Dialect>(e: sqlx::migrate::MigrateError) -> StoreError {
+    match e {
+        sqlx::migrate::MigrateError::Execute(e) => match D::classify(e) {
+            StoreError::Unavailable(m) => StoreError::Unavailable(m),
+            StoreError::Internal(m) => StoreError::Internal(format!("migration failed: {m}")),
+        },
+        other => StoreError::Internal(format!("migration failed: {other}")),
+    }
+}
+
 /// An SMTP error is kept for the operator, not in full: a TEXT column holds 64 KiB on MySQL.
 pub fn clip(error: &str) -> &str {
     const MAX: usize = 2000;
@@ -212,35 +316,6 @@ pub fn clip(error: &str) -> &str {
         Some((cut, _)) => &error[..cut],
         None => error,
     }
-}
-
-/// The two executor methods of [`Dialect`] on a concrete sqlx driver, written once for every
-/// dialect (each expands it with its own database type and its own way to bind a [`Val`]).
-#[macro_export]
-#[doc(hidden)]
-macro_rules! sql_executor {
-    ($db:ty, $bind:path) => {
-        fn fetch_all<'c>(
-            conn: &'c mut <$db as sqlx::Database>::Connection,
-            stmt: $crate::store::sql::Stmt,
-            args: &'c [$crate::store::sql::Val<'c>],
-        ) -> impl std::future::Future<
-            Output = Result<Vec<<$db as sqlx::Database>::Row>, sqlx::Error>,
-        > + Send
-               + 'c {
-            let q = stmt.args(args).fold(sqlx::query(stmt.sql), $bind);
-            q.fetch_all(conn)
-        }
-
-        fn execute<'c>(
-            conn: &'c mut <$db as sqlx::Database>::Connection,
-            stmt: $crate::store::sql::Stmt,
-            args: &'c [$crate::store::sql::Val<'c>],
-        ) -> impl std::future::Future<Output = Result<u64, sqlx::Error>> + Send + 'c {
-            let q = stmt.args(args).fold(sqlx::query(stmt.sql), $bind);
-            async move { Ok(q.execute(conn).await?.rows_affected()) }
-        }
-    };
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub async fn insert_events<D: Dialect>(
             Val::Int(e.created_at),
             Val::Int(e.expires_at),
         ];
-        D::execute(conn, D::SQL.insert_delivery, &args).await?;
+        D::execute(conn, D::SQL.outbox.insert_delivery, &args).await?;
     }
     Ok(())
 }
@@ -29,7 +29,7 @@ pub async fn failed<D: Dialect>(
     conn: &mut D::Conn,
     max: u32,
 ) -> Result<Vec<FailedDelivery>, sqlx::Error> {
-    let rows = D::fetch_all(conn, D::SQL.failed_deliveries, &[Val::Int(i64::from(max))]).await?;
+    let rows = D::fetch_all(conn, D::SQL.outbox.failed, &[Val::Int(i64::from(max))]).await?;
     rows.iter()
         .map(|r| {
             Ok(FailedDelivery {
@@ -52,5 +52,5 @@ pub async fn requeue<D: Dialect>(
     expires_at: Millis,
 ) -> Result<bool, sqlx::Error> {
     let args = [Val::Text(id), Val::Int(now), Val::Int(expires_at)];
-    Ok(D::execute(conn, D::SQL.requeue_delivery, &args).await? == 1)
+    Ok(D::execute(conn, D::SQL.outbox.requeue, &args).await? == 1)
 }

@@ -52,15 +52,15 @@ pub async fn insert<D: Dialect>(conn: &mut D::Conn, s: &SessionRecord) -> Result
         Val::Text(&s.ip),
         Val::OptText(public_id.as_deref()),
     ];
-    D::execute(conn, D::SQL.insert_session, &args).await?;
+    D::execute(conn, D::SQL.sessions.insert, &args).await?;
     Ok(())
 }
 
 /// Deletes a session and its codes; true when the session existed.
 pub async fn delete<D: Dialect>(conn: &mut D::Conn, key: &SessionKey) -> Result<bool, sqlx::Error> {
     let args = [Val::Text(key.as_str())];
-    D::execute(conn, D::SQL.delete_codes_of_session, &args).await?;
-    Ok(D::execute(conn, D::SQL.delete_session, &args).await? > 0)
+    D::execute(conn, D::SQL.sessions.delete_codes, &args).await?;
+    Ok(D::execute(conn, D::SQL.sessions.delete, &args).await? > 0)
 }
 
 /// Ends a session (logout, revocation): deleted with its codes, and `events` queued when it
