@@ -1,7 +1,7 @@
 //! The Redis backend for sessions, codes, rate limits and the mail queue: the data read on
-//! every request lives in memory, with a TTL on every key; users stay in SQL. Same semantics as
-//! the SQL stores (`store/sql/`), checked by the same suite (`tests/store_suite`). The keys, their records and
-//! TTLs, the sign-in protocol that spans Cluster slots and how limits run on a Cluster are
+//! every request lives in memory, with a TTL on every key; users stay in SQL. Same semantics
+//! as the SQL stores (`store/sql/`), checked by the same suite (`tests/store_suite`). The keys,
+//! their records and TTLs, the sign-in protocol that spans Cluster slots and how limits run on a Cluster are
 //! described for operators in docs/operations.md, "Redis: keys and records"; the record format
 //! itself is defined once, in `codec/format.rs`, for the Rust codec and the Lua scripts alike.
 //!
