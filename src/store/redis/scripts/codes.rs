@@ -3,9 +3,9 @@
 use super::{LazyLock, Lua};
 
 /// The judgement shared by CHECK and REDEEM, as the SQL stores' `sql::codes::judge`, of the
-/// code a session's record keeps for a purpose (`codes_lua`). KEYS: the session, its marker. ARGV: purpose,
-/// email, mac, now, max attempts, action, the new session's tag (the marker's value), marker
-/// TTL. Verdict: 0 missing, 1 expired, 2 dead, 3 right, 4 wrong.
+/// code a session's record keeps for a purpose (`codes_lua`). KEYS: the session, its marker.
+/// ARGV: purpose, email, mac, now, max attempts, action, the new session's tag (the marker's
+/// value), marker TTL. Verdict: 0 missing, 1 expired, 2 dead, 3 right, 4 wrong.
 macro_rules! judge_lua {
     () => {
         r#"
