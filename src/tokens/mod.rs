@@ -7,6 +7,7 @@
 //! everywhere within that time; the generation after the newest is published ahead, so a
 //! verifier that cached the key set before a rotation already knows the new key.
 pub mod keys;
+mod signer;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -109,6 +110,8 @@ pub struct AccessTokens {
 
 impl AccessTokens {
     pub fn new(settings: TokenSettings, secret: Secret, store: Arc<dyn SigningKeyRecord>) -> Self {
+        // Before any key is made: jsonwebtoken fixes its provider at first use.
+        signer::install();
         AccessTokens {
             settings,
             default_issuer: OnceLock::new(),

@@ -36,9 +36,9 @@ pub struct WhoData<'a> {
 impl WhoData<'_> {
     /// The JSON that `Serialize` writes (a unit test checks): forward authentication is on the
     /// hot path of every request of the application (docs/benchmarks.md).
-    fn write_json(&self, out: &mut crate::http::error::JsonOut) {
+    fn write_json(&self, user_id: &str, out: &mut crate::http::error::JsonOut) {
         out.raw(r#"{"user_id":""#);
-        out.raw(&self.user_id.to_text());
+        out.raw(user_id);
         out.raw(r#"","username":"#);
         out.string(self.username);
         out.raw(r#","email":"#);
@@ -48,14 +48,19 @@ impl WhoData<'_> {
         out.raw("}");
     }
 
-    fn write_headers(&self, h: &mut HeaderMap) {
+    /// The same as headers. A value with nothing to encode (the usual ASCII name and address)
+    /// is not copied before it becomes a header value: the headers were most of what this
+    /// route costs beyond `GET /api/me` (docs/benchmarks.md, workload check).
+    fn write_headers(&self, user_id: &str, h: &mut HeaderMap) {
+        h.reserve(4);
         let mut put = |name: HeaderName, value: &str| {
-            let encoded = utf8_percent_encode(value, HEADER_UNSAFE).to_string();
+            let encoded: std::borrow::Cow<'_, str> =
+                utf8_percent_encode(value, HEADER_UNSAFE).into();
             if let Ok(v) = HeaderValue::from_str(&encoded) {
-                h.insert(name, v);
+                h.append(name, v);
             }
         };
-        put(USER_ID, &self.user_id.to_text());
+        put(USER_ID, user_id);
         put(USERNAME, self.username);
         put(EMAIL, self.email);
         put(SESSION_ID, self.session_id);
@@ -89,8 +94,9 @@ pub async fn auth_check(auth: Auth) -> Result<Response, ApiError> {
         email: &u.email,
         session_id: s.key.as_str(),
     };
-    let mut resp = ok_written(StatusCode::OK, "OK", |out| who.write_json(out));
-    who.write_headers(resp.headers_mut());
+    let id = user_id.to_text();
+    let mut resp = ok_written(StatusCode::OK, "OK", |out| who.write_json(&id, out));
+    who.write_headers(&id, resp.headers_mut());
     Ok(resp)
 }
 
@@ -183,13 +189,14 @@ mod tests {
                 email,
                 session_id: "5e5e",
             };
-            let resp = ok_written(StatusCode::OK, "OK", |out| who.write_json(out));
+            let id = user_id.to_text();
+            let resp = ok_written(StatusCode::OK, "OK", |out| who.write_json(&id, out));
             let body = futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 4096))
                 .expect("body");
             let written: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
             assert_eq!(written["data"], serde_json::to_value(&who).expect("serde"));
             let mut h = HeaderMap::new();
-            who.write_headers(&mut h);
+            who.write_headers(&id, &mut h);
             let decoded = |name: HeaderName| {
                 let raw = h.get(name).expect("set").to_str().expect("ASCII");
                 percent_encoding::percent_decode_str(raw)
