@@ -69,6 +69,8 @@ impl From<ListenError> for StartError {
 
 /// Webhook attempts in progress at once: a receiver that hangs holds one slot per delivery.
 const WEBHOOK_CONCURRENCY: usize = 16;
+/// A webhook worker woken by a new event claims what arrived within this (`Worker::gather`).
+const WEBHOOK_GATHER: Duration = Duration::from_millis(50);
 
 /// The SQL database: users always; sessions, limits and the mail queue when there is no Redis.
 #[derive(Clone)]
@@ -295,6 +297,7 @@ pub async fn build(
         concurrency: settings.mail_concurrency,
         attempt_deadline: settings.smtp_timeout,
         store_timeout: policy.store_timeout,
+        gather: Duration::ZERO,
     };
     // Webhooks (SPEC §7): their own worker over their part of the outbox, so a receiver that
     // hangs holds only its own deliveries. Without a URL no event is written and no secret made.
@@ -324,6 +327,7 @@ pub async fn build(
             concurrency: WEBHOOK_CONCURRENCY,
             attempt_deadline: settings.webhook_timeout,
             store_timeout: policy.store_timeout,
+            gather: WEBHOOK_GATHER,
         })
     };
     let sweeper = Sweeper {

@@ -36,6 +36,10 @@ pub struct Worker {
     pub attempt_deadline: Duration,
     /// Bounds each queue operation: a store that hangs must not stop the worker for good.
     pub store_timeout: Duration,
+    /// How long a wake-up waits for more deliveries to claim them together: none for code
+    /// mail (the visitor waits for it); a moment for webhooks, which arrive one per sign-in
+    /// and otherwise cost a claim and a poll each (docs/benchmarks.md, mailcode-hooks).
+    pub gather: Duration,
 }
 
 /// How one attempt of one delivery ended, as its courier judges it.
@@ -142,7 +146,11 @@ impl Worker {
                     }
                     me.mark_sent(&sent).await;
                 }
-                _ = me.wake.notified() => {}
+                _ = me.wake.notified() => {
+                    if !me.gather.is_zero() {
+                        tokio::time::sleep(me.gather).await;
+                    }
+                }
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
