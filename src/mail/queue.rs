@@ -137,6 +137,9 @@ impl Worker {
                 }
             };
             tokio::select! {
+                // Finished deliveries first: one marked sent late outlives its lease and is
+                // sent again.
+                biased;
                 Some(done) = delivering.join_next(), if !delivering.is_empty() => {
                     // A task that panicked is a mail whose lease ends: it is sent again.
                     let mut sent: Vec<QueuedMail> = done.ok().flatten().into_iter().collect();
