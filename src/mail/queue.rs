@@ -61,6 +61,11 @@ pub enum Attempt {
 #[async_trait::async_trait]
 pub trait Courier: Send + Sync {
     async fn attempt(&self, q: &QueuedMail) -> Attempt;
+    /// Deliveries of one claim with the same key are made one after the other, in the order
+    /// claimed (oldest first); `None`, the default, delivers each on its own.
+    fn order_key(&self, _q: &QueuedMail) -> Option<String> {
+        None
+    }
 }
 
 /// The code mail's courier: opens the sealed order, writes the mail and sends it; retries with
@@ -98,7 +103,7 @@ impl Worker {
         // every write goes through one connection, and a code request's own write waits behind
         // whatever is queued there.
         let writes = Arc::new(Semaphore::new(1));
-        let mut delivering: JoinSet<Option<QueuedMail>> = JoinSet::new();
+        let mut delivering: JoinSet<Vec<QueuedMail>> = JoinSet::new();
         loop {
             if *stop.borrow() {
                 break;
@@ -114,9 +119,15 @@ impl Worker {
                 {
                     Ok(batch) => {
                         claimed_all = batch.len() == free;
-                        for q in batch {
+                        for group in me.in_order(batch) {
                             let (worker, writes) = (me.clone(), writes.clone());
-                            delivering.spawn(async move { worker.deliver(q, &writes).await });
+                            delivering.spawn(async move {
+                                let mut delivered = Vec::new();
+                                for q in group {
+                                    delivered.extend(worker.deliver(q, &writes).await);
+                                }
+                                delivered
+                            });
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, what = me.what, "outbox unavailable"),
@@ -142,10 +153,10 @@ impl Worker {
                 biased;
                 Some(done) = delivering.join_next(), if !delivering.is_empty() => {
                     // A task that panicked is a mail whose lease ends: it is sent again.
-                    let mut sent: Vec<QueuedMail> = done.ok().flatten().into_iter().collect();
+                    let mut sent: Vec<QueuedMail> = done.unwrap_or_default();
                     // Every other mail that finished meanwhile, marked in the same write.
                     while let Some(more) = delivering.try_join_next() {
-                        sent.extend(more.ok().flatten());
+                        sent.extend(more.unwrap_or_default());
                     }
                     me.mark_sent(&sent).await;
                 }
@@ -160,12 +171,25 @@ impl Worker {
         }
         let finishing = async {
             while let Some(done) = delivering.join_next().await {
-                let sent: Vec<QueuedMail> = done.ok().flatten().into_iter().collect();
-                me.mark_sent(&sent).await;
+                me.mark_sent(&done.unwrap_or_default()).await;
             }
         };
         let _ = tokio::time::timeout(STOP_GRACE, finishing).await;
         // What is still in delivery is cancelled as the set drops; those leases end.
+    }
+
+    /// A claim as the tasks that deliver it: deliveries sharing an order key together, in the
+    /// order claimed; the others one per task.
+    fn in_order(&self, batch: Vec<QueuedMail>) -> Vec<Vec<QueuedMail>> {
+        let mut groups: Vec<(Option<String>, Vec<QueuedMail>)> = Vec::new();
+        for q in batch {
+            let key = self.courier.order_key(&q);
+            match groups.iter_mut().find(|(k, _)| key.is_some() && *k == key) {
+                Some((_, g)) => g.push(q),
+                None => groups.push((key, vec![q])),
+            }
+        }
+        groups.into_iter().map(|(_, g)| g).collect()
     }
 
     async fn mark_sent(&self, sent: &[QueuedMail]) {

@@ -29,8 +29,29 @@ fn event_type(body: &str) -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The user an event body names, to keep a user's events in order at each URL (SPEC §7).
+fn user_of(body: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Data {
+        user_id: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        data: Data,
+    }
+    serde_json::from_str::<Body>(body)
+        .ok()
+        .map(|b| b.data.user_id)
+}
+
 #[async_trait::async_trait]
 impl Courier for WebhookCourier {
+    /// One user's events at one URL, one after the other: `user.created` before
+    /// `user.signed_in`, as far as retries allow.
+    fn order_key(&self, q: &QueuedMail) -> Option<String> {
+        user_of(&q.mail.order).map(|u| format!("{u} {}", q.mail.to))
+    }
+
     async fn attempt(&self, q: &QueuedMail) -> Attempt {
         let kind = event_type(&q.mail.order);
         let started = Instant::now();

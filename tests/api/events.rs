@@ -17,16 +17,20 @@ struct Seen {
     body: Value,
     verified: bool,
     answered: u16,
+    /// When it arrived.
+    at: std::time::Instant,
 }
 
 /// How the receiver answers the n-th attempt (1-based) of one webhook-id.
-type Script = Arc<dyn Fn(usize) -> Behaviour + Send + Sync>;
+type Script = Arc<dyn Fn(usize, &Value) -> Behaviour + Send + Sync>;
 
 #[derive(Clone, Copy)]
 enum Behaviour {
     Answer(u16),
     /// Accepts the request and answers only after this long (past the deadline).
     Hang(Duration),
+    /// Answers 200 after this long (within the deadline).
+    Slow(Duration),
 }
 
 struct Receiver {
@@ -55,20 +59,23 @@ impl Receiver {
                     let log = log.lock().expect("log");
                     log.iter().filter(|s| s.id == id).count() + 1
                 };
-                let behaviour = script(n);
+                let value: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+                let behaviour = script(n, &value);
                 // Logged before any wait: the sender gives up on a hanging answer, and the
                 // server then drops this handler.
                 let answered = match behaviour {
                     Behaviour::Answer(s) => s,
                     Behaviour::Hang(_) => 0,
+                    Behaviour::Slow(_) => 200,
                 };
                 log.lock().expect("log").push(Seen {
                     id,
-                    body: serde_json::from_str(&body).unwrap_or(Value::Null),
+                    body: value,
                     verified,
                     answered,
+                    at: std::time::Instant::now(),
                 });
-                if let Behaviour::Hang(d) = behaviour {
+                if let Behaviour::Hang(d) | Behaviour::Slow(d) = behaviour {
                     tokio::time::sleep(d).await;
                 }
                 StatusCode::from_u16(answered).unwrap_or(StatusCode::OK)
@@ -147,7 +154,7 @@ async fn app_with_receiver(script: Script) -> (TestApp, Receiver) {
 #[tokio::test]
 async fn a_registration_is_reported_signed_with_one_id_through_a_500_and_a_timeout() {
     // Each event: 500, then no answer within the deadline, then 200.
-    let (app, rx) = app_with_receiver(Arc::new(|n| match n {
+    let (app, rx) = app_with_receiver(Arc::new(|n, _| match n {
         1 => Behaviour::Answer(500),
         2 => Behaviour::Hang(Duration::from_secs(3)),
         _ => Behaviour::Answer(204),
@@ -224,10 +231,34 @@ async fn a_registration_is_reported_signed_with_one_id_through_a_500_and_a_timeo
 }
 
 #[tokio::test]
+async fn a_users_next_event_waits_until_the_one_before_was_answered() {
+    // The receiver takes its time over `user.created`: `user.signed_in`, written in the same
+    // step, is sent only once that answer came.
+    let (app, rx) = app_with_receiver(Arc::new(|_, body: &Value| {
+        if body["type"] == "user.created" {
+            Behaviour::Slow(Duration::from_millis(500))
+        } else {
+            Behaviour::Answer(200)
+        }
+    }))
+    .await;
+    register_now(&app, "dee", "dee@example.com").await;
+    let seen = rx.wait("both", |s| s.len() == 2).await;
+    assert_eq!(delivered_types(&seen), ["user.created", "user.signed_in"]);
+    let gap = seen[1].at.duration_since(seen[0].at);
+    assert!(
+        gap >= Duration::from_millis(450),
+        "sent before the first was answered: {gap:?}"
+    );
+}
+
+#[tokio::test]
 async fn each_account_change_reports_its_events_and_a_failed_sign_in_none() {
-    let (app, rx) = app_with_receiver(Arc::new(|_| Behaviour::Answer(200))).await;
+    let (app, rx) = app_with_receiver(Arc::new(|_, _| Behaviour::Answer(200))).await;
     let first = register_now(&app, "bea", "bea@example.com").await;
-    rx.wait("registration", |s| s.len() == 2).await;
+    let seen = rx.wait("registration", |s| s.len() == 2).await;
+    // One user's events at one URL arrive in the order they happened.
+    assert_eq!(delivered_types(&seen), ["user.created", "user.signed_in"]);
     // Past the resend cooldown, once the deliveries are marked sent.
     tokio::time::sleep(Duration::from_millis(300)).await;
     app.advance(Duration::from_secs(61));
@@ -293,12 +324,15 @@ async fn each_account_change_reports_its_events_and_a_failed_sign_in_none() {
         .await
         .expect(401, "NOT_LOGGED_IN");
     let seen = rx.wait("reset", |s| s.len() == 7).await;
-    let mut reset: Vec<String> = delivered_types(&seen)[4..].to_vec();
-    reset.sort();
+    let reset: Vec<String> = delivered_types(&seen)[4..].to_vec();
+    let mut sorted = reset.clone();
+    sorted.sort();
     assert_eq!(
-        reset,
+        sorted,
         ["session.ended", "user.password_reset", "user.signed_in"]
     );
+    let at = |t: &str| reset.iter().position(|x| x == t);
+    assert!(at("user.password_reset") < at("session.ended"), "{reset:?}");
 
     // Disabled by the operator: user.disabled and the end of the last session.
     let user = app
@@ -312,9 +346,8 @@ async fn each_account_change_reports_its_events_and_a_failed_sign_in_none() {
         .await
         .expect(401, "NOT_LOGGED_IN");
     let seen = rx.wait("disable", |s| s.len() == 9).await;
-    let mut disabled: Vec<String> = delivered_types(&seen)[7..].to_vec();
-    disabled.sort();
-    assert_eq!(disabled, ["session.ended", "user.disabled"]);
+    let disabled: Vec<String> = delivered_types(&seen)[7..].to_vec();
+    assert_eq!(disabled, ["user.disabled", "session.ended"]);
 
     // Every id once: nothing was delivered twice.
     let mut ids: Vec<&str> = seen.iter().map(|s| s.id.as_str()).collect();
@@ -328,7 +361,7 @@ async fn each_account_change_reports_its_events_and_a_failed_sign_in_none() {
 async fn a_delivery_given_up_after_a_day_is_listed_and_sent_again_with_its_id() {
     let accept = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let open = accept.clone();
-    let (app, rx) = app_with_receiver(Arc::new(move |_| {
+    let (app, rx) = app_with_receiver(Arc::new(move |_, _| {
         if open.load(std::sync::atomic::Ordering::SeqCst) {
             Behaviour::Answer(200)
         } else {
